@@ -1,0 +1,1 @@
+"""Marketplace recommender library: data generation, features, ranking, evaluation, publishing."""

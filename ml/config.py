@@ -1,0 +1,60 @@
+"""Where everything lives, and the defaults every command shares.
+
+One setting moves the whole product: ``RECSYS_HOME`` (or ``--home``). Several homes can live
+side by side, so runs on different inputs never overwrite each other.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HOME = PROJECT_ROOT / "warehouse" / "home"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths of one product home. Directories are created on first use, not here."""
+
+    home: Path
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
+        chosen = home or os.environ.get("RECSYS_HOME") or DEFAULT_HOME
+        return cls(home=Path(chosen).expanduser().resolve())
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def default_input(self) -> Path:
+        """The generated demo export used when no input is given."""
+        return self.data_dir / "ab_test.csv"
+
+    @property
+    def build_db(self) -> Path:
+        """DuckDB file dbt builds into; only the pipeline opens it."""
+        return self.home / "build.duckdb"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.home / "serving"
+
+    @property
+    def serving_db(self) -> Path:
+        """DuckDB file the marketplace opens read-only; replaced atomically on publish."""
+        return self.serving_dir / "recommendations.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.serving_dir, self.models_dir, self.reports_dir):
+            path.mkdir(parents=True, exist_ok=True)

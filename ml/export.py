@@ -1,0 +1,90 @@
+"""Reading the marketplace export (the ``ab_test.csv`` layout) with DuckDB.
+
+The export is read as text, exactly as written, so that nothing is lost to type sniffing:
+typing and validation happen downstream (dbt staging), where bad rows are quarantined.
+This module is the Python-side reader used by the generator's checks, the importers and
+the baselines; the warehouse reads the same file with the same ``read_csv`` options.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+BASE_COLUMNS = [
+    "platform",
+    "utc_event_time",
+    "utc_event_date",
+    "user_id",
+    "event_type",
+    "ecom.price100",
+    "ecom.qty",
+    "ecom.nm",
+]
+CATEGORY_COLUMNS = ["main_category", "sub_category"]
+EVENT_TYPES = ["ec.view_item", "ec.add_to_cart", "ec.purchase", "user_engagement", "pageview"]
+PLATFORMS = ["Site", "Android", "iOS"]
+
+
+def read_csv_sql(path: str | Path) -> str:
+    """The ``read_csv`` call for an export: every column as text, 8 or 10 columns accepted.
+
+    ``null_padding`` turns short lines into rows with missing fields (rejected later with a
+    reason) instead of aborting the whole load.
+    """
+    escaped = str(path).replace("'", "''")
+    return (
+        f"read_csv('{escaped}', header = true, delim = ',', quote = '\"', escape = '\"', "
+        "all_varchar = true, null_padding = true, auto_detect = true)"
+    )
+
+
+def parse_list_sql(column: str) -> str:
+    """SQL turning list text like ``[1, 2]`` into a list of trimmed strings (``[]`` -> empty)."""
+    return (
+        f"list_transform(list_filter(string_split(trim({column}, '[] '), ','), "
+        "lambda x: trim(x) <> ''), lambda x: trim(x))"
+    )
+
+
+def read_line_items(path: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """One row per (event, line item) of the commerce events in ``path``.
+
+    Columns: ``row_id, platform, ts, date, user_id, event_type`` (``view_item``,
+    ``add_to_cart``, ``purchase``), ``position, item_id, price100, qty`` and
+    ``category_id`` (None without category columns). Prices or quantities missing
+    beside the item list (a real quirk of multi-item purchases) come back as NaN.
+    This reader is lenient: it is for analysis, the warehouse is the strict path.
+    """
+    con = con or duckdb.connect()
+    columns = [r[0] for r in con.sql(f"describe select * from {read_csv_sql(path)}").fetchall()]
+    categories = (
+        parse_list_sql("main_category") if "main_category" in columns else "[]::varchar[]"
+    )
+    query = f"""
+        with raw as (
+            select row_number() over () as row_id, *
+            from {read_csv_sql(path)}
+        ), parsed as (
+            select row_id, platform, user_id,
+                   replace(event_type, 'ec.', '') as event_type,
+                   try_cast(replace(utc_event_time, '+00:00', '') as timestamp) as ts,
+                   try_cast(utc_event_date as date) as date,
+                   {parse_list_sql('"ecom.nm"')} as items,
+                   {parse_list_sql('"ecom.price100"')} as prices,
+                   {parse_list_sql('"ecom.qty"')} as qtys,
+                   {categories} as categories
+            from raw
+            where event_type like 'ec.%'
+        )
+        select row_id, platform, ts, date, user_id, event_type,
+               pos as position,
+               items[pos] as item_id,
+               try_cast(prices[pos] as bigint) as price100,
+               try_cast(qtys[pos] as integer) as qty,
+               categories[pos] as category_id
+        from parsed, range(1, len(items) + 1) as r(pos)
+        order by row_id, pos
+    """
+    return con.sql(query).df()
