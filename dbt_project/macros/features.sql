@@ -1,0 +1,16 @@
+{#- How much one event says about interest in an item; shared by popularity and trend. -#}
+{% macro event_weight(event_type) -%}
+    case {{ event_type }} when 'purchase' then 10.0 when 'add_to_cart' then 4.0 else 1.0 end
+{%- endmacro %}
+
+{#- Exponential time decay: an event half_life days before the cutoff counts half. -#}
+{% macro decay(event_at, cutoff_at) -%}
+    pow(0.5, date_diff('second', {{ event_at }}, {{ cutoff_at }}) / 86400.0 / {{ var('popularity_half_life_days') }})
+{%- endmacro %}
+
+{#- Line items strictly before each cutoff: the only way feature models read events. -#}
+{% macro events_before_cutoffs() -%}
+    select cutoffs.cutoff_at, line_items.*
+    from {{ ref('int_line_items') }} as line_items
+    join {{ ref('int_cutoffs') }} as cutoffs on line_items.event_at < cutoffs.cutoff_at
+{%- endmacro %}

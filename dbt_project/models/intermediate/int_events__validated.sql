@@ -1,0 +1,59 @@
+-- Every staged row with the verdict on it: reject_reason is NULL for usable rows, else the first
+-- failed check. Rows are never dropped here, which is what makes conservation testable.
+{% set commerce = "event_type in ('view_item', 'add_to_cart', 'purchase')" %}
+
+with events as (
+
+    select
+        *,
+        {{ commerce }} as is_commerce,
+        row_number() over (
+            partition by raw_platform, raw_event_time, raw_event_date, raw_user_id, raw_event_type,
+                         raw_price100, raw_qty, raw_item_ids, raw_main_category, raw_sub_category
+            order by event_row_id
+        ) as copy_number
+    from {{ ref('stg_ab_test__events') }}
+
+)
+
+select
+    *,
+    case
+        -- A short line leaves list fields NULL (real rows always write `[]`); a long one extra fields.
+        when len(extra_fields) > 0 or raw_item_ids is null or raw_price100 is null or raw_qty is null
+            then 'malformed_row'
+        when raw_user_id is null or trim(raw_user_id) = '' then 'missing_user_id'
+        when user_id is null then 'bad_user_id'
+        when event_type is null
+          or event_type not in ('view_item', 'add_to_cart', 'purchase', 'user_engagement', 'pageview')
+            then 'unknown_event_type'
+        when platform is null or platform not in ('Site', 'Android', 'iOS') then 'unknown_platform'
+        when event_date is null then 'bad_event_date'
+        when is_commerce and event_at is null then 'bad_timestamp'
+        when is_commerce and (
+                not lists_well_formed
+                or list_count(item_ids) <> len(item_ids)
+                or list_count(category_ids) <> len(category_ids)
+                or list_count(sub_category_ids) <> len(sub_category_ids)
+             ) then 'malformed_list'
+        when is_commerce and len(item_ids) = 0 then 'no_items'
+        -- An empty price or quantity list beside items means "unknown", not misaligned.
+        when is_commerce and (
+                (len(prices100) > 0 and len(prices100) <> len(item_ids))
+                or (len(quantities) > 0 and len(quantities) <> len(item_ids))
+                or (len(category_ids) > 0 and len(category_ids) <> len(item_ids))
+                or (len(sub_category_ids) > 0 and len(sub_category_ids) <> len(item_ids))
+             ) then 'list_length_mismatch'
+        when is_commerce and (coalesce(list_min(prices100), 0) < 0 or coalesce(list_min(quantities), 0) < 0)
+            then 'negative_value'
+        when is_commerce and (
+                coalesce(list_max(prices100), 0) > {{ var('max_price100') }}
+                or coalesce(list_max(quantities), 0) > {{ var('max_qty') }}
+             ) then 'absurd_value'
+        when event_date < date '2000-01-01' or event_date > current_date + 1
+          or (is_commerce and abs(date_diff('day', event_at::date, event_date)) > 1)
+            then 'absurd_value'
+        when copy_number > 1 then 'duplicate_row'
+    end as reject_reason
+
+from events

@@ -1,0 +1,25 @@
+-- One typed row per (accepted commerce event, line item): the ecom.* lists unnested position by
+-- position. Unknown prices stay NULL (price_known = false); unknown quantities count as 1.
+with accepted as (
+
+    select * from {{ ref('int_events__validated') }}
+    where reject_reason is null and is_commerce
+
+)
+
+select
+    event_row_id,
+    position                                   as line_position,
+    user_id,
+    platform,
+    event_type,
+    event_at,
+    event_date,
+    item_ids[position]                         as item_id,
+    prices100[position]                        as price100,
+    prices100[position] / 100.0                as price_rub,
+    len(prices100) > 0                         as price_known,
+    coalesce(quantities[position], 1)          as quantity,
+    category_ids[position]                     as category_id,
+    sub_category_ids[position]                 as sub_category_id
+from accepted, range(1, len(item_ids) + 1) as positions(position)

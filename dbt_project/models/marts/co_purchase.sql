@@ -1,0 +1,68 @@
+-- Items the same users bought (or carted, or viewed) together, as of each cutoff, with
+-- support (distinct users), confidence and lift, one row per ordered pair.
+-- Bounded: each user contributes only their most recent distinct items per signal
+-- (var max_pair_items_per_user, fewer for views), so a user with hundreds of items adds at most
+-- M * (M - 1) pairs. Private: a pair is kept only when at least var min_pair_users users share it.
+with events as ({{ events_before_cutoffs() }}),
+
+user_items as (
+
+    select
+        cutoff_at,
+        case event_type when 'purchase' then 'purchase' when 'add_to_cart' then 'cart' else 'view' end as signal,
+        user_id,
+        item_id,
+        max(event_at) as last_at
+    from events
+    group by all
+
+),
+
+recent as (
+
+    select * from user_items
+    qualify row_number() over (partition by cutoff_at, signal, user_id order by last_at desc, item_id)
+        <= case signal when 'view' then {{ var('max_pair_items_per_user_views') }}
+                       else {{ var('max_pair_items_per_user') }} end
+
+),
+
+signal_users as (
+
+    select cutoff_at, signal, count(distinct user_id) as n_users from recent group by all
+
+),
+
+item_users as (
+
+    select cutoff_at, signal, item_id, count(*) as n_users from recent group by all
+
+),
+
+pairs as (
+
+    select a.cutoff_at, a.signal, a.item_id, b.item_id as other_item_id, count(*) as support_users
+    from recent as a
+    join recent as b
+      on a.cutoff_at = b.cutoff_at and a.signal = b.signal and a.user_id = b.user_id
+     and a.item_id <> b.item_id
+    group by all
+    having count(*) >= {{ var('min_pair_users') }}
+
+)
+
+select
+    pairs.cutoff_at,
+    pairs.signal,
+    pairs.item_id,
+    pairs.other_item_id,
+    pairs.support_users,
+    pairs.support_users / item.n_users::double                        as confidence,
+    pairs.support_users * signal_users.n_users / (item.n_users * other.n_users)::double as lift
+from pairs
+join item_users as item
+  on item.cutoff_at = pairs.cutoff_at and item.signal = pairs.signal and item.item_id = pairs.item_id
+join item_users as other
+  on other.cutoff_at = pairs.cutoff_at and other.signal = pairs.signal and other.item_id = pairs.other_item_id
+join signal_users
+  on signal_users.cutoff_at = pairs.cutoff_at and signal_users.signal = pairs.signal

@@ -1,0 +1,27 @@
+-- The quarantine: every exported row that could not be used, with why and the row as written.
+-- Rows the reader could split keep their fields; lines it could not split keep the raw line.
+select
+    event_row_id,
+    null::bigint                               as line_number,
+    reject_reason,
+    raw_platform,
+    raw_event_time,
+    raw_event_date,
+    raw_user_id,
+    raw_event_type,
+    raw_price100,
+    raw_qty,
+    raw_item_ids,
+    raw_main_category,
+    raw_sub_category,
+    nullif(array_to_string(extra_fields, ','), '') as raw_extra_fields,
+    null::varchar                              as raw_line
+from {{ ref('int_events__validated') }}
+where reject_reason is not null
+
+union all
+
+select
+    null, line_number, 'malformed_row', null, null, null, null, null, null, null, null, null, null,
+    null, raw_line
+from {{ ref('stg_ab_test__unreadable_lines') }}

@@ -1,0 +1,93 @@
+-- Users as of each cutoff: activity, recency and the price tier they buy in. The tier comes
+-- from purchases when there are any (what people pay), else from carts, else from views.
+with events as ({{ events_before_cutoffs() }}),
+
+activity as (
+
+    select
+        cutoffs.cutoff_at,
+        activity.user_id,
+        any_value(activity.platform)                    as platform,
+        count(distinct activity.event_date)             as n_active_days,
+        sum(activity.n_events)::bigint                  as n_events,
+        sum(activity.n_engagement_events + activity.n_pageview_events)::bigint as n_noncommerce_events
+    from {{ ref('int_user_activity') }} as activity
+    join {{ ref('int_cutoffs') }} as cutoffs on activity.event_date < cutoffs.cutoff_at::date
+    group by cutoffs.cutoff_at, activity.user_id
+
+),
+
+commerce as (
+
+    select
+        cutoff_at,
+        user_id,
+        any_value(platform)                             as platform,
+        count(*) filter (where event_type = 'view_item')    as n_views,
+        count(*) filter (where event_type = 'add_to_cart')  as n_carts,
+        count(*) filter (where event_type = 'purchase')     as n_purchases,
+        count(distinct item_id)                         as n_items,
+        count(distinct category_id)                     as n_categories,
+        mode(category_id)                               as top_category_id,
+        date_diff('second', max(event_at), cutoff_at) / 86400.0 as days_since_last_event,
+        date_diff('second', max(event_at) filter (where event_type = 'purchase'), cutoff_at) / 86400.0
+                                                        as days_since_last_purchase
+    from events
+    group by cutoff_at, user_id
+
+),
+
+tier_events as (
+
+    -- The most committed kind of event the user has with a known price decides the tier.
+    select *
+    from events
+    where price_rub > 0
+    qualify dense_rank() over (
+        partition by cutoff_at, user_id
+        order by case event_type when 'purchase' then 1 when 'add_to_cart' then 2 else 3 end
+    ) = 1
+
+),
+
+tier as (
+
+    select
+        cutoff_at,
+        user_id,
+        any_value(event_type)                           as price_tier_source,
+        median(price_rub)                               as price_median_rub,
+        quantile_cont(price_rub, 0.25)                  as price_p25_rub,
+        quantile_cont(price_rub, 0.75)                  as price_p75_rub,
+        count(*)                                        as price_observations
+    from tier_events
+    group by cutoff_at, user_id
+
+)
+
+select
+    cutoff_at,
+    user_id,
+    coalesce(activity.platform, commerce.platform)      as platform,
+    coalesce(activity.n_active_days, 1)                 as n_active_days,
+    coalesce(activity.n_events, 0)                      as n_events,
+    coalesce(activity.n_noncommerce_events, 0)          as n_noncommerce_events,
+    coalesce(commerce.n_views, 0)                       as n_views,
+    coalesce(commerce.n_carts, 0)                       as n_carts,
+    coalesce(commerce.n_purchases, 0)                   as n_purchases,
+    coalesce(commerce.n_items, 0)                       as n_items,
+    coalesce(commerce.n_categories, 0)                  as n_categories,
+    commerce.top_category_id,
+    commerce.days_since_last_event,
+    commerce.days_since_last_purchase,
+    tier.price_tier_source,
+    tier.price_median_rub,
+    tier.price_p25_rub,
+    tier.price_p75_rub,
+    -- Spread of the tier on a log scale: 0 for a user who always pays the same.
+    ln(tier.price_p75_rub / tier.price_p25_rub)         as price_spread,
+    coalesce(tier.price_observations, 0)                as price_observations
+-- Full join: with a cutoff inside a day, that day's commerce counts but its dated-only activity not.
+from activity
+full join commerce using (cutoff_at, user_id)
+left join tier using (cutoff_at, user_id)

@@ -1,0 +1,117 @@
+"""Running dbt against the build database, and reading what it built.
+
+dbt runs as a child process, with the project at the repository root and the
+build database chosen by ``RECSYS_BUILD_DB``, so each product home has its own warehouse.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ml.config import PROJECT_ROOT, Settings
+
+PROFILES_DIR = PROJECT_ROOT / "dbt_project"
+
+
+class DbtError(RuntimeError):
+    """A dbt invocation failed; the message names the failing nodes."""
+
+
+@dataclass
+class DbtResult:
+    """Outcome of one dbt invocation: which nodes ran and how long each took."""
+
+    command: str
+    node_status: dict[str, str] = field(default_factory=dict)
+    node_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def dbt_vars(input_path: Path, as_of: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The variables a build needs; anything in ``dbt_project.yml`` ``vars`` can be overridden."""
+    values: dict[str, Any] = {"input_path": str(Path(input_path).resolve()), "as_of": as_of or ""}
+    values.update(overrides)
+    return values
+
+
+def run_dbt(
+    settings: Settings,
+    command: str,
+    variables: Mapping[str, Any],
+    *,
+    select: str | None = None,
+    on_node: Callable[[str, str, float], None] | None = None,
+) -> DbtResult:
+    """Run ``dbt <command>`` (build, run, test, ...) for one home; raise ``DbtError`` on failure.
+
+    dbt runs in a child process: dbt-duckdb keeps its database open for the life of the
+    process, and the pipeline must be able to open the build database once dbt is done.
+    ``on_node(name, status, seconds)`` is called as each node finishes, for progress output.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RECSYS_BUILD_DB": str(settings.build_db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    args = [
+        _dbt_executable(), command,
+        "--project-dir", str(PROJECT_ROOT),
+        "--profiles-dir", str(PROFILES_DIR),
+        "--target-path", str(settings.home / "dbt_target"),
+        "--log-path", str(settings.home / "dbt_logs"),
+        "--log-format", "json",
+        "--vars", json.dumps(dict(variables)),
+    ]
+    if select:
+        args += ["--select", select]
+
+    result = DbtResult(command=command)
+    errors: list[str] = []
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, cwd=PROJECT_ROOT) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            event = _parse_event(line)
+            if event is None:
+                continue
+            name, data = event
+            if name == "NodeFinished":
+                node = data["node_info"]
+                seconds = _node_seconds(node)
+                result.node_status[node["node_name"]] = node["node_status"]
+                result.node_seconds[node["node_name"]] = seconds
+                if on_node:
+                    on_node(node["node_name"], node["node_status"], seconds)
+            elif name in ("RunResultError", "RunResultFailure", "MainEncounteredError"):
+                node_name = data.get("node_info", {}).get("node_name", "")
+                errors.append(f"{node_name}: {data.get('msg') or data.get('exc')}".strip(": "))
+    if process.returncode != 0:
+        detail = "; ".join(errors[:5]) or f"exit code {process.returncode}"
+        raise DbtError(f"dbt {command} failed: {detail} (log: {settings.home / 'dbt_logs' / 'dbt.log'})")
+    return result
+
+
+def _dbt_executable() -> str:
+    beside_python = Path(sys.executable).with_name("dbt")
+    return str(beside_python) if beside_python.exists() else (shutil.which("dbt") or "dbt")
+
+
+def _parse_event(line: str) -> tuple[str, dict[str, Any]] | None:
+    try:
+        payload = json.loads(line)
+        return payload["info"]["name"], payload.get("data", {})
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _node_seconds(node: Mapping[str, Any]) -> float:
+    try:
+        started = datetime.fromisoformat(node["node_started_at"])
+        finished = datetime.fromisoformat(node["node_finished_at"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return (finished - started).total_seconds()
