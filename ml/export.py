@@ -40,14 +40,6 @@ def read_csv_sql(path: str | Path) -> str:
     )
 
 
-def parse_list_sql(column: str) -> str:
-    """SQL turning list text like ``[1, 2]`` into a list of trimmed strings (``[]`` -> empty)."""
-    return (
-        f"list_transform(list_filter(string_split(trim({column}, '[] '), ','), "
-        "lambda x: trim(x) <> ''), lambda x: trim(x))"
-    )
-
-
 def read_line_items(path: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
     """One row per (event, line item) of the commerce events in ``path``.
 
@@ -60,7 +52,7 @@ def read_line_items(path: str | Path, con: duckdb.DuckDBPyConnection | None = No
     con = con or duckdb.connect()
     columns = [r[0] for r in con.sql(f"describe select * from {read_csv_sql(path)}").fetchall()]
     categories = (
-        parse_list_sql("main_category") if "main_category" in columns else "[]::varchar[]"
+        "try_cast(main_category as varchar[])" if "main_category" in columns else "[]::varchar[]"
     )
     query = f"""
         with raw as (
@@ -71,9 +63,9 @@ def read_line_items(path: str | Path, con: duckdb.DuckDBPyConnection | None = No
                    replace(event_type, 'ec.', '') as event_type,
                    try_cast(replace(utc_event_time, '+00:00', '') as timestamp) as ts,
                    try_cast(utc_event_date as date) as date,
-                   {parse_list_sql('"ecom.nm"')} as items,
-                   {parse_list_sql('"ecom.price100"')} as prices,
-                   {parse_list_sql('"ecom.qty"')} as qtys,
+                   try_cast("ecom.nm" as varchar[]) as items,
+                   try_cast("ecom.price100" as bigint[]) as prices,
+                   try_cast("ecom.qty" as bigint[]) as qtys,
                    {categories} as categories
             from raw
             where event_type like 'ec.%'
@@ -81,8 +73,8 @@ def read_line_items(path: str | Path, con: duckdb.DuckDBPyConnection | None = No
         select row_id, platform, ts, date, user_id, event_type,
                pos as position,
                items[pos] as item_id,
-               try_cast(prices[pos] as bigint) as price100,
-               try_cast(qtys[pos] as integer) as qty,
+               prices[pos] as price100,
+               qtys[pos] as qty,
                categories[pos] as category_id
         from parsed, range(1, len(items) + 1) as r(pos)
         order by row_id, pos

@@ -1,6 +1,7 @@
--- The points in time features are computed at. T is the serving cutoff (var as_of, or the day
--- after the last event); the ranker trains on features at T - h with labels in [T - h, T), and
--- offline evaluation repeats that one horizon earlier.
+-- The points in time features are computed at: cutoff_index 0 is the serving cutoff T (var as_of,
+-- or the day after the last event); index k >= 1 is T - k * h, labelled by the purchases in
+-- [cutoff_at, label_end_at). The ranker trains on k = 1; model selection and the quality gate
+-- replay the same recipe on older cutoffs (k >= 2), so no decision ever sees its own test window.
 {% set h = var('horizon_days') | int %}
 
 with serving as (
@@ -14,10 +15,8 @@ with serving as (
 
 )
 
-select 'evaluation' as cutoff_role, serve_at - interval {{ 2 * h }} day as cutoff_at,
-       serve_at - interval {{ h }} day as label_end_at
-from serving
-union all
-select 'training', serve_at - interval {{ h }} day, serve_at from serving
-union all
-select 'serving', serve_at, null::timestamp from serving
+select
+    k                                          as cutoff_index,
+    serve_at - to_days({{ h }} * k)            as cutoff_at,
+    case when k > 0 then serve_at - to_days({{ h }} * (k - 1)) end as label_end_at
+from serving, range(0, {{ var('labelled_cutoffs') | int }} + 1) as indexes(k)

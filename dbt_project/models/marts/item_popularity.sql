@@ -18,7 +18,7 @@ scored as (
 
     union all
 
-    select cutoff_at, 'category', category_id::varchar, item_id,
+    select cutoff_at, 'category', category_id, item_id,
            sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }})
     from events
     where category_id is not null

@@ -40,29 +40,25 @@ select
     "ecom.nm"                                  as raw_item_ids,
     main_category                              as raw_main_category,
     sub_category                               as raw_sub_category,
-    list_filter(extra_values, lambda v: v is not null) as extra_fields,
 
     trim(platform)                             as platform,
     timezone('UTC', try_strptime(utc_event_time, '%Y-%m-%d %H:%M:%S%z')) as event_at,
     try_cast(utc_event_date as date)           as event_date,
-    try_cast(user_id as uhugeint)              as user_id,
+    {{ decimal_id('user_id') }}                as user_id,
     regexp_replace(trim(event_type), '^ec\.', '') as event_type,
 
-    {{ is_integer_list('"ecom.nm"') }}
+    {{ is_id_list('"ecom.nm"') }}
         and {{ is_integer_list('"ecom.price100"') }}
         and {{ is_integer_list('"ecom.qty"') }}
-        and (main_category is null or {{ is_integer_list('main_category') }})
-        and (sub_category is null or {{ is_integer_list('sub_category') }})
+        and (main_category is null or {{ is_id_list('main_category') }})
+        and (sub_category is null or {{ is_id_list('sub_category') }})
                                                as lists_well_formed,
-    list_transform({{ parse_list('"ecom.nm"') }}, lambda x: try_cast(x as uhugeint))
-                                               as item_ids,
-    list_transform({{ parse_list('"ecom.price100"') }}, lambda x: try_cast(x as bigint))
-                                               as prices100,
-    list_transform({{ parse_list('"ecom.qty"') }}, lambda x: try_cast(x as bigint))
-                                               as quantities,
-    list_transform({{ parse_list('main_category') }}, lambda x: try_cast(x as uhugeint))
-                                               as category_ids,
-    list_transform({{ parse_list('sub_category') }}, lambda x: try_cast(x as uhugeint))
-                                               as sub_category_ids
+    -- DuckDB parses list text natively; elements that are not numbers become NULL.
+    try_cast("ecom.nm" as varchar[])           as item_ids,
+    try_cast("ecom.price100" as bigint[])      as prices100,
+    try_cast("ecom.qty" as bigint[])           as quantities,
+    try_cast(main_category as varchar[])       as category_ids,
+    try_cast(sub_category as varchar[])        as sub_category_ids,
+    list_filter(extra_values, lambda v: v is not null) as extra_fields
 
 from numbered

@@ -1,0 +1,327 @@
+"""Serving latency under republishing: direct SQL lookups and HTTP through ``recsys api``.
+
+    .venv/bin/python benchmarks/bench_serving.py [--users 500000] [--recs 20] [--republish 3]
+
+1. Builds a fake build database (``pub_*`` tables: ``--users`` warm users x ``--recs`` recs with
+   38-digit decimal ids, cold users with profiles only, items, co-purchases, fallbacks) and
+   publishes it once (timed).
+2. Phase "sql": ``--sql-threads`` threads do point lookups through ``ml.serving`` with
+   read-only connections (plain query on ``recommendations``, the ``recommend`` macro with
+   warm and unknown users, and ``related_items``) while another *process* republishes
+   ``--republish`` times; the phase lasts until that process is done.
+3. Phase "http": the same against ``python -m ml.cli api`` in its own process, with
+   ``--http-concurrency`` keep-alive httpx clients, again while another process republishes.
+
+Counts failed and empty answers (both must be 0), prints p50/p95/p99 and throughput, and
+writes JSON to ``benchmarks/results/serving-<timestamp>.json``. Not a test: takes minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ml import serving  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+AS_OF = datetime(2023, 8, 13, 23, 59, 59)
+
+
+def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, categories: int) -> None:
+    """Fake ``pub_*`` tables, generated in SQL (ids: 38-digit decimals like the real hashes)."""
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(path))
+    con.execute("SET preserve_insertion_order = false")
+    uid = ("cast(1 + hash(i, 'u') % 9 AS VARCHAR) || lpad(CAST(hash(i, 'v') % 10000000000000000000 AS VARCHAR), 19, '0')"
+           " || lpad(CAST(hash(i, 'w') % 1000000000000000000 AS VARCHAR), 18, '0')")
+    iid = ("cast(1 + hash({x}, 'i') % 9 AS VARCHAR) || lpad(CAST(hash({x}, 'j') % 10000000000000000000 AS VARCHAR), 19, '0')"
+           " || lpad(CAST(hash({x}, 'k') % 1000000000000000000 AS VARCHAR), 18, '0')")
+    con.execute(f"CREATE TABLE item_ids AS SELECT i AS n, {iid.format(x='i')} AS item_id FROM range({items}) r(i)")
+    con.execute(f"""CREATE TABLE pub_items AS SELECT item_id,
+        CAST(1000000 + n % {categories} AS VARCHAR) AS category_id,
+        CAST(100 + hash(n, 'p') % 20000 AS DOUBLE) AS price_rub,
+        1000000.0 / (n + 10) AS popularity FROM item_ids""")
+    gen = "TIMESTAMP '2023-08-14 03:00:00'"
+    con.execute(f"""CREATE TABLE pub_recommendations AS
+        SELECT g.user_id, it.item_id, g.rank, 1.0 / g.rank AS score,
+               'ranker' AS reason, 'bench' AS model_version, {gen} AS generated_at
+        FROM (SELECT {uid} AS user_id, CAST(r AS INTEGER) AS rank,
+                     (hash(i) % {items // recs}) * {recs} + r - 1 AS item_n
+              FROM range({users}) u(i) CROSS JOIN range(1, {recs} + 1) t(r)) g
+        JOIN item_ids it ON it.n = g.item_n""")
+    # (each user gets a block of consecutive item numbers, so a list never repeats an item)
+    con.execute(f"""CREATE TABLE pub_user_profiles AS
+        SELECT {uid} AS user_id, (['Site', 'Android', 'iOS'])[1 + i % 3] AS platform,
+               CAST(500 + i % 5000 AS DOUBLE) AS price_median_rub, 0.5 AS price_spread,
+               CAST(1000000 + i % {categories} AS VARCHAR) AS top_category_id
+        FROM range({users + cold_users}) u(i)""")
+    con.execute(f"""CREATE TABLE pub_fallback_recommendations AS
+        SELECT p.platform, it.item_id, CAST(it.n + 1 AS INTEGER) AS rank, 1.0 / (it.n + 1) AS score,
+               'popular' AS reason, 'bench' AS model_version, {gen} AS generated_at
+        FROM (VALUES ('Site'), ('Android'), ('iOS'), ('all')) p(platform), item_ids it WHERE it.n < 100""")
+    n_sim = items // 5
+    con.execute(f"""CREATE TABLE pub_similar_items AS
+        SELECT g.item_id, b.item_id AS similar_item_id, g.rank, 1.0 / g.rank AS score,
+               CAST(20 - g.rank AS INTEGER) AS support_users, 0.1 / g.rank AS confidence, 3.0 AS lift
+        FROM (SELECT a.item_id, CAST(r AS INTEGER) AS rank, {n_sim} + (a.n * 10 + r) % {items - n_sim} AS other_n
+              FROM item_ids a CROSS JOIN range(1, 11) t(r) WHERE a.n < {n_sim}) g
+        JOIN item_ids b ON b.n = g.other_n""")
+    samples = {
+        "warm": [r[0] for r in con.execute(f"SELECT {uid} FROM range({users}) u(i) USING SAMPLE 5000 ROWS").fetchall()],
+        "cold": [r[0] for r in con.execute(f"SELECT {uid} FROM range({users}, {users + cold_users}) u(i) "
+                                           "USING SAMPLE 2000 ROWS").fetchall()],
+        "items_pairs": [r[0] for r in con.execute(f"SELECT item_id FROM item_ids WHERE n < {n_sim} "
+                                                  "USING SAMPLE 2000 ROWS").fetchall()],
+        "items_new": [r[0] for r in con.execute(f"SELECT item_id FROM item_ids WHERE n >= {n_sim} "
+                                                "USING SAMPLE 2000 ROWS").fetchall()],
+    }
+    con.execute("DROP TABLE item_ids")
+    con.close()
+    print(f"build db: {users:,} users x {recs} recs, {items:,} items in {time.perf_counter() - t0:.1f} s", flush=True)
+    return samples
+
+
+REPUBLISHER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from datetime import datetime
+from ml.serving import publish
+for i in range(int(sys.argv[4])):
+    r = publish(sys.argv[2], sys.argv[3], model_version=f"bench-{i}", as_of=datetime(2023, 8, 13))
+    print(f"published {i} in {r.seconds:.1f} s", flush=True)
+    time.sleep(0.5)
+"""
+
+
+def start_republisher(build: Path, serving_db: Path, times: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(ROOT), str(build), str(serving_db), str(times)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def summarise(name: str, lat_ms: list[float], failures: int, empties: int, seconds: float) -> dict:
+    lat = sorted(lat_ms)
+    pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3) if lat else None  # noqa: E731
+    out = {"name": name, "requests": len(lat), "failures": failures, "empty": empties,
+           "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
+           "max_ms": round(lat[-1], 3) if lat else None,
+           "throughput_rps": round(len(lat) / seconds, 1) if seconds else None}
+    print(f"  {name:<28} n={out['requests']:>7}  p50={out['p50_ms']:>7} ms  p95={out['p95_ms']:>7} ms  "
+          f"p99={out['p99_ms']:>7} ms  max={out['max_ms']:>8} ms  {out['throughput_rps']:>8} req/s  "
+          f"failed={failures} empty={empties}", flush=True)
+    return out
+
+
+def run_until_done(proc: subprocess.Popen, work, threads: int, max_requests: int) -> tuple[dict, float, list[str]]:
+    """Run ``work(rng, record)`` in ``threads`` threads until ``proc`` exits (or the cap)."""
+    stats: dict[str, list] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    count = [0]
+
+    def record(kind: str, ms: float, ok: bool, empty: bool) -> None:
+        with lock:
+            s = stats.setdefault(kind, [[], 0, 0])
+            s[0].append(ms)
+            s[1] += not ok
+            s[2] += empty
+            count[0] += 1
+            if count[0] >= max_requests:
+                stop.set()
+
+    def loop(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            work(rng, record)
+
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    log = []
+    for line in proc.stdout:
+        log.append(line.strip())
+        print("   republisher:", line.strip(), flush=True)
+    proc.wait()
+    stop.set()
+    for t in pool:
+        t.join()
+    if proc.returncode != 0:
+        raise SystemExit("republisher failed: " + proc.stderr.read())
+    return stats, time.perf_counter() - t0, log
+
+
+def sql_phase(serving_db: Path, samples: dict, threads: int):
+    reader = serving.ServingReader(serving_db, check_interval=0.05)
+    plain = "SELECT item_id, rank, score FROM recommendations WHERE user_id = ? ORDER BY rank"
+
+    def work(rng, record):
+        kind = rng.choices(["plain_warm", "recommend_warm", "recommend_unknown", "related_items"],
+                           weights=[3, 4, 1, 2])[0]
+        t = time.perf_counter()
+        ok, rows = True, []
+        try:
+            cur = reader.cursor()
+            try:
+                if kind == "plain_warm":
+                    rows = cur.execute(plain, [rng.choice(samples["warm"])]).fetchall()
+                elif kind == "recommend_warm":
+                    rows = serving.recommendations_for_user(cur, rng.choice(samples["warm"]), n=20)
+                elif kind == "recommend_unknown":
+                    rows = serving.recommendations_for_user(cur, rng.choice(samples["cold"]), n=20)
+                else:
+                    item = rng.choice(samples["items_pairs"] if rng.random() < 0.7 else samples["items_new"])
+                    rows = serving.similar_items(cur, item, user_id=rng.choice(samples["warm"]), n=20)
+            finally:
+                cur.close()
+        except Exception as exc:  # counted, not raised
+            ok = False
+            print("   sql error:", repr(exc)[:200], flush=True)
+        record(kind, (time.perf_counter() - t) * 1000, ok, ok and len(rows) == 0)
+
+    return work, reader
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_phase(base: str, samples: dict):
+    import httpx
+
+    local = threading.local()
+
+    def work(rng, record):
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base, timeout=10)
+        kind = rng.choices(["http_recommendations", "http_similar"], weights=[4, 1])[0]
+        if kind == "http_recommendations":
+            pool = samples["warm"] if rng.random() < 0.8 else samples["cold"]
+            url = f"/recommendations/{rng.choice(pool)}"
+        else:
+            item = rng.choice(samples["items_pairs"] if rng.random() < 0.7 else samples["items_new"])
+            url = f"/items/{item}/similar?user_id={rng.choice(samples['warm'])}"
+        t = time.perf_counter()
+        ok, empty = True, False
+        try:
+            resp = local.client.get(url)
+            ok = resp.status_code == 200
+            empty = ok and len(resp.json()["items"]) == 0
+            if not ok:
+                print("   http error:", resp.status_code, resp.text[:200], flush=True)
+        except Exception as exc:
+            ok = False
+            print("   http error:", repr(exc)[:200], flush=True)
+        record(kind, (time.perf_counter() - t) * 1000, ok, empty)
+
+    return work
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=500_000)
+    ap.add_argument("--recs", type=int, default=20)
+    ap.add_argument("--cold-users", type=int, default=100_000)
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--categories", type=int, default=2_000)
+    ap.add_argument("--republish", type=int, default=3, help="publications per phase (>= 3)")
+    ap.add_argument("--sql-threads", type=int, default=2)
+    ap.add_argument("--http-concurrency", type=int, default=4)
+    ap.add_argument("--max-requests", type=int, default=200_000, help="cap per phase")
+    ap.add_argument("--workdir", help="where to build (default: a temp dir, removed afterwards)")
+    args = ap.parse_args()
+
+    work_dir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    home = work_dir / "home"
+    build, serving_db = home / "build.duckdb", home / "serving" / "recommendations.duckdb"
+    home.mkdir(parents=True, exist_ok=True)
+    build.unlink(missing_ok=True)
+    results: dict = {"started_at": datetime.now(timezone.utc).isoformat(), "args": vars(args),
+                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "duckdb": duckdb.__version__, "load_avg_start": os.getloadavg()}}
+    server = None
+    try:
+        samples = make_build(build, args.users, args.recs, args.cold_users, args.items, args.categories)
+        first = serving.publish(build, serving_db, model_version="bench-initial", as_of=AS_OF)
+        print(f"publish: {first.n_rows:,} rows, {first.bytes / 2**20:.0f} MiB in {first.seconds:.1f} s", flush=True)
+        results["publish"] = {"seconds": round(first.seconds, 2), "bytes": first.bytes, "rows": first.row_counts}
+
+        print("phase sql (read-only connections, in-process) while republishing ...", flush=True)
+        work, reader = sql_phase(serving_db, samples, args.sql_threads)
+        for _ in range(200):  # warm-up: first queries read from disk
+            work(random.Random(0), lambda *a: None)
+        stats, seconds, log = run_until_done(start_republisher(build, serving_db, args.republish), work,
+                                             args.sql_threads, args.max_requests)
+        results["sql"] = {"seconds": round(seconds, 1), "republished": log, "reloads": reader.reloads,
+                          "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())]}
+        all_lat = [x for v in stats.values() for x in v[0]]
+        results["sql"]["all"] = summarise("sql (all)", all_lat, sum(v[1] for v in stats.values()),
+                                          sum(v[2] for v in stats.values()), seconds)
+        reader.close()
+
+        print("phase http (recsys api in its own process) while republishing ...", flush=True)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "ml.cli", "--home", str(home), "api",
+                                   "--host", "127.0.0.1", "--port", str(port)],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        import httpx
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        work = http_phase(base, samples)
+        for _ in range(200):
+            work(random.Random(1), lambda *a: None)
+        stats, seconds, log = run_until_done(start_republisher(build, serving_db, args.republish), work,
+                                             args.http_concurrency, args.max_requests)
+        health = httpx.get(base + "/health").json()
+        results["http"] = {"seconds": round(seconds, 1), "republished": log, "reloads": health["reloads"],
+                           "final_model_version": health["model_version"],
+                           "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())]}
+        all_lat = [x for v in stats.values() for x in v[0]]
+        results["http"]["all"] = summarise("http (all)", all_lat, sum(v[1] for v in stats.values()),
+                                           sum(v[2] for v in stats.values()), seconds)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        if not args.workdir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    results["machine"]["load_avg_end"] = os.getloadavg()
+    goals = {"sql_p99_lt_10ms": results["sql"]["all"]["p99_ms"] < 10,
+             "http_p99_lt_50ms": results["http"]["all"]["p99_ms"] < 50,
+             "no_failures_or_empty": all(results[p]["all"]["failures"] == 0 and results[p]["all"]["empty"] == 0
+                                         for p in ("sql", "http"))}
+    results["goals"] = goals
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"serving-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print("goals:", goals)
+    print("wrote", out)
+    return 0 if goals["no_failures_or_empty"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

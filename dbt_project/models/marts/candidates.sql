@@ -1,0 +1,217 @@
+-- Candidate items per user and cutoff, from several sources, with everything the ranker reads.
+-- Sources (a candidate may come from several; primary_source is the first in this order):
+--   history      the user's own items, strongest interest first (re-buys and items still wanted)
+--   co_purchase  items bought/carted/viewed together with the user's top items (anchor_item_id)
+--   category     popular items of the user's top category within their price tier
+--   trending     rising items among what is popular on the user's platform now
+--   popular      popular on the user's platform now (the fallback source)
+-- Serving cutoff: every user with history. Labelled cutoffs: only users who purchase in the label
+-- window (the only users a ranking can be learned or judged on); label = purchased in the window.
+with cutoffs as (
+
+    select * from {{ ref('int_cutoffs') }}
+
+),
+
+window_purchases as (
+
+    select distinct cutoffs.cutoff_at, line_items.user_id, line_items.item_id
+    from {{ ref('int_line_items') }} as line_items
+    join cutoffs
+      on line_items.event_at >= cutoffs.cutoff_at and line_items.event_at < cutoffs.label_end_at
+    where line_items.event_type = 'purchase'
+
+),
+
+users as (
+
+    select user_features.*
+    from {{ ref('user_features') }} as user_features
+    join cutoffs using (cutoff_at)
+    left join (select distinct cutoff_at, user_id from window_purchases) as buyers
+      using (cutoff_at, user_id)
+    where user_features.n_items > 0
+      and (cutoffs.label_end_at is null or buyers.user_id is not null)
+
+),
+
+user_items as (
+
+    select
+        user_items.*,
+        row_number() over (
+            partition by user_items.cutoff_at, user_items.user_id
+            order by user_items.interest desc, user_items.item_id
+        ) as interest_rank
+    from {{ ref('int_user_items') }} as user_items
+    join users using (cutoff_at, user_id)
+
+),
+
+from_history as (
+
+    select cutoff_at, user_id, item_id, 'history' as source, interest as source_score,
+           null::varchar as anchor_item_id
+    from user_items
+    where interest_rank <= {{ var('candidates_history') }}
+
+),
+
+from_co_purchase as (
+
+    select
+        anchors.cutoff_at,
+        anchors.user_id,
+        pairs.other_item_id                    as item_id,
+        'co_purchase'                          as source,
+        sum(anchors.interest * pairs.confidence * pairs.signal_weight) as source_score,
+        arg_max(anchors.item_id, anchors.interest * pairs.confidence * pairs.signal_weight) as anchor_item_id
+    from user_items as anchors
+    join (
+        select *, case signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end as signal_weight
+        from {{ ref('co_purchase') }}
+    ) as pairs
+      on pairs.cutoff_at = anchors.cutoff_at and pairs.item_id = anchors.item_id
+    where anchors.interest_rank <= {{ var('candidates_anchor_items') }}
+    group by anchors.cutoff_at, anchors.user_id, pairs.other_item_id
+    qualify row_number() over (
+        partition by anchors.cutoff_at, anchors.user_id order by source_score desc, pairs.other_item_id
+    ) <= {{ var('candidates_co_purchase') }}
+
+),
+
+from_category as (
+
+    select users.cutoff_at, users.user_id, popular.item_id, 'category' as source,
+           popular.score as source_score, null::varchar as anchor_item_id
+    from users
+    join {{ ref('item_popularity') }} as popular
+      on popular.cutoff_at = users.cutoff_at and popular.scope = 'category'
+     and popular.scope_value = users.top_category_id
+    join {{ ref('item_features') }} as items
+      on items.cutoff_at = popular.cutoff_at and items.item_id = popular.item_id
+    where users.price_median_rub is null or items.price_rub is null
+       or items.price_rub between users.price_p25_rub / 2 and users.price_p75_rub * 2
+    qualify row_number() over (
+        partition by users.cutoff_at, users.user_id order by popular.score desc, popular.item_id
+    ) <= {{ var('candidates_category') }}
+
+),
+
+trending_items as (
+
+    select popular.cutoff_at, popular.scope_value as platform, popular.item_id,
+           popular.score * items.trend as trend_score
+    from {{ ref('item_popularity') }} as popular
+    join {{ ref('item_features') }} as items using (cutoff_at, item_id)
+    where popular.scope = 'platform' and items.trend > 1
+    qualify row_number() over (
+        partition by popular.cutoff_at, popular.scope_value order by trend_score desc, popular.item_id
+    ) <= {{ var('candidates_trending') }}
+
+),
+
+from_trending as (
+
+    select users.cutoff_at, users.user_id, trending_items.item_id, 'trending' as source,
+           trending_items.trend_score as source_score, null::varchar as anchor_item_id
+    from users
+    join trending_items
+      on trending_items.cutoff_at = users.cutoff_at and trending_items.platform = users.platform
+
+),
+
+from_popular as (
+
+    select users.cutoff_at, users.user_id, popular.item_id, 'popular' as source,
+           popular.score as source_score, null::varchar as anchor_item_id
+    from users
+    join {{ ref('item_popularity') }} as popular
+      on popular.cutoff_at = users.cutoff_at and popular.scope = 'platform'
+     and popular.scope_value = users.platform
+     and popular.popularity_rank <= {{ var('candidates_popular') }}
+
+),
+
+sourced as (
+
+    select * from from_history
+    union all select * from from_co_purchase
+    union all select * from from_category
+    union all select * from from_trending
+    union all select * from from_popular
+
+),
+
+merged as (
+
+    select
+        cutoff_at,
+        user_id,
+        item_id,
+        arg_min(source, list_position(
+            ['history', 'co_purchase', 'category', 'trending', 'popular'], source)) as primary_source,
+        count(*)                                                     as n_sources,
+        max(source_score) filter (where source = 'history')          as history_score,
+        max(source_score) filter (where source = 'co_purchase')      as co_purchase_score,
+        max(source_score) filter (where source = 'category')         as category_score,
+        max(source_score) filter (where source = 'trending')         as trending_score,
+        max(source_score) filter (where source = 'popular')          as popular_score,
+        max(anchor_item_id)                                          as anchor_item_id
+    from sourced
+    group by cutoff_at, user_id, item_id
+
+)
+
+select
+    merged.cutoff_at,
+    merged.user_id,
+    merged.item_id,
+    case when cutoffs.label_end_at is null then null
+         else window_purchases.item_id is not null end              as purchased,
+    merged.primary_source,
+    merged.n_sources,
+    merged.anchor_item_id,
+    merged.history_score,
+    merged.co_purchase_score,
+    merged.category_score,
+    merged.trending_score,
+    merged.popular_score,
+
+    users.platform,
+    users.n_views                                                    as user_views,
+    users.n_carts                                                    as user_carts,
+    users.n_purchases                                                as user_purchases,
+    users.n_items                                                    as user_items,
+    users.n_active_days                                              as user_active_days,
+    users.days_since_last_event                                      as user_days_since_last_event,
+    users.price_median_rub                                           as user_price_median_rub,
+    users.price_spread                                               as user_price_spread,
+
+    items.category_id                                       as item_category,
+    items.price_rub                                                  as item_price_rub,
+    items.popularity                                                 as item_popularity,
+    items.trend                                                      as item_trend,
+    items.rebuy_rate                                                 as item_rebuy_rate,
+    items.cart_rate                                                  as item_cart_rate,
+    items.purchase_rate                                              as item_purchase_rate,
+    items.n_buyers                                                   as item_buyers,
+    items.age_days                                                   as item_age_days,
+
+    coalesce(own.n_views, 0)                                         as user_item_views,
+    coalesce(own.n_carts, 0)                                         as user_item_carts,
+    coalesce(own.n_purchases, 0)                                     as user_item_purchases,
+    coalesce(own.interest, 0)                                        as user_item_interest,
+    date_diff('second', own.last_event_at, merged.cutoff_at) / 86400.0 as user_item_days_since,
+
+    -- How far the item's price is from what the user pays: log ratio to the median, and how far
+    -- above the user's usual range (0 inside it). The ranker may only lower scores as the latter grows.
+    ln(items.price_rub / users.price_median_rub)                     as price_log_ratio,
+    greatest(0, ln(items.price_rub / users.price_p75_rub))           as price_above_tier,
+    items.category_id is not null and items.category_id = users.top_category_id as in_top_category
+from merged
+join cutoffs using (cutoff_at)
+join users using (cutoff_at, user_id)
+left join {{ ref('item_features') }} as items using (cutoff_at, item_id)
+left join {{ ref('int_user_items') }} as own using (cutoff_at, user_id, item_id)
+left join window_purchases using (cutoff_at, user_id, item_id)

@@ -1,0 +1,617 @@
+"""Publishing the serving database, and reading it.
+
+Write side: :func:`publish` copies the build database's ``pub_*`` tables into a *new* DuckDB
+file beside the serving file, validates it, adds the marketplace's table macros, and then
+``os.replace``-s it over the old file. Readers that hold the old file keep reading it (their
+file descriptor still points at the old inode), new readers open the new one, and a failure at
+any point leaves the old file untouched. The publisher never opens the serving file itself, so
+it never competes with readers for DuckDB's file lock.
+
+Read side: :func:`open_serving` and the query helpers used by Python clients and ``ml.api``.
+Every query is parameterised; no SQL is ever built from caller input.
+
+Why ``open_serving`` ATTACHes instead of ``duckdb.connect(path, read_only=True)``: the Python
+client keeps a process-wide cache of open databases keyed by *path*. While any connection to
+the old file is alive, ``duckdb.connect(path)`` returns that cached instance -- the replaced
+file -- so a long-running process would never see a new publication. ``ATTACH ... (READ_ONLY)``
+always opens the file currently at the path.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+PLATFORMS = ("Site", "Android", "iOS")
+FALLBACK_PLATFORMS = (*PLATFORMS, "all")
+SERVING_ALIAS = "serving"
+
+# Re-ordering of the product-page list for a known user (see docs/serving.md).
+IN_LIST_BOOST = 0.5          # +50 % when the item is also in the user's personal list
+TOP_CATEGORY_BOOST = 0.25    # +25 % when the item is in the user's top category
+PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's median price are penalised ...
+# ... by the factor (ceiling / price): an item at 2 x the ceiling keeps half its score.
+
+# --------------------------------------------------------------------------------------------
+# Schema of the serving database (docs/architecture.md). Order of the dict = creation order.
+# --------------------------------------------------------------------------------------------
+TABLES: dict[str, str] = {
+    "recommendations": """
+        user_id        VARCHAR   NOT NULL,
+        item_id        VARCHAR   NOT NULL,
+        rank           INTEGER   NOT NULL CHECK (rank >= 1),
+        score          DOUBLE    NOT NULL,
+        reason         VARCHAR,
+        model_version  VARCHAR   NOT NULL,
+        generated_at   TIMESTAMP NOT NULL""",
+    "fallback_recommendations": """
+        platform       VARCHAR   NOT NULL CHECK (platform IN ('Site', 'Android', 'iOS', 'all')),
+        item_id        VARCHAR   NOT NULL,
+        rank           INTEGER   NOT NULL CHECK (rank >= 1),
+        score          DOUBLE    NOT NULL,
+        reason         VARCHAR,
+        model_version  VARCHAR   NOT NULL,
+        generated_at   TIMESTAMP NOT NULL""",
+    "similar_items": """
+        item_id         VARCHAR NOT NULL,
+        similar_item_id VARCHAR NOT NULL,
+        rank            INTEGER NOT NULL CHECK (rank >= 1),
+        score           DOUBLE  NOT NULL,
+        support_users   INTEGER,
+        confidence      DOUBLE,
+        lift            DOUBLE,
+        CHECK (item_id <> similar_item_id)""",
+    "items": """
+        item_id        VARCHAR NOT NULL PRIMARY KEY,
+        category_id    VARCHAR,
+        price_rub      DOUBLE,
+        popularity     DOUBLE  NOT NULL""",
+    "user_profiles": """
+        user_id          VARCHAR NOT NULL PRIMARY KEY,
+        platform         VARCHAR NOT NULL,
+        price_median_rub DOUBLE,
+        price_spread     DOUBLE,
+        top_category_id  VARCHAR""",
+}
+
+# Sort order of the copy: point lookups prune row groups by zonemap, and the ART indexes
+# below make them independent of the id's shape (measured: benchmarks/bench_serving.py).
+SORT_KEYS = {
+    "recommendations": "user_id, rank",
+    "fallback_recommendations": "platform, rank",
+    "similar_items": "item_id, rank",
+    "items": "category_id NULLS LAST, popularity DESC, item_id",  # same-category scans
+    "user_profiles": "user_id",
+}
+INDEXES = {
+    "recommendations": "user_id",
+    "similar_items": "item_id",
+    # items and user_profiles: their PRIMARY KEY already is an ART index
+}
+PUBLICATION_DDL = """
+CREATE TABLE publication (
+    model_version VARCHAR   NOT NULL,
+    generated_at  TIMESTAMP NOT NULL,
+    as_of         TIMESTAMP NOT NULL,
+    n_users       BIGINT    NOT NULL,
+    n_rows        BIGINT    NOT NULL
+)"""
+
+
+def _columns(ddl: str) -> list[str]:
+    cols = []
+    for line in ddl.strip().splitlines():
+        word = line.strip().split()[0]
+        if word.upper() != "CHECK":
+            cols.append(word)
+    return cols
+
+
+COLUMNS = {name: _columns(ddl) for name, ddl in TABLES.items()}
+
+# --------------------------------------------------------------------------------------------
+# The marketplace's queries, stored in the serving database as table macros.
+# --------------------------------------------------------------------------------------------
+MACROS = {
+    "recommend": """
+CREATE MACRO recommend(uid, n := 20, plat := NULL) AS TABLE
+WITH personal AS (
+    SELECT r.item_id, r.rank AS src_rank, r.score, r.reason, r.model_version, r.generated_at,
+           'personal' AS source, 0 AS tier
+    FROM recommendations r
+    WHERE r.user_id = CAST(uid AS VARCHAR) AND r.rank <= n
+),
+chosen AS (
+    SELECT coalesce(
+        (SELECT CAST(plat AS VARCHAR) WHERE CAST(plat AS VARCHAR) IN (SELECT platform FROM fallback_recommendations)),
+        (SELECT p.platform FROM user_profiles p
+          WHERE p.user_id = CAST(uid AS VARCHAR)
+            AND p.platform IN (SELECT platform FROM fallback_recommendations)),
+        'all') AS platform
+),
+fallback AS (
+    SELECT f.item_id, f.rank AS src_rank, f.score, f.reason, f.model_version, f.generated_at,
+           'fallback:' || f.platform AS source, 1 AS tier
+    FROM fallback_recommendations f JOIN chosen c ON f.platform = c.platform
+    WHERE f.item_id NOT IN (SELECT item_id FROM personal)
+)
+SELECT CAST(uid AS VARCHAR) AS user_id, item_id,
+       CAST(row_number() OVER (ORDER BY tier, src_rank) AS INTEGER) AS rank,
+       score, reason, source, model_version, generated_at
+FROM (SELECT * FROM personal UNION ALL SELECT * FROM fallback ORDER BY tier, src_rank LIMIT n)
+ORDER BY rank
+""",
+    "related_items": f"""
+CREATE MACRO related_items(item, n := 20, uid := NULL) AS TABLE
+WITH anchor AS (
+    SELECT i.item_id, i.category_id, i.price_rub FROM items i WHERE i.item_id = CAST(item AS VARCHAR)
+),
+prof AS (
+    SELECT p.platform, p.price_median_rub, p.top_category_id FROM user_profiles p
+    WHERE p.user_id = CAST(uid AS VARCHAR)
+),
+mine AS (
+    SELECT r.item_id FROM recommendations r WHERE r.user_id = CAST(uid AS VARCHAR)
+),
+bought AS (
+    SELECT s.similar_item_id AS item_id, s.rank AS src_rank, s.score, 'bought_together' AS source
+    FROM similar_items s WHERE s.item_id = CAST(item AS VARCHAR)
+),
+same_category AS (
+    SELECT i.item_id,
+           CAST(row_number() OVER (ORDER BY i.popularity / (1 + abs(ln((coalesce(i.price_rub, 0) + 1)
+                / (coalesce(a.price_rub, 0) + 1)))) DESC, i.item_id) AS INTEGER) AS src_rank,
+           i.popularity / (1 + abs(ln((coalesce(i.price_rub, 0) + 1) / (coalesce(a.price_rub, 0) + 1)))) AS score,
+           'same_category' AS source
+    FROM items i JOIN anchor a ON i.category_id = a.category_id
+    WHERE i.item_id <> a.item_id AND NOT EXISTS (SELECT 1 FROM bought)
+    QUALIFY src_rank <= greatest(n, 50)
+),
+fallback AS (
+    SELECT f.item_id, f.rank AS src_rank, f.score, 'fallback:' || f.platform AS source
+    FROM fallback_recommendations f
+    WHERE f.platform = coalesce((SELECT platform FROM prof
+                                  WHERE platform IN (SELECT platform FROM fallback_recommendations)), 'all')
+      AND f.item_id <> CAST(item AS VARCHAR)
+      AND NOT EXISTS (SELECT 1 FROM bought) AND NOT EXISTS (SELECT 1 FROM same_category)
+),
+candidates AS (
+    SELECT * FROM bought UNION ALL SELECT * FROM same_category UNION ALL SELECT * FROM fallback
+),
+known AS (
+    SELECT (EXISTS (SELECT 1 FROM prof) OR EXISTS (SELECT 1 FROM mine)) AS is_known
+),
+scored AS (
+    SELECT c.item_id, c.src_rank, c.score, c.source,
+           CASE WHEN k.is_known THEN
+               (1.0 / log2(c.src_rank + 1))
+               * (CASE WHEN c.item_id IN (SELECT item_id FROM mine) THEN {1 + IN_LIST_BOOST} ELSE 1.0 END)
+               * (CASE WHEN it.category_id IS NOT NULL
+                        AND it.category_id = (SELECT top_category_id FROM prof)
+                       THEN {1 + TOP_CATEGORY_BOOST} ELSE 1.0 END)
+               * (CASE WHEN it.price_rub > {PRICE_CEILING_FACTOR} * (SELECT price_median_rub FROM prof)
+                        AND (SELECT price_median_rub FROM prof) > 0
+                       THEN {PRICE_CEILING_FACTOR} * (SELECT price_median_rub FROM prof) / it.price_rub
+                       ELSE 1.0 END)
+           ELSE 1.0 / log2(c.src_rank + 1) END AS final_score,
+           k.is_known AS personalised
+    FROM candidates c CROSS JOIN known k LEFT JOIN items it ON it.item_id = c.item_id
+)
+SELECT CAST(item AS VARCHAR) AS for_item_id, item_id,
+       CAST(row_number() OVER (ORDER BY final_score DESC, src_rank, item_id) AS INTEGER) AS rank,
+       score, final_score, source, src_rank, personalised
+FROM scored
+ORDER BY final_score DESC, src_rank, item_id
+LIMIT n
+""",
+}
+
+
+class PublishError(RuntimeError):
+    """The build's outputs cannot be published; the old serving file was left in place."""
+
+
+class ServingUnavailable(RuntimeError):
+    """No serving database exists (yet) at the configured path."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    serving_db: Path
+    model_version: str
+    generated_at: datetime
+    as_of: datetime
+    n_users: int
+    n_rows: int
+    row_counts: dict[str, int]
+    bytes: int
+    seconds: float
+    warnings: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------------------------
+# Write side
+# --------------------------------------------------------------------------------------------
+def _naive_utc(ts: datetime) -> datetime:
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+    return ts
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _publish_lock(serving_db: Path) -> Iterator[None]:
+    """Serialise publishers of the same serving file (readers never take this lock)."""
+    lock_path = serving_db.parent / f".{serving_db.name}.publish.lock"
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, list[str]]]:
+    """``pub_<table>`` -> (qualified name in the attached build db, its columns)."""
+    rows = con.execute(
+        "SELECT schema_name, table_name, list(column_name ORDER BY column_index) "
+        "FROM duckdb_columns() WHERE database_name = 'build' AND starts_with(table_name, 'pub_') "
+        "GROUP BY ALL").fetchall()
+    found: dict[str, tuple[str, list[str]]] = {}
+    for schema, table, cols in sorted(rows, key=lambda r: (r[0] != "main", r[0])):
+        name = table[len("pub_"):]
+        if name in TABLES and name not in found:
+            found[name] = (f'build."{schema}"."{table}"', list(cols))
+    return found
+
+
+def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> tuple[list[str], list[str]]:
+    """Return (errors, warnings) about the freshly copied tables."""
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    def count(sql: str) -> int:
+        return con.execute(sql).fetchone()[0]
+
+    lists = {  # table: (list key, position, member)
+        "recommendations": ("user_id", "rank", "item_id"),
+        "fallback_recommendations": ("platform", "rank", "item_id"),
+        "similar_items": ("item_id", "rank", "similar_item_id"),
+    }
+    for table, (key, pos, member) in lists.items():
+        dup = count(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key}, {pos} HAVING count(*) > 1)")
+        if dup:
+            errors.append(f"{table}: {dup} duplicate ({key}, {pos}) pairs")
+        gaps = count(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key} "
+                     f"HAVING min({pos}) <> 1 OR max({pos}) <> count(*))")
+        if gaps:
+            errors.append(f"{table}: {gaps} lists whose ranks are not 1..n")
+        dup_items = count(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key}, {member} "
+                          f"HAVING count(*) > 1)")
+        if dup_items:
+            errors.append(f"{table}: {dup_items} lists repeat an item")
+    for table in ("recommendations", "fallback_recommendations", "similar_items"):
+        bad = count(f"SELECT count(*) FROM {table} WHERE NOT isfinite(score)")
+        if bad:
+            errors.append(f"{table}: {bad} rows with a non-finite score")
+
+    n_recs = count("SELECT count(*) FROM recommendations")
+    if n_recs == 0 and require_recommendations:
+        errors.append("recommendations is empty (pass require_recommendations=False if the "
+                      "build really has no warm users)")
+    present = {r[0] for r in con.execute("SELECT DISTINCT platform FROM fallback_recommendations").fetchall()}
+    missing = [p for p in FALLBACK_PLATFORMS if p not in present]
+    if missing:
+        errors.append(f"fallback_recommendations: no list for platform(s) {', '.join(missing)}")
+
+    orphans = count("SELECT count(DISTINCT r.item_id) FROM recommendations r "
+                    "ANTI JOIN items i ON i.item_id = r.item_id")
+    if orphans:
+        warnings.append(f"{orphans} recommended items are missing from items")
+    no_profile = count("SELECT count(DISTINCT r.user_id) FROM recommendations r "
+                       "ANTI JOIN user_profiles p ON p.user_id = r.user_id")
+    if no_profile:
+        warnings.append(f"{no_profile} users with a list have no user_profiles row")
+    return errors, warnings
+
+
+def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: datetime,
+            require_recommendations: bool = True) -> PublishResult:
+    """Build a new serving file from ``build_db``'s ``pub_*`` tables and swap it in atomically.
+
+    The build database is attached READ_ONLY: the caller must not hold a read-write
+    connection to it in this same process (DuckDB refuses to attach a file twice).
+    Raises :class:`PublishError` (old serving file untouched, temp file removed) when a table
+    is missing, a column is missing, a constraint fails or a validation rule is broken.
+    """
+    t0 = time.perf_counter()
+    build_db, serving_db = Path(build_db).resolve(), Path(serving_db).resolve()
+    if not build_db.exists():
+        raise PublishError(f"build database {build_db} does not exist")
+    serving_db.parent.mkdir(parents=True, exist_ok=True)
+    as_of = _naive_utc(as_of)
+
+    with _publish_lock(serving_db):
+        tmp = serving_db.parent / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
+        con = None
+        try:
+            con = duckdb.connect(str(tmp))
+            con.execute("SET enable_progress_bar = false")
+            try:
+                con.execute("ATTACH ? AS build (READ_ONLY)", [str(build_db)])
+            except duckdb.Error as exc:
+                raise PublishError(
+                    f"cannot attach build database {build_db} read-only ({exc}); close any "
+                    "read-write connection to it in this process before publishing") from exc
+            found = _find_build_tables(con)
+            problems = []
+            for name, cols in COLUMNS.items():
+                if name not in found:
+                    problems.append(f"table pub_{name} is missing")
+                    continue
+                absent = [c for c in cols if c not in found[name][1]]
+                if absent:
+                    problems.append(f"pub_{name} lacks column(s) {', '.join(absent)}")
+            if problems:
+                raise PublishError("refusing to publish: " + "; ".join(problems))
+
+            for name, ddl in TABLES.items():
+                con.execute(f"CREATE TABLE {name} ({ddl})")
+                cols = ", ".join(COLUMNS[name])
+                try:
+                    con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {found[name][0]} "
+                                f"ORDER BY {SORT_KEYS[name]}")
+                except duckdb.Error as exc:
+                    raise PublishError(f"refusing to publish: copying pub_{name} failed: {exc}") from exc
+            con.execute("DETACH build")
+
+            errors, warnings = _validate(con, require_recommendations)
+            if errors:
+                raise PublishError("refusing to publish: " + "; ".join(errors))
+
+            for table, col in INDEXES.items():
+                con.execute(f"CREATE INDEX {table}_{col}_idx ON {table} ({col})")
+            for sql in MACROS.values():
+                con.execute(sql)
+
+            n_users, n_rows, gen = con.execute(
+                "SELECT count(DISTINCT user_id), count(*), max(generated_at) FROM recommendations").fetchone()
+            gen_fb = con.execute("SELECT max(generated_at) FROM fallback_recommendations").fetchone()[0]
+            generated_at = max([g for g in (gen, gen_fb) if g is not None],
+                               default=_naive_utc(datetime.now(timezone.utc)))
+            mv = {r[0] for r in con.execute(
+                "SELECT DISTINCT model_version FROM recommendations UNION "
+                "SELECT DISTINCT model_version FROM fallback_recommendations").fetchall()}
+            if mv - {model_version}:
+                warnings.append(f"rows carry model_version(s) {sorted(mv)} but publishing {model_version!r}")
+            con.execute(PUBLICATION_DDL)
+            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?)",
+                        [model_version, generated_at, as_of, n_users, n_rows])
+            row_counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                          for name in (*TABLES, "publication")}
+            con.execute("CHECKPOINT")
+            con.close()
+            con = None
+
+            wal = Path(str(tmp) + ".wal")
+            if wal.exists():
+                raise PublishError(f"temp database left a WAL ({wal}) after CHECKPOINT; not swapping")
+            _fsync_path(tmp)
+            stale_wal = Path(str(serving_db) + ".wal")
+            if stale_wal.exists():  # never let an old WAL be replayed onto the new file
+                log.warning("removing stale %s (the serving db must only be opened read-only)", stale_wal)
+                stale_wal.unlink()
+            size = tmp.stat().st_size
+            os.replace(tmp, serving_db)
+            _fsync_path(serving_db.parent, directory=True)
+        except BaseException:
+            if con is not None:
+                try:
+                    con.close()
+                except duckdb.Error:
+                    pass
+            for leftover in (tmp, Path(str(tmp) + ".wal")):
+                leftover.unlink(missing_ok=True)
+            raise
+
+    result = PublishResult(serving_db=serving_db, model_version=model_version,
+                           generated_at=generated_at, as_of=as_of, n_users=int(n_users),
+                           n_rows=int(n_rows), row_counts=row_counts, bytes=size,
+                           seconds=time.perf_counter() - t0, warnings=tuple(warnings))
+    for w in warnings:
+        log.warning("publish: %s", w)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Read side
+# --------------------------------------------------------------------------------------------
+def open_serving(serving_db: Path, *, threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the serving database currently at ``serving_db``.
+
+    The file is ATTACHed READ_ONLY into an in-memory database (see the module docstring for
+    why), made the default catalog, and the connection is locked down: no file access, no
+    configuration changes. Cursors made from it (``con.cursor()``) must run
+    ``USE serving`` first; :func:`cursor` does that.
+    """
+    serving_db = Path(serving_db)
+    if not serving_db.exists():
+        raise ServingUnavailable(f"no serving database at {serving_db}")
+    con = duckdb.connect(":memory:", config={"threads": threads})
+    try:
+        con.execute(f"ATTACH ? AS {SERVING_ALIAS} (READ_ONLY)", [str(serving_db)])
+        con.execute(f"USE {SERVING_ALIAS}")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new cursor on ``con`` (one per thread / request) with the serving catalog selected."""
+    cur = con.cursor()
+    cur.execute(f"USE {SERVING_ALIAS}")
+    return cur
+
+
+def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _check_n(n: int) -> int:
+    n = int(n)
+    if not 1 <= n <= 1000:
+        raise ValueError("n must be between 1 and 1000")
+    return n
+
+
+# Fast paths: the commonest answers need one indexed lookup, while the macros' full plans
+# (several branches, joins, windows) cost 3-5 ms to plan and run. Each fast path returns exactly
+# what the macro would (same columns, same order; tests/test_serving.py checks the equivalence)
+# and falls through to the macro whenever it cannot answer alone.
+_PERSONAL_SQL = """
+SELECT user_id, item_id, rank, score, reason, 'personal' AS source, model_version, generated_at
+FROM recommendations WHERE user_id = ? AND rank <= ? ORDER BY rank"""
+_BOUGHT_SQL = """
+SELECT item_id AS for_item_id, similar_item_id AS item_id, rank, score,
+       1.0 / log2(rank + 1) AS final_score, 'bought_together' AS source, rank AS src_rank,
+       false AS personalised
+FROM similar_items WHERE item_id = ? ORDER BY rank LIMIT ?"""
+
+
+def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: int = 20,
+                             platform: str | None = None) -> list[dict[str, Any]]:
+    """``SELECT * FROM recommend(user_id, n, plat := platform)``: the personal list (topped up
+    from the fallback), or the fallback list of the request's platform, else of the user's
+    profile platform, else 'all'."""
+    if platform is not None and platform not in FALLBACK_PLATFORMS:
+        raise ValueError(f"platform must be one of {FALLBACK_PLATFORMS}")
+    n, user_id = _check_n(n), str(user_id)
+    rows = _rows(con.execute(_PERSONAL_SQL, [user_id, n]))
+    if len(rows) == n:  # a warm user with a full list: the macro would return exactly this
+        return rows
+    return _rows(con.execute("SELECT * FROM recommend(?, ?, plat := ?)", [user_id, n, platform]))
+
+
+def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | None = None,
+                  n: int = 20) -> list[dict[str, Any]]:
+    """``SELECT * FROM related_items(item_id, n, uid := user_id)``: items bought together
+    with ``item_id`` (re-ordered for ``user_id`` when known), else popular items of its
+    category near its price, else the fallback list."""
+    n, item_id = _check_n(n), str(item_id)
+    if user_id is None:
+        rows = _rows(con.execute(_BOUGHT_SQL, [item_id, n]))
+        if rows:
+            return rows
+    return _rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)",
+                             [item_id, n, None if user_id is None else str(user_id)]))
+
+
+def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The publication row plus row counts of every serving table."""
+    info = _rows(con.execute("SELECT * FROM publication"))
+    out: dict[str, Any] = dict(info[0]) if info else {}
+    out["row_counts"] = {
+        name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # fixed names only
+        for name in (*TABLES, "publication")}
+    return out
+
+
+class ServingReader:
+    """Keeps a read-only connection to the current serving file and reopens it when the file
+    is replaced (new inode / mtime / size), checked at most every ``check_interval`` seconds.
+
+    Old connections are retired, not closed at once: requests still running on them finish,
+    and they are closed ``grace`` seconds later (which releases the replaced file's inode).
+    """
+
+    def __init__(self, serving_db: Path, *, check_interval: float = 0.0, grace: float = 30.0,
+                 threads: int = 1):
+        self.path = Path(serving_db)
+        self.check_interval = check_interval
+        self.grace = grace
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._sig: tuple | None = None
+        self._checked = 0.0
+        self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
+        self.opened_at: datetime | None = None
+        self.reloads = 0
+
+    def _signature(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._con is not None and now - self._checked < self.check_interval:
+            return
+        self._checked = now
+        sig = self._signature()
+        if sig is None or sig == self._sig:
+            return
+        try:
+            con = open_serving(self.path, threads=self.threads)
+        except (duckdb.Error, ServingUnavailable):
+            if self._con is None:
+                raise
+            log.exception("could not open new serving file; keeping the previous one")
+            return
+        if self._con is not None:
+            self._retired.append((now, self._con))
+            self.reloads += 1
+        self._con, self._sig = con, sig
+        self.opened_at = datetime.now(timezone.utc)
+        keep = []
+        for retired_at, old in self._retired:
+            if now - retired_at > self.grace:
+                try:
+                    old.close()
+                except duckdb.Error:
+                    pass
+            else:
+                keep.append((retired_at, old))
+        self._retired = keep
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh cursor on the current file; use one per request, close it afterwards."""
+        with self._lock:
+            self._refresh()
+            if self._con is None:
+                raise ServingUnavailable(f"no serving database at {self.path}")
+            return cursor(self._con)
+
+    def close(self) -> None:
+        with self._lock:
+            for _, old in self._retired:
+                old.close()
+            self._retired = []
+            if self._con is not None:
+                self._con.close()
+            self._con, self._sig = None, None

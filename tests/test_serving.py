@@ -1,0 +1,352 @@
+"""Publishing the serving database and the marketplace's queries on it (ml/serving.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ml import serving
+from ml.serving import PublishError, publish
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+GEN = datetime(2023, 8, 14, 3, 0, 0)
+AS_OF = datetime(2023, 8, 13, 23, 59, 59)
+
+# Users: 101 warm (iOS, 20 recs), 102 warm with a short list (Android, 3 recs),
+# 201 known without list (Android), 999 unknown.
+# Items 1001..1040; category 501 = 1001..1020, 502 = 1021..1039, 1040 has no category.
+WARM_FULL, WARM_SHORT, KNOWN_COLD, UNKNOWN = "101", "102", "201", "999"
+ITEM_WITH_PAIRS, NEW_ITEM_IN_CAT, NEW_ITEM_NO_CAT, UNKNOWN_ITEM = "1001", "1030", "1040", "7777"
+
+
+def _items():
+    rows = []
+    for i in range(1001, 1041):
+        cat = "501" if i <= 1020 else ("502" if i <= 1039 else None)
+        price = float(100 * (1 + (i % 7)))  # 100..700
+        rows.append((str(i), cat, price, float(2000 - i)))
+    rows[4] = ("1005", "501", 5000.0, 1995.0)  # far above everybody's price tier
+    return rows
+
+
+def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
+                  extra_sql: str = "") -> Path:
+    """A small build database with the ``pub_*`` tables the pipeline produces."""
+    con = duckdb.connect(str(path))
+    con.execute("""CREATE OR REPLACE TABLE pub_items (item_id VARCHAR, category_id VARCHAR,
+                   price_rub DOUBLE, popularity DOUBLE)""")
+    con.executemany("INSERT INTO pub_items VALUES (?, ?, ?, ?)", _items())
+    con.execute("""CREATE OR REPLACE TABLE pub_recommendations (user_id VARCHAR, item_id VARCHAR,
+                   rank INTEGER, score DOUBLE, reason VARCHAR, model_version VARCHAR,
+                   generated_at TIMESTAMP)""")
+    recs = []
+    if recs_users >= 1:  # 101: items 1021..1040 (category 502), best first
+        recs += [(WARM_FULL, str(1020 + r), r, 1.0 / r, "ranker", model_version, GEN) for r in range(1, 21)]
+    if recs_users >= 2:  # 102: three items
+        recs += [(WARM_SHORT, str(i), r, 1.0 / r, "ranker", model_version, GEN)
+                 for r, i in enumerate((1003, 1002, 1004), start=1)]
+    if recs:
+        con.executemany("INSERT INTO pub_recommendations VALUES (?, ?, ?, ?, ?, ?, ?)", recs)
+    con.execute("""CREATE OR REPLACE TABLE pub_fallback_recommendations (platform VARCHAR,
+                   item_id VARCHAR, rank INTEGER, score DOUBLE, reason VARCHAR,
+                   model_version VARCHAR, generated_at TIMESTAMP)""")
+    fb = []
+    for p_idx, platform in enumerate(["Site", "Android", "iOS", "all"]):
+        for r in range(1, 26):  # 25 items, rotated per platform so the lists differ
+            item = 1001 + (r - 1 + 5 * p_idx) % 39
+            fb.append((platform, str(item), r, 1.0 / r, f"popular:{platform}", model_version, GEN))
+    con.executemany("INSERT INTO pub_fallback_recommendations VALUES (?, ?, ?, ?, ?, ?, ?)", fb)
+    con.execute("""CREATE OR REPLACE TABLE pub_similar_items (item_id VARCHAR, similar_item_id VARCHAR,
+                   rank INTEGER, score DOUBLE, support_users INTEGER, confidence DOUBLE, lift DOUBLE)""")
+    sim = [(ITEM_WITH_PAIRS, s, r, 1.0 / r, 10 - r, 0.5 / r, 2.0)
+           for r, s in enumerate(["1005", "1002", "1010", "1003", "1025"], start=1)]
+    sim += [("1002", "1001", 1, 1.0, 9, 0.4, 2.0)]
+    con.executemany("INSERT INTO pub_similar_items VALUES (?, ?, ?, ?, ?, ?, ?)", sim)
+    con.execute("""CREATE OR REPLACE TABLE pub_user_profiles (user_id VARCHAR, platform VARCHAR,
+                   price_median_rub DOUBLE, price_spread DOUBLE, top_category_id VARCHAR)""")
+    con.executemany("INSERT INTO pub_user_profiles VALUES (?, ?, ?, ?, ?)", [
+        (WARM_FULL, "iOS", 300.0, 0.5, "502"),
+        (WARM_SHORT, "Android", 300.0, 0.5, "501"),
+        (KNOWN_COLD, "Android", 250.0, 0.5, "501"),
+    ])
+    if extra_sql:
+        con.execute(extra_sql)
+    con.close()
+    return path
+
+
+@pytest.fixture()
+def published(tmp_path):
+    build = make_build_db(tmp_path / "build.duckdb")
+    serving_db = tmp_path / "serving" / "recommendations.duckdb"
+    result = publish(build, serving_db, model_version="v1", as_of=AS_OF)
+    return build, serving_db, result
+
+
+@pytest.fixture()
+def con(published):
+    c = serving.open_serving(published[1])
+    yield c
+    c.close()
+
+
+# ---------------------------------------------------------------------------- publish
+def test_publish_result_and_schema(published):
+    _, serving_db, result = published
+    assert serving_db.exists() and not Path(str(serving_db) + ".wal").exists()
+    assert result.n_users == 2 and result.n_rows == 23
+    assert result.row_counts["fallback_recommendations"] == 100
+    assert result.generated_at == GEN and result.as_of == AS_OF
+    assert [p.name for p in serving_db.parent.iterdir() if ".tmp" in p.name] == []
+    c = duckdb.connect(str(serving_db), read_only=True)
+    try:
+        cols = c.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+                         "GROUP BY 1").fetchall()
+        assert dict(cols)["recommendations"] == ["user_id", "item_id", "rank", "score", "reason",
+                                                 "model_version", "generated_at"]
+        assert dict(cols)["publication"] == ["model_version", "generated_at", "as_of", "n_users", "n_rows"]
+        assert c.execute("SELECT model_version, n_users, n_rows FROM publication").fetchall() == [("v1", 2, 23)]
+        nullable = c.execute("SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'recommendations' "
+                             "AND column_name = 'user_id'").fetchone()[0]
+        assert nullable is False
+        macros = {r[0] for r in c.execute("SELECT function_name FROM duckdb_functions() "
+                                          "WHERE function_type = 'table_macro'").fetchall()}
+        assert {"recommend", "related_items"} <= macros
+        # a plain read-only connection (how other clients open it) can call the macros
+        assert len(c.execute("SELECT * FROM recommend('101', 20)").fetchall()) == 20
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("extra_sql, message", [
+    ("INSERT INTO pub_recommendations VALUES ('101', '1001', 3, 0.1, 'x', 'v1', TIMESTAMP '2023-08-14')",
+     "duplicate (user_id, rank)"),
+    ("UPDATE pub_recommendations SET rank = rank + 1 WHERE user_id = '102'", "not 1..n"),
+    ("UPDATE pub_recommendations SET item_id = '1003' WHERE user_id = '102' AND rank = 2", "repeat an item"),
+    ("DELETE FROM pub_fallback_recommendations WHERE platform = 'iOS'", "platform(s) iOS"),
+    ("DROP TABLE pub_similar_items", "pub_similar_items is missing"),
+    ("ALTER TABLE pub_items DROP COLUMN popularity", "lacks column(s) popularity"),
+    ("UPDATE pub_recommendations SET item_id = NULL WHERE rank = 1", "NOT NULL"),
+    ("UPDATE pub_recommendations SET score = 'nan'::DOUBLE WHERE rank = 1", "non-finite"),
+    ("INSERT INTO pub_user_profiles VALUES ('101', 'iOS', 1, 1, '1')", "PRIMARY KEY"),
+])
+def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
+    _, serving_db, _ = published
+    before = (serving_db.stat().st_ino, serving_db.read_bytes())
+    bad = make_build_db(tmp_path / "bad.duckdb", model_version="v2", extra_sql=extra_sql)
+    with pytest.raises(PublishError) as err:
+        publish(bad, serving_db, model_version="v2", as_of=AS_OF)
+    assert message.lower() in str(err.value).lower()
+    assert (serving_db.stat().st_ino, serving_db.read_bytes()) == before
+    assert sorted(p.name for p in serving_db.parent.iterdir() if not p.name.endswith(".lock")) == [serving_db.name]
+
+
+def test_empty_recommendations_refused_unless_allowed(tmp_path, published):
+    _, serving_db, _ = published
+    cold = make_build_db(tmp_path / "cold.duckdb", recs_users=0)
+    with pytest.raises(PublishError, match="recommendations is empty"):
+        publish(cold, serving_db, model_version="v2", as_of=AS_OF)
+    result = publish(cold, serving_db, model_version="v2", as_of=AS_OF, require_recommendations=False)
+    assert result.n_rows == 0
+    with serving.open_serving(serving_db) as c:  # everybody gets a fallback list
+        rows = serving.recommendations_for_user(c, WARM_FULL)
+        assert len(rows) == 20 and rows[0]["source"] == "fallback:iOS"
+
+
+def test_missing_build_db_and_locked_build_db(tmp_path):
+    serving_db = tmp_path / "s.duckdb"
+    with pytest.raises(PublishError, match="does not exist"):
+        publish(tmp_path / "nope.duckdb", serving_db, model_version="v", as_of=AS_OF)
+    build = make_build_db(tmp_path / "build.duckdb")
+    holder = duckdb.connect(str(build))  # the caller forgot to close its read-write connection
+    try:
+        with pytest.raises(PublishError, match="close any read-write connection"):
+            publish(build, serving_db, model_version="v", as_of=AS_OF)
+    finally:
+        holder.close()
+    assert not serving_db.exists()
+
+
+# ---------------------------------------------------------------------------- personal list
+def test_warm_user_gets_personal_list(con):
+    rows = serving.recommendations_for_user(con, WARM_FULL, n=20)
+    assert [r["rank"] for r in rows] == list(range(1, 21))
+    assert [r["item_id"] for r in rows] == [str(1020 + r) for r in range(1, 21)]
+    assert {r["source"] for r in rows} == {"personal"} and rows[0]["model_version"] == "v1"
+    assert len(serving.recommendations_for_user(con, WARM_FULL, n=5)) == 5
+
+
+def test_short_list_is_topped_up_from_platform_fallback(con):
+    rows = serving.recommendations_for_user(con, WARM_SHORT, n=10)
+    assert [r["item_id"] for r in rows[:3]] == ["1003", "1002", "1004"]
+    assert {r["source"] for r in rows[3:]} == {"fallback:Android"}
+    assert len(rows) == 10 and len({r["item_id"] for r in rows}) == 10
+    assert [r["rank"] for r in rows] == list(range(1, 11))
+
+
+def test_known_user_without_list_gets_platform_fallback(con):
+    rows = serving.recommendations_for_user(con, KNOWN_COLD, n=20)
+    assert len(rows) == 20 and {r["source"] for r in rows} == {"fallback:Android"}
+    # the request's platform wins over the profile's
+    rows = serving.recommendations_for_user(con, KNOWN_COLD, n=20, platform="Site")
+    assert {r["source"] for r in rows} == {"fallback:Site"}
+
+
+def test_unknown_user_gets_all_fallback(con):
+    rows = serving.recommendations_for_user(con, UNKNOWN, n=20)
+    assert len(rows) == 20 and {r["source"] for r in rows} == {"fallback:all"}
+    assert rows[0]["user_id"] == UNKNOWN
+    assert {r["source"] for r in serving.recommendations_for_user(con, UNKNOWN, platform="iOS")} == {"fallback:iOS"}
+    with pytest.raises(ValueError):
+        serving.recommendations_for_user(con, UNKNOWN, platform="Windows")
+    with pytest.raises(ValueError):
+        serving.recommendations_for_user(con, UNKNOWN, n=0)
+
+
+def test_input_is_never_sql(con):
+    evil = "1' OR '1'='1"
+    rows = serving.recommendations_for_user(con, evil, n=5)
+    assert {r["source"] for r in rows} == {"fallback:all"}  # treated as an unknown id
+    assert serving.similar_items(con, "1'; DROP TABLE items; --", n=3)[0]["source"] == "fallback:all"
+
+
+# ---------------------------------------------------------------------------- product page
+def test_similar_items_anonymous(con):
+    rows = serving.similar_items(con, ITEM_WITH_PAIRS, n=20)
+    assert [r["item_id"] for r in rows] == ["1005", "1002", "1010", "1003", "1025"]
+    assert {r["source"] for r in rows} == {"bought_together"} and not rows[0]["personalised"]
+    assert [r["item_id"] for r in serving.similar_items(con, ITEM_WITH_PAIRS, n=2)] == ["1005", "1002"]
+
+
+def test_similar_items_reordered_for_known_user(con):
+    # 102: 1002/1003 in the personal list, top category 501 (1025 is 502), median 300 => 1005 at
+    # 5000 RUB is far above the tier and drops to the end.
+    rows = serving.similar_items(con, ITEM_WITH_PAIRS, user_id=WARM_SHORT, n=20)
+    ids = [r["item_id"] for r in rows]
+    assert ids[:2] == ["1002", "1003"] and ids[-1] == "1005" and rows[0]["personalised"]
+    assert sorted(ids) == sorted(["1005", "1002", "1010", "1003", "1025"])
+    # an unknown user gets the anonymous order
+    assert [r["item_id"] for r in serving.similar_items(con, ITEM_WITH_PAIRS, user_id=UNKNOWN)][0] == "1005"
+
+
+def test_new_item_gets_same_category_near_its_price(con):
+    rows = serving.similar_items(con, NEW_ITEM_IN_CAT, n=10)
+    assert len(rows) == 10 and {r["source"] for r in rows} == {"same_category"}
+    assert NEW_ITEM_IN_CAT not in {r["item_id"] for r in rows}
+    assert all(1021 <= int(r["item_id"]) <= 1039 for r in rows)
+    # same price as the new item (1030 -> 1030 % 7 = 1 -> 200 RUB) ranks before popularity alone
+    assert int(rows[0]["item_id"]) % 7 == 1030 % 7
+
+
+def test_item_without_category_or_unknown_gets_fallback(con):
+    for item in (NEW_ITEM_NO_CAT, UNKNOWN_ITEM):
+        rows = serving.similar_items(con, item, n=20)
+        assert len(rows) == 20 and {r["source"] for r in rows} == {"fallback:all"}
+        assert item not in {r["item_id"] for r in rows}
+    # a known user gets their platform's fallback
+    rows = serving.similar_items(con, UNKNOWN_ITEM, user_id=KNOWN_COLD, n=5)
+    assert {r["source"] for r in rows} == {"fallback:Android"}
+
+
+def test_publication_info(con):
+    info = serving.publication_info(con)
+    assert info["model_version"] == "v1" and info["n_rows"] == 23
+    assert info["row_counts"]["items"] == 40 and info["row_counts"]["publication"] == 1
+
+
+def test_connection_is_locked_down(con):
+    with pytest.raises(duckdb.Error):
+        con.execute("CREATE TABLE serving.x (a INT)")
+    with pytest.raises(duckdb.Error):
+        con.execute("SELECT * FROM read_csv('/etc/passwd')")
+
+
+# ---------------------------------------------------------------------------- swapping
+def test_reader_sees_new_publication_in_process(tmp_path, published):
+    build, serving_db, _ = published
+    reader = serving.ServingReader(serving_db)
+    old_cur = reader.cursor()
+    assert serving.publication_info(old_cur)["model_version"] == "v1"
+    publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db,
+            model_version="v2", as_of=AS_OF)
+    # the cursor opened before the swap keeps reading the old file ...
+    assert serving.publication_info(old_cur)["model_version"] == "v1"
+    # ... and the next request sees the new one, without restart
+    assert serving.publication_info(reader.cursor())["model_version"] == "v2"
+    assert reader.reloads == 1
+    reader.close()
+
+
+READER_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from ml import serving
+    reader = serving.ServingReader(sys.argv[2])
+    seen, errors, empties, n = set(), [], 0, 0
+    deadline = time.monotonic() + float(sys.argv[3])
+    held = serving.open_serving(sys.argv[2])  # a connection held open on the first file throughout
+    print("ready", flush=True)
+    while time.monotonic() < deadline:
+        try:
+            cur = reader.cursor()
+            for uid in ("101", "102", "201", "999"):
+                rows = serving.recommendations_for_user(cur, uid, n=20)
+                empties += len(rows) == 0
+                n += 1
+            empties += len(serving.similar_items(cur, "1001", user_id="102")) == 0
+            seen.add(serving.publication_info(cur)["model_version"])
+            empties += len(serving.recommendations_for_user(held, "101")) == 0
+            cur.close()
+        except Exception as exc:
+            errors.append(repr(exc))
+    print(json.dumps({"seen": sorted(seen), "errors": errors[:5], "n_errors": len(errors),
+                      "empties": empties, "queries": n}))
+""")
+
+
+def test_publish_while_another_process_reads(tmp_path, published):
+    build, serving_db, _ = published
+    script = tmp_path / "reader.py"
+    script.write_text(READER_SCRIPT)
+    builds = [make_build_db(tmp_path / f"b{i}.duckdb", model_version=f"v{i}") for i in range(2, 6)]
+    proc = subprocess.Popen([sys.executable, str(script), str(PROJECT_ROOT), str(serving_db), "6"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        for i, b in enumerate(builds, start=2):
+            publish(b, serving_db, model_version=f"v{i}", as_of=AS_OF)
+            time.sleep(0.6)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["n_errors"] == 0, report["errors"]
+    assert report["empties"] == 0 and report["queries"] > 50
+    assert "v5" in report["seen"] and len(report["seen"]) >= 3, report["seen"]
+    with serving.open_serving(serving_db) as c:
+        assert serving.publication_info(c)["model_version"] == "v5"
+
+
+def test_fast_paths_match_the_macros(con):
+    """The Python helpers skip the macro for full warm lists and anonymous product pages;
+    they must return exactly what the documented SQL returns."""
+    for uid in (WARM_FULL, WARM_SHORT, KNOWN_COLD, UNKNOWN):
+        for n in (1, 3, 20, 30):
+            fast = serving.recommendations_for_user(con, uid, n=n)
+            macro = serving._rows(con.execute("SELECT * FROM recommend(?, ?)", [uid, n]))
+            assert fast == macro, (uid, n)
+    for item in (ITEM_WITH_PAIRS, "1002", NEW_ITEM_IN_CAT, NEW_ITEM_NO_CAT, UNKNOWN_ITEM):
+        for n in (1, 3, 20):
+            fast = serving.similar_items(con, item, n=n)
+            macro = serving._rows(con.execute("SELECT * FROM related_items(?, ?)", [item, n]))
+            assert fast == macro, (item, n)
