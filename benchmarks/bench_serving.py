@@ -4,13 +4,13 @@
 
 1. Builds a fake build database (``pub_*`` tables: ``--users`` warm users x ``--recs`` recs with
    38-digit decimal ids, cold users with profiles only, items, co-purchases, fallbacks) and
-   publishes it once (timed).
-2. Phase "sql": ``--sql-threads`` threads do point lookups through ``ml.serving`` with
-   read-only connections (plain query on ``recommendations``, the ``recommend`` macro with
-   warm and unknown users, and ``related_items``) while another *process* republishes
-   ``--republish`` times; the phase lasts until that process is done.
-3. Phase "http": the same against ``python -m ml.cli api`` in its own process, with
-   ``--http-concurrency`` keep-alive httpx clients, again while another process republishes.
+   publishes it once (timed); starts ``python -m ml.cli api`` in its own process.
+2. Quiet phases (``--quiet-seconds`` each, no publisher): (a) direct SQL through ``ml.serving``
+   with read-only connections in ``--sql-threads`` threads (plain query on
+   ``recommendations``, ``recommend`` for warm and unknown users, ``related_items``);
+   (b) HTTP with ``--http-concurrency`` keep-alive httpx clients in threads.
+3. Republishing phase: (a) and (b) at once while another *process* (niced, 1 DuckDB thread)
+   publishes ``--republish`` times; lasts until that process is done.
 
 Counts failed and empty answers (both must be 0), prints p50/p95/p99 and throughput, and
 writes JSON to ``benchmarks/results/serving-<timestamp>.json``. Not a test: takes minutes.
@@ -98,12 +98,14 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
 
 
 REPUBLISHER = """
-import sys, time
+import os, sys, time
 sys.path.insert(0, sys.argv[1])
 from datetime import datetime
 from ml.serving import publish
+os.nice(10)  # a batch job beside a latency-sensitive reader: give the reader the CPU first
 for i in range(int(sys.argv[4])):
-    r = publish(sys.argv[2], sys.argv[3], model_version=f"bench-{i}", as_of=datetime(2023, 8, 13))
+    r = publish(sys.argv[2], sys.argv[3], model_version=f"bench-{i}", as_of=datetime(2023, 8, 13),
+                threads=1)
     print(f"published {i} in {r.seconds:.1f} s", flush=True)
     time.sleep(0.5)
 """
@@ -127,8 +129,10 @@ def summarise(name: str, lat_ms: list[float], failures: int, empties: int, secon
     return out
 
 
-def run_until_done(proc: subprocess.Popen, work, threads: int, max_requests: int) -> tuple[dict, float, list[str]]:
-    """Run ``work(rng, record)`` in ``threads`` threads until ``proc`` exits (or the cap)."""
+def run_workers(workers: list[tuple], *, proc: subprocess.Popen | None = None, seconds: float = 0.0,
+                max_requests: int = 200_000) -> tuple[dict, float, list[str]]:
+    """Run each ``(work, threads)`` in its threads until ``proc`` exits, or for ``seconds``
+    when there is no ``proc`` (or until ``max_requests``). ``work(rng, record)`` does one request."""
     stats: dict[str, list] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -144,26 +148,42 @@ def run_until_done(proc: subprocess.Popen, work, threads: int, max_requests: int
             if count[0] >= max_requests:
                 stop.set()
 
-    def loop(seed: int) -> None:
+    def loop(work, seed: int) -> None:
         rng = random.Random(seed)
         while not stop.is_set():
             work(rng, record)
 
     t0 = time.perf_counter()
-    pool = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
+    pool = [threading.Thread(target=loop, args=(work, 100 * j + i), daemon=True)
+            for j, (work, threads) in enumerate(workers) for i in range(threads)]
     for t in pool:
         t.start()
     log = []
-    for line in proc.stdout:
-        log.append(line.strip())
-        print("   republisher:", line.strip(), flush=True)
-    proc.wait()
+    if proc is not None:
+        for line in proc.stdout:
+            log.append(line.strip())
+            print("   republisher:", line.strip(), flush=True)
+        proc.wait()
+        if proc.returncode != 0:
+            stop.set()
+            raise SystemExit("republisher failed: " + proc.stderr.read())
+    else:
+        stop.wait(seconds)
     stop.set()
     for t in pool:
         t.join()
-    if proc.returncode != 0:
-        raise SystemExit("republisher failed: " + proc.stderr.read())
     return stats, time.perf_counter() - t0, log
+
+
+def report(stats: dict, seconds: float, label: str) -> dict:
+    out = {"seconds": round(seconds, 1),
+           "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())]}
+    for prefix in ("sql", "http"):
+        mine = {k: v for k, v in stats.items() if k.startswith("http") == (prefix == "http")}
+        if mine:
+            out[prefix] = summarise(f"{label}: {prefix} (all)", [x for v in mine.values() for x in v[0]],
+                                    sum(v[1] for v in mine.values()), sum(v[2] for v in mine.values()), seconds)
+    return out
 
 
 def sql_phase(serving_db: Path, samples: dict, threads: int):
@@ -242,7 +262,8 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--categories", type=int, default=2_000)
     ap.add_argument("--republish", type=int, default=3, help="publications per phase (>= 3)")
-    ap.add_argument("--sql-threads", type=int, default=2)
+    ap.add_argument("--sql-threads", type=int, default=1)
+    ap.add_argument("--quiet-seconds", type=float, default=15.0, help="length of each phase without publisher")
     ap.add_argument("--http-concurrency", type=int, default=4)
     ap.add_argument("--max-requests", type=int, default=200_000, help="cap per phase")
     ap.add_argument("--workdir", help="where to build (default: a temp dir, removed afterwards)")
@@ -264,20 +285,9 @@ def main() -> int:
         print(f"publish: {first.n_rows:,} rows, {first.bytes / 2**20:.0f} MiB in {first.seconds:.1f} s", flush=True)
         results["publish"] = {"seconds": round(first.seconds, 2), "bytes": first.bytes, "rows": first.row_counts}
 
-        print("phase sql (read-only connections, in-process) while republishing ...", flush=True)
-        work, reader = sql_phase(serving_db, samples, args.sql_threads)
-        for _ in range(200):  # warm-up: first queries read from disk
-            work(random.Random(0), lambda *a: None)
-        stats, seconds, log = run_until_done(start_republisher(build, serving_db, args.republish), work,
-                                             args.sql_threads, args.max_requests)
-        results["sql"] = {"seconds": round(seconds, 1), "republished": log, "reloads": reader.reloads,
-                          "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())]}
-        all_lat = [x for v in stats.values() for x in v[0]]
-        results["sql"]["all"] = summarise("sql (all)", all_lat, sum(v[1] for v in stats.values()),
-                                          sum(v[2] for v in stats.values()), seconds)
-        reader.close()
-
-        print("phase http (recsys api in its own process) while republishing ...", flush=True)
+        sql_work, reader = sql_phase(serving_db, samples, args.sql_threads)
+        for _ in range(300):  # warm-up: first queries read from disk
+            sql_work(random.Random(0), lambda *a: None)
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "ml.cli", "--home", str(home), "api",
                                    "--host", "127.0.0.1", "--port", str(port)],
@@ -290,18 +300,28 @@ def main() -> int:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        work = http_phase(base, samples)
-        for _ in range(200):
-            work(random.Random(1), lambda *a: None)
-        stats, seconds, log = run_until_done(start_republisher(build, serving_db, args.republish), work,
-                                             args.http_concurrency, args.max_requests)
+        http_work = http_phase(base, samples)
+        for _ in range(300):
+            http_work(random.Random(1), lambda *a: None)
+
+        print(f"phase quiet-sql: {args.sql_threads} thread(s), {args.quiet_seconds} s, no publisher", flush=True)
+        stats, seconds, _ = run_workers([(sql_work, args.sql_threads)], seconds=args.quiet_seconds)
+        results["quiet_sql"] = report(stats, seconds, "quiet")
+        print(f"phase quiet-http: {args.http_concurrency} clients, {args.quiet_seconds} s, no publisher", flush=True)
+        stats, seconds, _ = run_workers([(http_work, args.http_concurrency)], seconds=args.quiet_seconds)
+        results["quiet_http"] = report(stats, seconds, "quiet")
+
+        print(f"phase republishing: sql ({args.sql_threads} thread(s)) and http ({args.http_concurrency} "
+              f"clients) at once while another process publishes {args.republish} times", flush=True)
+        stats, seconds, log = run_workers([(sql_work, args.sql_threads), (http_work, args.http_concurrency)],
+                                          proc=start_republisher(build, serving_db, args.republish),
+                                          max_requests=args.max_requests)
         health = httpx.get(base + "/health").json()
-        results["http"] = {"seconds": round(seconds, 1), "republished": log, "reloads": health["reloads"],
-                           "final_model_version": health["model_version"],
-                           "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())]}
-        all_lat = [x for v in stats.values() for x in v[0]]
-        results["http"]["all"] = summarise("http (all)", all_lat, sum(v[1] for v in stats.values()),
-                                           sum(v[2] for v in stats.values()), seconds)
+        results["republishing"] = report(stats, seconds, "republishing")
+        results["republishing"].update({"republished": log, "sql_reader_reloads": reader.reloads,
+                                        "api_reloads": health["reloads"],
+                                        "final_model_version": health["model_version"]})
+        reader.close()
     finally:
         if server is not None:
             server.terminate()
@@ -310,17 +330,21 @@ def main() -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     results["machine"]["load_avg_end"] = os.getloadavg()
-    goals = {"sql_p99_lt_10ms": results["sql"]["all"]["p99_ms"] < 10,
-             "http_p99_lt_50ms": results["http"]["all"]["p99_ms"] < 50,
-             "no_failures_or_empty": all(results[p]["all"]["failures"] == 0 and results[p]["all"]["empty"] == 0
-                                         for p in ("sql", "http"))}
+    phases = [results["quiet_sql"]["sql"], results["quiet_http"]["http"],
+              results["republishing"]["sql"], results["republishing"]["http"]]
+    goals = {"quiet_sql_p99_lt_10ms": results["quiet_sql"]["sql"]["p99_ms"] < 10,
+             "quiet_http_p99_lt_50ms": results["quiet_http"]["http"]["p99_ms"] < 50,
+             "republishing_sql_p99_lt_10ms": results["republishing"]["sql"]["p99_ms"] < 10,
+             "republishing_http_p99_lt_50ms": results["republishing"]["http"]["p99_ms"] < 50,
+             "no_failures_or_empty": all(p["failures"] == 0 and p["empty"] == 0 for p in phases),
+             "republished_3_times": len(results["republishing"]["republished"]) >= 3}
     results["goals"] = goals
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"serving-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     print("goals:", goals)
     print("wrote", out)
-    return 0 if goals["no_failures_or_empty"] else 1
+    return 0 if goals["no_failures_or_empty"] and goals["republished_3_times"] else 1
 
 
 if __name__ == "__main__":

@@ -112,8 +112,8 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
             "user_id": user_id,
             "personalised": bool(rows and rows[0]["personalised"]),
             "source": rows[0]["source"] if rows else None,
-            "items": [{"item_id": r["item_id"], "rank": r["rank"], "score": r["score"],
-                       "source": r["source"]} for r in rows],
+            "items": [{"item_id": r["item_id"], "rank": r["rank"], "score": r["final_score"],
+                       "source_score": r["score"], "source": r["source"]} for r in rows],
         })
 
     @app.get("/health")

@@ -5,6 +5,7 @@ Each subcommand only parses arguments and calls library code; no logic lives her
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,20 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from ml.report import profile_export, render_profile_report
+
+    settings = args.settings
+    out = Path(args.out) if args.out else settings.reports_dir / "profile.html"
+    profile = profile_export(Path(args.input), settings.home)
+    render_profile_report(profile, out)
+    rejected = profile.get("rejected", {})
+    verdict = (f"rejected rows: {rejected['error']}" if "error" in rejected
+               else f"{rejected.get('total', 0):,} rows rejected")
+    print(f"profiled {profile['rows']:,} rows ({verdict}) in {profile['seconds']:.1f} s -> {out}")
+    return 0
+
+
 def _cmd_api(args: argparse.Namespace) -> int:
     from ml.api import serve
 
@@ -64,10 +79,102 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flows.pipeline import recommendation_pipeline
+
+    run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
+                                  as_of=args.as_of, top_n=args.top_n)
+    print(summary(args.settings, run))
+    return 0 if run["status"] in ("published", "rejected") else 1
+
+
+def summary(settings: Settings, run: dict) -> str:
+    """The few lines a person wants after a run, and the query to try."""
+    lines = [
+        "",
+        f"run {run['run_id']}: {run['status']} ({run.get('reason')})",
+        f"  rows: {run.get('rows_exported')} exported, {run.get('rows_rejected')} quarantined (table rejected_rows)",
+    ]
+    if run.get("ndcg") is not None:
+        lines.append(f"  holdout NDCG@10: ranker {run['ndcg']:.4f} vs popular {run['popular_ndcg']:.4f}")
+    if run["status"] == "published":
+        lines += [
+            f"  published {run.get('recommendations')} recommendations for {run.get('users_scored')} users",
+            f"  serving database: {settings.serving_db}",
+            "  try:",
+            '    recsys query "select * from recommendations where user_id = '
+            '(select min(user_id) from recommendations)"',
+        ]
+    lines.append(f"  seconds per step: {run.get('durations')}")
+    return "\n".join(lines)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from ml import runs
+
+    settings = args.settings
+    latest = runs.history(settings, limit=1)
+    info = {
+        "home": str(settings.home),
+        "paths": {"input": str(settings.default_input), "build_db": str(settings.build_db),
+                  "serving_db": str(settings.serving_db), "models": str(settings.models_dir),
+                  "reports": str(settings.reports_dir), "runs_db": str(runs.runs_db(settings))},
+        "last_run": latest[0] if latest else None,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for key, value in info["paths"].items():
+            print(f"{key:12s} {value}")
+        print(f"last run     {info['last_run'] and summary(settings, info['last_run'])}")
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from ml.serving import open_serving
+
+    con = open_serving(args.settings.serving_db)
+    try:
+        print(con.sql(args.sql).df().to_string(index=False, max_colwidth=60))
+    finally:
+        con.close()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from prefect import serve
+
+    from flows.pipeline import deployment
+
+    serve(deployment(cron=args.cron, home=str(args.settings.home), input_path=args.input))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0])
     parser.add_argument("--home", help="product home (default: $RECSYS_HOME or warehouse/home)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the whole pipeline: warehouse, training, evaluation, publishing")
+    run.add_argument("--input", help="export to use (default: a generated demo export)")
+    run.add_argument("--as-of", help="use only events strictly before this time (YYYY-MM-DD[ HH:MM:SS])")
+    run.add_argument("--top-n", type=int, default=20, help="recommendations per user")
+    run.set_defaults(func=_cmd_run)
+
+    info = sub.add_parser("info", help="where everything lives, and the last run")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=_cmd_info)
+
+    query = sub.add_parser("query", help="run SQL against the published serving database (read-only)")
+    query.add_argument("sql")
+    query.set_defaults(func=_cmd_query)
+
+    srv = sub.add_parser("serve", help="run the pipeline on a schedule (Prefect deployment)")
+    srv.add_argument("--cron", default="0 3 * * *", help="schedule, UTC (default nightly at 03:00)")
+    srv.add_argument("--input", help="export to use on each run")
+    srv.set_defaults(func=_cmd_serve)
 
     gen = sub.add_parser("generate", help="write a synthetic export in the ab_test.csv layout")
     gen.add_argument("--rows", type=int, default=1_000_000, help="data rows to write")
@@ -107,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--out", help="CSV to write the metrics table to")
     base.set_defaults(func=_cmd_baselines)
 
+    prof = sub.add_parser("profile", help="HTML report about an export before any training")
+    prof.add_argument("--input", required=True, help="export CSV (ab_test.csv layout)")
+    prof.add_argument("--out", help="HTML to write (default: <home>/reports/profile.html)")
+    prof.set_defaults(func=_cmd_profile)
+
     api = sub.add_parser("api", help="serve the published recommendations over HTTP (read-only)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
@@ -117,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # No network here: keep Prefect's local server from trying to send usage telemetry.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     args.settings = Settings.from_env(args.home)
     return args.func(args)

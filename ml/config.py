@@ -58,3 +58,25 @@ class Settings:
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.serving_dir, self.models_dir, self.reports_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The knobs of one pipeline run; every default works on the generated demo data."""
+
+    input_path: Path | None = None
+    as_of: str | None = None
+    top_n: int = 20
+    k: int = 10
+    horizon_days: int = 3
+    labelled_cutoffs: int = 3
+    model_kind: str = "hgb"
+    max_training_rows: int = 400_000
+    gate_margin: float = 0.10
+    min_pair_users: int = 3
+    demo_rows: int = 1_000_000
+    seed: int = 7
+
+    def dbt_overrides(self) -> dict:
+        return {"horizon_days": self.horizon_days, "labelled_cutoffs": self.labelled_cutoffs,
+                "min_pair_users": self.min_pair_users}

@@ -16,8 +16,17 @@ Decisions, kept deliberately faithful to the sources:
   else all rows of a user sharing one timestamp.
 * **Time.** Ta-Feng has dates only; every basket gets the synthetic time 12:00:00 UTC of its
   day (one basket per customer per day, so ordering within a user is unaffected).
-* **Ids are kept as the source text** (leading zeros preserved). Ids that would break the
-  list syntax (containing ``,``, ``[`` or ``]``) or are empty are rejected, not rewritten.
+* **Ids are decimal, as in the real export.** The warehouse accepts only ids of 1-39 decimal
+  digits (user, item and category ids alike). A source id that already is 1-39 digits is
+  kept as the source text (leading zeros preserved); any other id (letters, punctuation,
+  more than 39 digits) is replaced by ``md5_number(id)``, the first 16 bytes of the MD5 of
+  its text read as an unsigned 128-bit integer, written in decimal (<= 39 digits). The
+  mapping is deterministic, so re-imports and several files of one source agree, and every
+  mapped id is listed in the sidecar ``<out>.id_map.csv`` (``kind, source_id, export_id``;
+  kinds ``user``, ``item``, ``category``; not written when nothing was mapped). Digits-only
+  ids never go through the hash, and the hash is computed once per *distinct* id (printing a
+  UHUGEINT is slow) and joined back. An import fails loudly if a mapped id ever collides
+  with another id of the same kind (probability ~2^-128 per pair).
 * **Prices** are written as unit price x 100 rounded to an integer (Ta-Feng: NT$ cents,
   ``SALES_PRICE / AMOUNT``; the ``ecom.price100`` unit is "currency x 100", not RUB here).
   When one line of a basket has no price the basket's price list is written as ``[]``,
@@ -25,7 +34,11 @@ Decisions, kept deliberately faithful to the sources:
   items are kept).
 * **Categories**: the source category goes into both ``main_category`` and ``sub_category``
   (10-column layout), because ``ml.export.read_line_items`` reads ``main_category`` as the
-  item's category. A missing category is written as ``unknown`` so the lists stay aligned.
+  item's category. The lists are aligned with ``ecom.nm``, so a line item without a category
+  cannot simply be left out: it gets the placeholder category id ``0``
+  (:data:`MISSING_CATEGORY_ID`), a valid decimal id that the warehouse accepts. Consumers
+  should treat category ``0`` as "unknown" (a source whose own category id is literally
+  ``0`` would share it; the hash mapping yields 0 with probability 2^-128).
 * **Bad rows are never silently dropped**: malformed CSV lines (DuckDB ``store_rejects``)
   and rows failing validation are written with a reason to ``<out>.rejected.csv`` and
   counted in the returned :class:`ImportStats`.
@@ -45,7 +58,10 @@ from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS
 
 TA_FENG_MEMBER = "ta_feng_all_months_merged.csv"
 SYNTHETIC_TIME = "12:00:00"
-_BAD_ID_CHARS = r"[,\[\]]"
+#: Category id written for a line item whose source row has no category (lists stay aligned).
+MISSING_CATEGORY_ID = "0"
+#: What the warehouse accepts as an id (``decimal_id`` / ``is_id_list`` in the dbt macros).
+_DECIMAL_ID = "[0-9]{1,39}"
 
 
 @dataclass
@@ -62,6 +78,8 @@ class ImportStats:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejected_path: Path | None = None
     seconds: float = 0.0
+    mapped_ids: dict[str, int] = field(default_factory=dict)  # kind -> distinct ids hashed
+    id_map_path: Path | None = None
 
     def summary(self) -> str:
         text = (
@@ -72,6 +90,9 @@ class ImportStats:
         if self.rejected:
             reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.rejected_by_reason.items()))
             text += f"; rejected {self.rejected:,} ({reasons}) -> {self.rejected_path}"
+        if self.id_map_path:
+            mapped = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.mapped_ids.items()))
+            text += f"; non-decimal ids mapped to 128-bit decimals ({mapped}) -> {self.id_map_path}"
         return text
 
 
@@ -91,6 +112,11 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
 def rejected_path_for(out: str | Path) -> Path:
     """``<out>.rejected.csv``: where the rows that could not be converted go."""
     return Path(str(out) + ".rejected.csv")
+
+
+def id_map_path_for(out: str | Path) -> Path:
+    """``<out>.id_map.csv``: source ids that were replaced by a decimal id, and by which."""
+    return Path(str(out) + ".id_map.csv")
 
 
 def _materialise_csv(path: Path, member: str | None, workdir: Path) -> Path:
@@ -157,23 +183,20 @@ def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: P
                case
                  when coalesce(trim({spec.user}), '') = '' then 'missing user id'
                  when coalesce(trim({spec.item}), '') = '' then 'missing item id'
-                 when regexp_matches(trim({spec.user}), '{_BAD_ID_CHARS}') then 'user id contains , [ or ]'
-                 when regexp_matches(trim({spec.item}), '{_BAD_ID_CHARS}') then 'item id contains , [ or ]'
                  when {spec.ts} is null then 'unparseable time'
                  when try_cast({qty} as double) is null then 'unparseable quantity'
                  when try_cast({qty} as double) <= 0 then 'non-positive quantity'
                  when coalesce(trim({price_raw}), '') <> '' and {price} is null then 'unparseable price'
                  when {price} < 0 then 'negative price'
-                 when regexp_matches(coalesce(trim({category}), ''), '{_BAD_ID_CHARS}')
-                      then 'category contains , [ or ]'
                end as reason
         from src
     """)
     rows_read = _one(con, "select count(*) from src")[0]
     with_categories = spec.category is not None
+    mapped_ids = _map_ids(con, with_categories)
     cat_cols = (
-        ", '[' || string_agg(coalesce(category_id, 'unknown'), ', ' order by record) || ']' as main_category"
-        ", '[' || string_agg(coalesce(category_id, 'unknown'), ', ' order by record) || ']' as sub_category"
+        ", '[' || string_agg(export_category_id, ', ' order by record) || ']' as main_category"
+        ", '[' || string_agg(export_category_id, ', ' order by record) || ']' as sub_category"
         if with_categories else ""
     )
     con.sql(f"""
@@ -181,18 +204,17 @@ def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: P
         select {_quote(platform)} as platform,
                strftime(min(ts), '%Y-%m-%d %H:%M:%S') || '+00:00' as utc_event_time,
                strftime(min(ts), '%Y-%m-%d') as utc_event_date,
-               user_id,
+               export_user_id as user_id,
                'ec.purchase' as event_type,
                case when bool_and(price_num is not null)
                     then '[' || string_agg(round(price_num)::bigint::varchar, ', ' order by record) || ']'
                     else '[]' end as "ecom.price100",
                '[' || string_agg(round(qty_num)::bigint::varchar, ', ' order by record) || ']' as "ecom.qty",
-               '[' || string_agg(item_id, ', ' order by record) || ']' as "ecom.nm"
+               '[' || string_agg(export_item_id, ', ' order by record) || ']' as "ecom.nm"
                {cat_cols},
                min(ts) as sort_ts, min(record) as sort_record, count(*) as n_lines
-        from checked
-        where reason is null
-        group by user_id, basket
+        from accepted
+        group by export_user_id, basket
     """)
     columns = BASE_COLUMNS + (CATEGORY_COLUMNS if with_categories else [])
     select_cols = ", ".join(_ident(c) for c in columns)
@@ -214,13 +236,66 @@ def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: P
                 f"to {_quote(rej_path)} (header, delimiter ',')")
     elif rej_path.exists():
         rej_path.unlink()  # a stale file from an earlier run would be misleading
+    map_path = id_map_path_for(out)
+    if mapped_ids:
+        con.sql(f"copy (select kind, source_id, export_id from id_map where mapped "
+                f"order by kind, source_id) to {_quote(map_path)} (header, delimiter ',')")
+    elif map_path.exists():
+        map_path.unlink()
     return ImportStats(
         out=out, rows_read=rows_read + int(_one(con, "select count(distinct line) from reject_errors")[0]),
         line_items=int(line_items), events=int(events), users=int(users), items=int(items),
         rejected=rejected, rejected_by_reason=by_reason,
         rejected_path=rej_path if rejected else None,
         seconds=time.perf_counter() - started,
+        mapped_ids=mapped_ids, id_map_path=map_path if mapped_ids else None,
     )
+
+
+def _map_ids(con: duckdb.DuckDBPyConnection, with_categories: bool) -> dict[str, int]:
+    """Give every accepted line its export ids; return how many distinct ids were hashed, by kind.
+
+    Builds ``id_map (kind, source_id, export_id, mapped)`` over the *distinct* ids of the
+    accepted lines (the MD5 and the UHUGEINT -> text cast run once per distinct id, never
+    per line) and ``accepted``: the valid lines of ``checked`` with ``export_user_id``,
+    ``export_item_id`` and ``export_category_id`` (:data:`MISSING_CATEGORY_ID` when absent).
+    """
+    category_ids = (
+        "union select 'category', category_id from checked where reason is null and category_id is not null"
+        if with_categories else ""
+    )
+    con.sql(f"""
+        create or replace temp table id_map as
+        with ids as (
+            select 'user' as kind, user_id as source_id from checked where reason is null
+            union select 'item', item_id from checked where reason is null
+            {category_ids}
+        ), judged as (
+            select kind, source_id, regexp_full_match(source_id, '{_DECIMAL_ID}') as kept from ids
+        )
+        select kind, source_id, source_id as export_id, false as mapped from judged where kept
+        union all
+        select kind, source_id, md5_number(source_id)::varchar, true from judged where not kept
+    """)
+    clashes = con.sql("""
+        select kind, export_id, list(source_id order by source_id) as sources
+        from id_map group by kind, export_id having count(*) > 1 limit 3
+    """).fetchall()
+    if clashes:
+        raise ValueError(f"id mapping collision (kind, export id, source ids): {clashes}")
+    con.sql(f"""
+        create or replace temp table accepted as
+        select c.*,
+               u.export_id as export_user_id,
+               i.export_id as export_item_id,
+               coalesce(k.export_id, '{MISSING_CATEGORY_ID}') as export_category_id
+        from checked c
+        join id_map u on u.kind = 'user' and u.source_id = c.user_id
+        join id_map i on i.kind = 'item' and i.source_id = c.item_id
+        left join id_map k on k.kind = 'category' and k.source_id = c.category_id
+        where c.reason is null
+    """)
+    return dict(con.sql("select kind, count(*) from id_map where mapped group by kind").fetchall())
 
 
 def _build_rejects(con: duckdb.DuckDBPyConnection) -> None:

@@ -335,13 +335,14 @@ def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> 
 
 
 def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: datetime,
-            require_recommendations: bool = True) -> PublishResult:
+            require_recommendations: bool = True, threads: int | None = None) -> PublishResult:
     """Build a new serving file from ``build_db``'s ``pub_*`` tables and swap it in atomically.
 
     The build database is attached READ_ONLY: the caller must not hold a read-write
     connection to it in this same process (DuckDB refuses to attach a file twice).
     Raises :class:`PublishError` (old serving file untouched, temp file removed) when a table
     is missing, a column is missing, a constraint fails or a validation rule is broken.
+    ``threads`` caps DuckDB's threads for the copy (leave CPU to readers on the same host).
     """
     t0 = time.perf_counter()
     build_db, serving_db = Path(build_db).resolve(), Path(serving_db).resolve()
@@ -356,6 +357,8 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
         try:
             con = duckdb.connect(str(tmp))
             con.execute("SET enable_progress_bar = false")
+            if threads:
+                con.execute(f"SET threads = {int(threads)}")
             try:
                 con.execute("ATTACH ? AS build (READ_ONLY)", [str(build_db)])
             except duckdb.Error as exc:
@@ -494,6 +497,11 @@ def _check_n(n: int) -> int:
 _PERSONAL_SQL = """
 SELECT user_id, item_id, rank, score, reason, 'personal' AS source, model_version, generated_at
 FROM recommendations WHERE user_id = ? AND rank <= ? ORDER BY rank"""
+_PROFILE_PLATFORM_SQL = "SELECT platform FROM user_profiles WHERE user_id = ?"
+_FALLBACK_SQL = """
+SELECT CAST(? AS VARCHAR) AS user_id, item_id, rank, score, reason, 'fallback:' || platform AS source,
+       model_version, generated_at
+FROM fallback_recommendations WHERE platform = ? AND rank <= ? ORDER BY rank"""
 _BOUGHT_SQL = """
 SELECT item_id AS for_item_id, similar_item_id AS item_id, rank, score,
        1.0 / log2(rank + 1) AS final_score, 'bought_together' AS source, rank AS src_rank,
@@ -512,6 +520,12 @@ def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: in
     rows = _rows(con.execute(_PERSONAL_SQL, [user_id, n]))
     if len(rows) == n:  # a warm user with a full list: the macro would return exactly this
         return rows
+    if not rows:  # no list: the fallback of the request's, else the profile's platform, else 'all'
+        chosen = platform
+        if chosen is None:
+            prof = con.execute(_PROFILE_PLATFORM_SQL, [user_id]).fetchone()
+            chosen = prof[0] if prof and prof[0] in FALLBACK_PLATFORMS else "all"
+        return _rows(con.execute(_FALLBACK_SQL, [user_id, chosen, n]))
     return _rows(con.execute("SELECT * FROM recommend(?, ?, plat := ?)", [user_id, n, platform]))
 
 
@@ -573,6 +587,8 @@ class ServingReader:
         if self._con is not None and now - self._checked < self.check_interval:
             return
         self._checked = now
+        if self._retired:
+            self._reap(now)
         sig = self._signature()
         if sig is None or sig == self._sig:
             return
@@ -588,6 +604,9 @@ class ServingReader:
             self.reloads += 1
         self._con, self._sig = con, sig
         self.opened_at = datetime.now(timezone.utc)
+
+    def _reap(self, now: float) -> None:
+        """Close connections retired more than ``grace`` seconds ago (frees the old inode)."""
         keep = []
         for retired_at, old in self._retired:
             if now - retired_at > self.grace:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ def run_dbt(
     variables: Mapping[str, Any],
     *,
     select: str | None = None,
+    exclude: str | None = None,
     on_node: Callable[[str, str, float], None] | None = None,
 ) -> DbtResult:
     """Run ``dbt <command>`` (build, run, test, ...) for one home; raise ``DbtError`` on failure.
@@ -68,6 +68,8 @@ def run_dbt(
     ]
     if select:
         args += ["--select", select]
+    if exclude:
+        args += ["--exclude", exclude]
 
     result = DbtResult(command=command)
     errors: list[str] = []
@@ -79,9 +81,9 @@ def run_dbt(
             if event is None:
                 continue
             name, data = event
-            if name == "NodeFinished":
+            if name.startswith("Log") and name.endswith("Result") and "node_info" in data:
                 node = data["node_info"]
-                seconds = _node_seconds(node)
+                seconds = float(data.get("execution_time") or 0.0)
                 result.node_status[node["node_name"]] = node["node_status"]
                 result.node_seconds[node["node_name"]] = seconds
                 if on_node:
@@ -106,12 +108,3 @@ def _parse_event(line: str) -> tuple[str, dict[str, Any]] | None:
         return payload["info"]["name"], payload.get("data", {})
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def _node_seconds(node: Mapping[str, Any]) -> float:
-    try:
-        started = datetime.fromisoformat(node["node_started_at"])
-        finished = datetime.fromisoformat(node["node_finished_at"])
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-    return (finished - started).total_seconds()

@@ -26,11 +26,23 @@ def serving_db(tmp_path):
 
 @pytest.fixture()
 def client(serving_db):
+    """A service of its own (for tests that publish again)."""
     with TestClient(api.create_app(serving_db, check_interval=0.0)) as c:
         yield c
 
 
-def test_recommendations_warm_and_cold(client):
+@pytest.fixture(scope="module")
+def shared_client(tmp_path_factory):
+    """One service over one publication, for the read-only tests."""
+    tmp = tmp_path_factory.mktemp("api")
+    path = tmp / "serving" / "recommendations.duckdb"
+    publish(make_build_db(tmp / "build.duckdb"), path, model_version="v1", as_of=AS_OF)
+    with TestClient(api.create_app(path, check_interval=0.0)) as c:
+        yield c
+
+
+def test_recommendations_warm_and_cold(shared_client):
+    client = shared_client
     body = client.get(f"/recommendations/{WARM_FULL}").json()
     assert body["source"] == "personal" and body["model_version"] == "v1"
     assert len(body["items"]) == 20 and body["items"][0] == {
@@ -45,7 +57,8 @@ def test_recommendations_warm_and_cold(client):
     assert [i["source"] for i in short[:4]] == ["personal"] * 3 + ["fallback:Android"]
 
 
-def test_similar_endpoint(client):
+def test_similar_endpoint(shared_client):
+    client = shared_client
     body = client.get(f"/items/{ITEM_WITH_PAIRS}/similar").json()
     assert body["source"] == "bought_together" and not body["personalised"]
     assert [i["item_id"] for i in body["items"]] == ["1005", "1002", "1010", "1003", "1025"]
@@ -56,7 +69,8 @@ def test_similar_endpoint(client):
     assert unknown["source"] == "fallback:all" and len(unknown["items"]) == 20
 
 
-def test_health(client):
+def test_health(shared_client):
+    client = shared_client
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["model_version"] == "v1"
     assert body["n_users"] == 2 and body["n_rows"] == 23
@@ -79,14 +93,16 @@ def test_health(client):
     "/items/1001/similar?user_id=",
     "/items/%F0%9F%98%80/similar",
 ])
-def test_bad_input_is_4xx_with_message(client, url):
+def test_bad_input_is_4xx_with_message(shared_client, url):
+    client = shared_client
     resp = client.get(url)
     assert 400 <= resp.status_code < 500, (url, resp.status_code, resp.text)
     body = resp.json()
     assert body["error"] == "invalid request" and "decimal digits" in body["rule"]
 
 
-def test_max_length_id_is_accepted(client):
+def test_max_length_id_is_accepted(shared_client):
+    client = shared_client
     assert client.get("/recommendations/" + "9" * 40).json()["source"] == "fallback:all"
 
 

@@ -9,7 +9,9 @@ import pytest
 
 from ml.cli import main as cli_main
 from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS, read_line_items
-from ml.importers import import_ta_feng, import_transactions, rejected_path_for
+from ml.importers import (
+    MISSING_CATEGORY_ID, id_map_path_for, import_ta_feng, import_transactions, rejected_path_for,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TA_FENG_ZIP = SHARED / "data" / "ta_feng" / "ta_feng.csv.zip"
@@ -57,6 +59,8 @@ def test_ta_feng_csv_converts_and_reads_back(tmp_path):
     reasons = " | ".join(rejected["reason"])
     assert "unparseable quantity" in reasons and "malformed csv line" in reasons
     assert stats.rejected_by_reason["unparseable quantity"] == 1
+    # Ta-Feng ids are already decimal: written as is, nothing mapped, no sidecar.
+    assert stats.mapped_ids == {} and not id_map_path_for(out).exists()
 
 
 def test_ta_feng_zip_and_cli(tmp_path):
@@ -86,13 +90,46 @@ def test_generic_transactions_with_basket_and_format(tmp_path):
                    "--time-format", "%d.%m.%Y %H:%M"])
     assert rc == 0
     lines = read_line_items(out)
-    assert len(lines) == 3 and lines["row_id"].nunique() == 2
-    c1 = lines[lines.user_id == "c1"]
+    assert len(lines) == 4 and lines["row_id"].nunique() == 3
+    # Non-decimal ids are replaced by 128-bit decimals; the sidecar says which by which.
+    id_map = pd.read_csv(id_map_path_for(out), dtype=str)
+    assert list(id_map.columns) == ["kind", "source_id", "export_id"]
+    to_export = {(k, s): e for k, s, e in id_map.itertuples(index=False)}
+    assert set(to_export) == {("user", "c1"), ("user", "c2"), ("item", "s1"), ("item", "s2"),
+                              ("item", "bad,id"), ("category", "k1")}
+    for export_id in to_export.values():
+        assert export_id.isdigit() and 1 <= len(export_id) <= 39
+    assert len(set(to_export.values())) == len(to_export)
+    c1 = lines[lines.user_id == to_export["user", "c1"]]
+    assert list(c1["item_id"]) == [to_export["item", "s1"], to_export["item", "s2"]]
     assert list(c1["price100"]) == [1250, 300]
-    assert list(c1["category_id"]) == ["k1", "unknown"]
+    assert list(c1["category_id"]) == [to_export["category", "k1"], MISSING_CATEGORY_ID]
     assert c1["ts"].iloc[0] == pd.Timestamp("2024-02-01 10:00")
+    # An id with a comma no longer breaks the list syntax: it is mapped, not rejected.
+    assert to_export["item", "bad,id"] in set(lines["item_id"])
     rejected = pd.read_csv(rejected_path_for(out), dtype=str)
-    assert sorted(rejected["reason"]) == ["item id contains , [ or ]", "unparseable time"]
+    assert sorted(rejected["reason"]) == ["unparseable time"]
+
+    # Deterministic: a second import maps every id to the same decimal.
+    again = tmp_path / "again.csv"
+    import_transactions(src, again, user="client", item="sku", time_col="when",
+                        category="cat", basket="order", time_format="%d.%m.%Y %H:%M")
+    assert id_map_path_for(again).read_text() == id_map_path_for(out).read_text()
+
+
+def test_decimal_ids_kept_long_or_mixed_ids_mapped(tmp_path):
+    long_digits = "1" * 40  # more than the warehouse's 39 digits
+    src = tmp_path / "t.csv"
+    src.write_text(f"u,i,t\n007,{long_digits},2024-01-01 10:00:00\n007,123,2024-01-01 10:00:00\n")
+    out = tmp_path / "o.csv"
+    stats = import_transactions(src, out, user="u", item="i", time_col="t")
+    assert stats.mapped_ids == {"item": 1}
+    lines = read_line_items(out)
+    assert set(lines["user_id"]) == {"007"}  # leading zeros kept
+    id_map = pd.read_csv(id_map_path_for(out), dtype=str)
+    assert id_map.values.tolist() == [["item", long_digits, id_map.export_id[0]]]
+    assert list(lines["item_id"]) == [id_map.export_id[0], "123"]
+    assert "mapped" in stats.summary()
 
 
 def test_generic_without_optional_columns_groups_by_timestamp(tmp_path):
@@ -119,3 +156,28 @@ def test_real_ta_feng_converts_completely(tmp_path):
     assert stats.events == 119_578
     assert stats.users == 32_266 and stats.items == 23_812
     assert stats.seconds < 30
+
+
+def test_imported_text_ids_pass_the_warehouse_validation(tmp_path):
+    """Text ids, a comma in an id and a missing category: the warehouse rejects nothing."""
+    import duckdb
+
+    from ml.config import Settings
+    from ml.warehouse import dbt_vars, run_dbt
+
+    src = tmp_path / "orders.csv"
+    src.write_text(
+        "order,client,sku,when,unit_price,n,cat\n"
+        "o1,alice@example.com,SKU-1,2024-02-01 10:00:00,12.5,1,Shoes\n"
+        "o1,alice@example.com,\"SKU,2\",2024-02-01 10:00:00,3,2,\n"
+        "o2,0042,SKU-1,2024-02-02 11:30:00,12.5,1,Shoes\n"
+    )
+    out = tmp_path / "out.csv"
+    stats = import_transactions(src, out, user="client", item="sku", time_col="when",
+                                price="unit_price", qty="n", category="cat", basket="order")
+    assert stats.rejected == 0 and stats.mapped_ids == {"user": 1, "item": 2, "category": 1}
+    settings = Settings(home=tmp_path / "home")
+    run_dbt(settings, "run", dbt_vars(out), select="+rejected_rows")
+    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+        assert con.execute("select count(*) from rejected_rows").fetchall() == [(0,)]
+        assert con.execute("select count(*) from int_events__validated").fetchall() == [(2,)]

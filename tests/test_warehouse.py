@@ -70,7 +70,7 @@ def test_every_broken_row_is_quarantined_with_its_reason(tmp_path):
         "Android,2023-08-01 10:00:00+00:00,2023-08-01,24,ec.purchase,[],[],[]",
         'Android,2023-08-01 10:00:00+00:00,2023-08-01,25,ec.purchase,"[100, 200]",[1],"[505, 506, 507]"',
         "Android,2023-08-01 10:00:00+00:00,2023-08-01,26,ec.add_to_cart,[-100],[1],[505]",
-        "Android,2023-08-01 10:00:00+00:00,2023-08-01,27,ec.add_to_cart,[100],[5000],[505]",
+        "Android,2023-08-01 10:00:00+00:00,2023-08-01,27,ec.add_to_cart,[100],[50000],[505]",
         "Android,2023-08-01 10:00:00+00:00,2023-08-01,28,ec.view_item,[99999999999],[1],[505]",
     ]
     settings = build(tmp_path, write_raw_lines(tmp_path / "broken.csv", lines))

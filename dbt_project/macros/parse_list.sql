@@ -9,7 +9,9 @@
 {%- endmacro %}
 
 {#- A 128-bit decimal id kept as text (ids are names, not numbers: text joins and prints fast,
-    while DuckDB's UHUGEINT is slow to print); NULL when the value is not 1-39 digits. -#}
+    while DuckDB's UHUGEINT is slow to print); NULL when the value is not 1-39 digits.
+    Untrimmed ids (the normal case) are matched without calling trim. -#}
 {% macro decimal_id(column) -%}
-    case when regexp_full_match(trim({{ column }}), '[0-9]{1,39}') then trim({{ column }}) end
+    case when regexp_full_match({{ column }}, '[0-9]{1,39}') then {{ column }}
+         when regexp_full_match(trim({{ column }}), '[0-9]{1,39}') then trim({{ column }}) end
 {%- endmacro %}

@@ -2,17 +2,39 @@
 -- failed check. Rows are never dropped here, which is what makes conservation testable.
 {% set commerce = "event_type in ('view_item', 'add_to_cart', 'purchase')" %}
 
-with events as (
+{% set raw_columns = "raw_platform, raw_event_time, raw_event_date, raw_user_id, raw_event_type,
+    raw_price100, raw_qty, raw_item_ids, raw_main_category, raw_sub_category" %}
+
+with repeated_hashes as (
+
+    -- Exact copies hash alike, so only rows sharing a hash with another row can be copies.
+    -- Grouping one 64-bit hash is far cheaper than partitioning every row by ten text columns.
+    select hash({{ raw_columns }}) as raw_hash
+    from {{ ref('stg_ab_test__events') }}
+    group by raw_hash
+    having count(*) > 1
+
+),
+
+copies as (
+
+    -- The few candidate rows, compared on the real columns (a hash collision is not a copy).
+    select
+        event_row_id,
+        row_number() over (partition by {{ raw_columns }} order by event_row_id) as copy_number
+    from {{ ref('stg_ab_test__events') }}
+    where hash({{ raw_columns }}) in (select raw_hash from repeated_hashes)
+
+),
+
+events as (
 
     select
-        *,
+        staged.*,
         {{ commerce }} as is_commerce,
-        row_number() over (
-            partition by raw_platform, raw_event_time, raw_event_date, raw_user_id, raw_event_type,
-                         raw_price100, raw_qty, raw_item_ids, raw_main_category, raw_sub_category
-            order by event_row_id
-        ) as copy_number
-    from {{ ref('stg_ab_test__events') }}
+        coalesce(copies.copy_number, 1) as copy_number
+    from {{ ref('stg_ab_test__events') }} as staged
+    left join copies using (event_row_id)
 
 )
 
@@ -53,7 +75,9 @@ select
         when event_date < date '2000-01-01' or event_date > current_date + 1
           or (is_commerce and abs(date_diff('day', event_at::date, event_date)) > 1)
             then 'absurd_value'
-        when copy_number > 1 then 'duplicate_row'
+        -- Only commerce rows carry a time to the second: identical engagement or pageview rows
+        -- (dated, untimed) are genuine repeated activity, not copies.
+        when is_commerce and copy_number > 1 then 'duplicate_row'
     end as reject_reason
 
 from events

@@ -2,8 +2,20 @@
 -- position. Unknown prices stay NULL (price_known = false); unknown quantities count as 1.
 with accepted as (
 
-    select * from {{ ref('int_events__validated') }}
+    select
+        event_row_id, user_id, platform, event_type, event_at, event_date,
+        item_ids, prices100, quantities, category_ids, sub_category_ids
+    from {{ ref('int_events__validated') }}
     where reject_reason is null and is_commerce
+
+),
+
+positions as (
+
+    -- unnest streams; a lateral join to range() is planned as a join that first de-duplicates
+    -- the lists it is correlated on.
+    select *, unnest(range(1, len(item_ids) + 1)) as position
+    from accepted
 
 )
 
@@ -22,4 +34,4 @@ select
     coalesce(quantities[position], 1)          as quantity,
     category_ids[position]                     as category_id,
     sub_category_ids[position]                 as sub_category_id
-from accepted, range(1, len(item_ids) + 1) as positions(position)
+from positions

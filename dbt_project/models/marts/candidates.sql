@@ -2,7 +2,7 @@
 -- Sources (a candidate may come from several; primary_source is the first in this order):
 --   history      the user's own items, strongest interest first (re-buys and items still wanted)
 --   co_purchase  items bought/carted/viewed together with the user's top items (anchor_item_id)
---   category     popular items of the user's top category within their price tier
+--   category     popular items of the user's top three categories within their price tier
 --   trending     rising items among what is popular on the user's platform now
 --   popular      popular on the user's platform now (the fallback source)
 -- Serving cutoff: every user with history. Labelled cutoffs: only users who purchase in the label
@@ -15,11 +15,7 @@ with cutoffs as (
 
 window_purchases as (
 
-    select distinct cutoffs.cutoff_at, line_items.user_id, line_items.item_id
-    from {{ ref('int_line_items') }} as line_items
-    join cutoffs
-      on line_items.event_at >= cutoffs.cutoff_at and line_items.event_at < cutoffs.label_end_at
-    where line_items.event_type = 'purchase'
+    select * from {{ ref('int_window_purchases') }}
 
 ),
 
@@ -68,8 +64,12 @@ from_co_purchase as (
         arg_max(anchors.item_id, anchors.interest * pairs.confidence * pairs.signal_weight) as anchor_item_id
     from user_items as anchors
     join (
+        -- Each anchor brings at most its strongest neighbours: bounds the join for heavy users.
         select *, case signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end as signal_weight
         from {{ ref('co_purchase') }}
+        qualify row_number() over (
+            partition by cutoff_at, item_id order by confidence * signal_weight desc, other_item_id
+        ) <= {{ var('candidates_neighbours_per_item') }}
     ) as pairs
       on pairs.cutoff_at = anchors.cutoff_at and pairs.item_id = anchors.item_id
     where anchors.interest_rank <= {{ var('candidates_anchor_items') }}
@@ -80,20 +80,42 @@ from_co_purchase as (
 
 ),
 
+category_interest as (
+
+    select user_items.cutoff_at, user_items.user_id, items.category_id,
+           sum(user_items.interest) as interest
+    from user_items
+    join {{ ref('item_features') }} as items using (cutoff_at, item_id)
+    where items.category_id is not null
+    group by user_items.cutoff_at, user_items.user_id, items.category_id
+
+),
+
+user_categories as (
+
+    -- The user's three favourite categories, with their share of the user's interest.
+    select cutoff_at, user_id, category_id,
+           interest / sum(interest) over (partition by cutoff_at, user_id) as category_share
+    from category_interest
+    qualify row_number() over (partition by cutoff_at, user_id order by interest desc, category_id) <= 3
+
+),
+
 from_category as (
 
     select users.cutoff_at, users.user_id, popular.item_id, 'category' as source,
-           popular.score as source_score, null::varchar as anchor_item_id
+           popular.score * user_categories.category_share as source_score, null::varchar as anchor_item_id
     from users
+    join user_categories using (cutoff_at, user_id)
     join {{ ref('item_popularity') }} as popular
       on popular.cutoff_at = users.cutoff_at and popular.scope = 'category'
-     and popular.scope_value = users.top_category_id
+     and popular.scope_value = user_categories.category_id
     join {{ ref('item_features') }} as items
       on items.cutoff_at = popular.cutoff_at and items.item_id = popular.item_id
     where users.price_median_rub is null or items.price_rub is null
        or items.price_rub between users.price_p25_rub / 2 and users.price_p75_rub * 2
     qualify row_number() over (
-        partition by users.cutoff_at, users.user_id order by popular.score desc, popular.item_id
+        partition by users.cutoff_at, users.user_id order by source_score desc, popular.item_id
     ) <= {{ var('candidates_category') }}
 
 ),

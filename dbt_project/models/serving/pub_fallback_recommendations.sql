@@ -1,0 +1,51 @@
+-- Cold start: what is popular now, per platform and overall ('all'), for users without history.
+-- A platform without its own events gets the overall list, so every platform always has one.
+with serving as (
+
+    select cutoff_at from {{ ref('int_cutoffs') }} where cutoff_index = 0
+
+),
+
+popular as (
+
+    select
+        case popularity.scope when 'global' then 'all' else popularity.scope_value end as platform,
+        popularity.item_id,
+        popularity.popularity_rank             as rank,
+        popularity.score
+    from {{ ref('item_popularity') }} as popularity
+    join serving using (cutoff_at)
+    where popularity.scope in ('global', 'platform')
+      and popularity.popularity_rank <= {{ var('top_n') }}
+
+),
+
+platforms as (
+
+    select unnest(['Site', 'Android', 'iOS', 'all']) as platform
+
+),
+
+lists as (
+
+    select platforms.platform, coalesce(own.item_id, overall.item_id) as item_id,
+           coalesce(own.rank, overall.rank) as rank, coalesce(own.score, overall.score) as score,
+           case when own.item_id is null and platforms.platform <> 'all'
+                then 'popular_overall' else 'popular_now' end as reason
+    from platforms
+    left join popular as own on own.platform = platforms.platform
+    left join popular as overall
+      on overall.platform = 'all' and own.item_id is null and platforms.platform <> 'all'
+
+)
+
+select
+    platform,
+    item_id,
+    rank::integer                              as rank,
+    score,
+    reason,
+    '{{ var("model_version") }}'               as model_version,
+    timestamp '{{ var("generated_at") }}'      as generated_at
+from lists
+where item_id is not null

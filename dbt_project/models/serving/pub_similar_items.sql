@@ -1,0 +1,47 @@
+-- "Bought together": for each item, the items the same users bought (or, weaker, carted or
+-- viewed) with it before the serving cutoff. Pairs below the k-user threshold never reach here.
+with serving as (
+
+    select cutoff_at from {{ ref('int_cutoffs') }} where cutoff_index = 0
+
+),
+
+pairs as (
+
+    select
+        pairs.item_id,
+        pairs.other_item_id,
+        pairs.support_users,
+        pairs.confidence,
+        pairs.lift,
+        pairs.confidence * case pairs.signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end
+                                               as score
+    from {{ ref('co_purchase') }} as pairs
+    join serving using (cutoff_at)
+
+),
+
+best_signal as (
+
+    select
+        item_id,
+        other_item_id,
+        max(score)                             as score,
+        arg_max(support_users, score)          as support_users,
+        arg_max(confidence, score)             as confidence,
+        arg_max(lift, score)                   as lift
+    from pairs
+    group by item_id, other_item_id
+
+)
+
+select
+    item_id,
+    other_item_id                              as similar_item_id,
+    row_number() over (partition by item_id order by score desc, lift desc, other_item_id)::integer as rank,
+    score,
+    support_users::integer                     as support_users,
+    confidence,
+    lift
+from best_signal
+qualify rank <= {{ var('top_n') }}

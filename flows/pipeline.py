@@ -1,0 +1,142 @@
+"""The recommendation pipeline as a Prefect flow: thin orchestration over ``ml.pipeline``.
+
+build warehouse -> train and evaluate -> (gate) -> score -> serving tables -> publish -> log run
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from ml import pipeline, runs, serving
+from ml.config import RunConfig, Settings
+
+DEFAULT_CRON = "0 3 * * *"  # nightly, 03:00 UTC
+
+
+def _log(message: str) -> None:
+    get_run_logger().info(message)
+
+
+@task(cache_policy=NO_CACHE)
+def prepare_input(settings: Settings, config: RunConfig) -> Path:
+    return pipeline.resolve_input(settings, config, _log)
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def build_warehouse(settings: Settings, config: RunConfig, input_path: Path) -> dict[str, Any]:
+    """Retried once: a transient lock on the build database (another run finishing) clears."""
+    pipeline.build_warehouse(settings, config, input_path, _log)
+    return pipeline.warehouse_counts(settings)
+
+
+@task(cache_policy=NO_CACHE)
+def train_and_evaluate(settings: Settings, config: RunConfig, version: str) -> pipeline.TrainOutcome:
+    outcome = pipeline.train_and_evaluate(settings, config, version, _log)
+    directory = pipeline.save_model(settings, outcome)
+    _log(f"model {version} saved to {directory}; gate: {outcome.evaluation['gate']['reason']}")
+    return outcome
+
+
+@task(cache_policy=NO_CACHE)
+def score(settings: Settings, outcome: pipeline.TrainOutcome, config: RunConfig) -> dict[str, int]:
+    from ml.scoring import score_serving
+
+    return score_serving(settings.build_db, outcome.model.pipeline, config.top_n, _log)
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path, version: str,
+                         generated_at: datetime) -> None:
+    pipeline.build_serving_tables(settings, config, input_path, version, generated_at, _log)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def publish(settings: Settings, version: str, as_of: datetime) -> dict[str, Any]:
+    """Retried: publishing only ever swaps in a complete file, so a retry is always safe."""
+    result = serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of)
+    return asdict(result) if hasattr(result, "__dataclass_fields__") else dict(result)
+
+
+@flow(name="recommendation-pipeline", log_prints=True)
+def recommendation_pipeline(home: str | None = None, input_path: str | None = None,
+                            as_of: str | None = None, top_n: int = 20) -> dict[str, Any]:
+    settings = Settings.from_env(home)
+    settings.ensure_dirs()
+    config = RunConfig(input_path=Path(input_path) if input_path else None, as_of=as_of, top_n=top_n)
+    started = datetime.now(timezone.utc)
+    version = pipeline.new_version(started)
+    run: dict[str, Any] = {"run_id": version, "model_version": version, "status": "failed",
+                           "started_at": started.replace(tzinfo=None), "durations": {}}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        run["durations"][step] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
+    try:
+        source = prepare_input(settings, config)
+        run["input_path"] = str(source)
+        lap("input")
+        counts = build_warehouse(settings, config, source)
+        run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
+                   as_of=counts["as_of"])
+        lap("warehouse")
+        outcome = train_and_evaluate(settings, config, version)
+        run.update(ndcg=outcome.evaluation["metrics"]["ranker"]["ndcg"],
+                   popular_ndcg=outcome.evaluation["metrics"]["popular"]["ndcg"],
+                   train_cutoff=outcome.evaluation["split"]["holdout_cutoff"],
+                   metrics={"ranker": outcome.evaluation["metrics"]["ranker"],
+                            "popular": outcome.evaluation["metrics"]["popular"],
+                            "classifier": outcome.evaluation["classifier"],
+                            "candidate_recall": outcome.evaluation["candidate_recall"]})
+        lap("train_evaluate")
+        if not outcome.decision.publish:
+            run.update(status="rejected", reason=outcome.decision.reason)
+            return _finish(settings, run)
+        scored = score(settings, outcome, config)
+        run.update(users_scored=scored["users"], recommendations=scored["rows"])
+        lap("score")
+        build_serving_tables(settings, config, source, version, started.replace(tzinfo=None))
+        lap("serving_tables")
+        publish(settings, version, counts["as_of"])
+        lap("publish")
+        run.update(status="published", reason=outcome.decision.reason)
+        return _finish(settings, run)
+    except Exception as error:
+        run["reason"] = f"{type(error).__name__}: {error}"[:2000]
+        _finish(settings, run)
+        raise
+
+
+def _finish(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
+    run["finished_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    runs.record(settings, run)
+    ranker, popular = run.get("ndcg"), run.get("popular_ndcg")
+    lines = [f"# Run {run['run_id']}: {run['status']}", "",
+             f"- reason: {run.get('reason')}",
+             f"- input: {run.get('input_path')} (rows {run.get('rows_exported')}, rejected {run.get('rows_rejected')})",
+             f"- serving cutoff: {run.get('as_of')}",
+             f"- holdout NDCG@K: ranker {ranker if ranker is None else round(ranker, 4)}, "
+             f"popular {popular if popular is None else round(popular, 4)}",
+             f"- users with lists: {run.get('users_scored')}, rows: {run.get('recommendations')}",
+             f"- seconds per step: {run['durations']}",
+             f"- serving database: {settings.serving_db}"]
+    create_markdown_artifact("\n".join(lines), key="recommendation-run",
+                             description="Summary of the latest pipeline run")
+    return run
+
+
+def deployment(cron: str = DEFAULT_CRON, home: str | None = None, input_path: str | None = None):
+    """The scheduled deployment ``recsys serve`` runs: the whole pipeline, nightly by default."""
+    return recommendation_pipeline.to_deployment(
+        name="nightly-retrain", cron=cron,
+        parameters={"home": home, "input_path": input_path},
+        description="Rebuild features, retrain, evaluate, and publish recommendations.")

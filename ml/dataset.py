@@ -1,0 +1,115 @@
+"""Reading the ranker's data out of the build warehouse.
+
+Everything is read through read-only DuckDB connections opened only while dbt is not running
+(the pipeline runs its steps one after another). Frames are only as large as one cutoff's
+candidates; serving candidates are read in user partitions so memory stays bounded.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ml.features import FEATURES, LABEL
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """A point in time features are computed at; labelled cutoffs carry their label window."""
+
+    index: int
+    at: datetime
+    label_end: datetime | None
+
+
+@contextmanager
+def warehouse(build_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def cutoffs(con: duckdb.DuckDBPyConnection) -> dict[int, Cutoff]:
+    rows = con.execute(
+        "select cutoff_index, cutoff_at, label_end_at from int_cutoffs order by cutoff_index"
+    ).fetchall()
+    return {index: Cutoff(index, at, end) for index, at, end in rows}
+
+
+def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, *, max_rows: int | None = None,
+               seed: int = 0) -> pd.DataFrame:
+    """Candidate rows of one labelled cutoff with features and label.
+
+    With ``max_rows``, negatives are sampled (every positive kept): a uniform negative sample
+    shifts every score by the same log-odds, so the order within a user is unchanged.
+    """
+    frame = con.execute(
+        f"select user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)} "
+        "from candidates where cutoff_at = ? order by user_id, item_id",
+        [cutoff.at],
+    ).df()
+    frame = _typed(frame)
+    if max_rows is not None and len(frame) > max_rows:
+        positives = frame[frame[LABEL] == 1]
+        negatives = frame[frame[LABEL] == 0]
+        keep = max(max_rows - len(positives), 0)
+        negatives = negatives.sample(n=min(keep, len(negatives)), random_state=seed)
+        frame = pd.concat([positives, negatives]).sort_index()
+    return frame.reset_index(drop=True)
+
+
+def serving_candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff,
+                       rows_per_part: int = 2_000_000) -> Iterator[pd.DataFrame]:
+    """Serving candidates in parts holding whole users, at most about ``rows_per_part`` rows."""
+    total = con.execute("select count(*) from candidates where cutoff_at = ?", [cutoff.at]).fetchone()[0]
+    parts = max(1, int(np.ceil(total / rows_per_part)))
+    for part in range(parts):
+        frame = con.execute(
+            f"select user_id, item_id, anchor_item_id, {', '.join(FEATURES)} "
+            "from candidates where cutoff_at = ? and hash(user_id) % ? = ? order by user_id, item_id",
+            [cutoff.at, parts, part],
+        ).df()
+        yield _typed(frame)
+
+
+def window_purchases(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
+    """(user_id, item_id) bought in the cutoff's label window: the evaluation truth."""
+    return con.execute(
+        "select user_id, item_id from int_window_purchases where cutoff_at = ? order by all", [cutoff.at]
+    ).df()
+
+
+def history_pairs(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
+    """(user_id, item_id) interacted with before the cutoff: popularity for bias metrics."""
+    return con.execute(
+        "select user_id, item_id from int_user_items where cutoff_at = ? order by all", [cutoff.at]
+    ).df()
+
+
+def popular_items(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, k: int) -> pd.DataFrame:
+    """The global most-popular list at the cutoff (item_id, rank): the baseline to beat."""
+    return con.execute(
+        """select item_id, popularity_rank as rank from item_popularity
+           where cutoff_at = ? and scope = 'global' and popularity_rank <= ? order by rank""",
+        [cutoff.at, k],
+    ).df()
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Plain numpy dtypes for scikit-learn: numbers as float, categories as object with NaN."""
+    for column in frame.columns:
+        if column in ("user_id", "item_id", "anchor_item_id", "platform", "primary_source", "item_category"):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
+        elif column == LABEL:
+            frame[column] = frame[column].astype(float).astype(int)
+        else:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame

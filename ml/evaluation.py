@@ -1,0 +1,138 @@
+"""Offline evaluation on the newest labelled window, and the quality gate before publishing.
+
+The model judged here is trained one horizon earlier than the window it is judged on, with the
+same recipe as the model that is then published; the popularity list it must beat is computed
+at the same cutoff. Evaluated users: users with history who bought in the window ("warm").
+Buyers without history are cold users: they get the fallback list and are reported apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+
+from ml.features import LABEL
+from ml.metrics import evaluate_lists
+from ml.ranking import top_k
+
+SOURCES = ["history", "co_purchase", "category", "trending", "popular"]
+
+PILOT_TARGETS = {
+    "missed_offer_share": {
+        "target": 0.20, "direction": "max",
+        "definition": "Of the (user, item) purchases in the window by evaluated users, the share "
+                      "that was not in the user's top-K list: 1 - hits / purchases, pooled.",
+    },
+    "offer_precision": {
+        "target": 0.70, "direction": "min",
+        "definition": "Of the items offered in the evaluated users' top-K lists, the share the "
+                      "user bought in the window: hits / offered items, pooled (micro precision@K).",
+    },
+    "roc_auc": {
+        "target": 0.85, "direction": "min",
+        "definition": "ROC AUC of the suitable / not-suitable classifier over all candidate rows "
+                      "of the window (positive = bought in the window).",
+    },
+}
+
+
+@dataclass
+class GateDecision:
+    publish: bool
+    reason: str
+
+
+def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,
+                     history: pd.DataFrame, popular: pd.DataFrame, k: int) -> dict[str, Any]:
+    """Every number of the evaluation report for one scored window (see module docstring)."""
+    warm_users = pd.Index(frame["user_id"].unique())
+    warm_truth = truth[truth["user_id"].isin(warm_users)]
+    cold_truth = truth[~truth["user_id"].isin(warm_users)]
+    catalogue = history["item_id"].nunique()
+
+    ranked = top_k(frame, model_scores, k)
+    popular_lists = _same_list_for_all(popular, warm_users)
+    metrics = {
+        "ranker": evaluate_lists(ranked, warm_truth, history, k, catalogue, users=warm_users),
+        "popular": evaluate_lists(popular_lists, warm_truth, history, k, catalogue, users=warm_users),
+    }
+    cold_users = pd.Index(cold_truth["user_id"].unique())
+    cold = (evaluate_lists(_same_list_for_all(popular, cold_users), cold_truth, history, k,
+                           catalogue, users=cold_users) if len(cold_users) else {"n_users": 0})
+
+    labels = frame[LABEL].to_numpy()
+    classifier = _classifier_metrics(labels, model_scores)
+    pilot = {}
+    for name, spec in PILOT_TARGETS.items():
+        value = classifier["roc_auc"] if name == "roc_auc" else metrics["ranker"][name]
+        passed = value <= spec["target"] if spec["direction"] == "max" else value >= spec["target"]
+        pilot[name] = {**spec, "value": value, "passed": bool(passed)}
+
+    return {
+        "split": {"k": k, "warm_users": len(warm_users), "cold_users": len(cold_users),
+                  "candidate_rows": len(frame), "window_purchases": len(truth)},
+        "metrics": metrics,
+        "cold_users": cold,
+        "classifier": classifier,
+        "pilot": pilot,
+        "candidate_recall": candidate_recall(frame, warm_truth),
+        "score_distribution": _score_histogram(labels, model_scores),
+    }
+
+
+def candidate_recall(frame: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    """Share of the window's purchases (by users with candidates) that the candidates contain,
+    overall and per source: the ceiling of any ranking of these candidates."""
+    if truth.empty:
+        return {"all": float("nan"), "by_source": {}}
+    hits = truth.merge(frame, on=["user_id", "item_id"], how="left", indicator=True)
+    found = hits["_merge"] == "both"
+    by_source = {source: float((found & hits[f"{source}_score"].notna()).mean()) for source in SOURCES}
+    return {"all": float(found.mean()), "by_source": by_source}
+
+
+def gate(holdout: dict[str, Any], published_ndcg: float | None, margin: float) -> GateDecision:
+    """Publish only a model that beats popularity and is not much worse than the one published."""
+    ranker = holdout["metrics"]["ranker"]["ndcg"]
+    popular = holdout["metrics"]["popular"]["ndcg"]
+    if not np.isfinite(ranker) or ranker <= popular:
+        return GateDecision(False, f"NDCG@K {ranker:.4f} does not beat the popularity list ({popular:.4f})")
+    if published_ndcg is not None and ranker < published_ndcg * (1 - margin):
+        return GateDecision(False, f"NDCG@K {ranker:.4f} is more than {margin:.0%} below the "
+                                   f"published model's {published_ndcg:.4f}")
+    return GateDecision(True, f"NDCG@K {ranker:.4f} beats popularity ({popular:.4f})")
+
+
+def _same_list_for_all(popular: pd.DataFrame, users: pd.Index) -> pd.DataFrame:
+    if len(users) == 0 or popular.empty:
+        return pd.DataFrame(columns=["user_id", "item_id", "rank", "score"])
+    lists = pd.DataFrame({"user_id": np.repeat(users.to_numpy(), len(popular))})
+    lists["item_id"] = np.tile(popular["item_id"].to_numpy(), len(users))
+    lists["rank"] = np.tile(popular["rank"].to_numpy(), len(users))
+    lists["score"] = -lists["rank"].astype(float)
+    return lists
+
+
+def _classifier_metrics(labels: np.ndarray, model_scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    if labels.min() == labels.max():
+        return {"roc_auc": float("nan"), "average_precision": float("nan"),
+                "precision": float("nan"), "recall": float("nan"), "threshold": threshold}
+    predicted = model_scores >= threshold
+    return {
+        "roc_auc": float(roc_auc_score(labels, model_scores)),
+        "average_precision": float(average_precision_score(labels, model_scores)),
+        "precision": float(precision_score(labels, predicted, zero_division=0)),
+        "recall": float(recall_score(labels, predicted, zero_division=0)),
+        "threshold": threshold,
+        "positive_rate": float(labels.mean()),
+    }
+
+
+def _score_histogram(labels: np.ndarray, model_scores: np.ndarray, bins: int = 30) -> dict[str, list]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return {"bins": edges.tolist(),
+            "positive": np.histogram(model_scores[labels == 1], edges)[0].tolist(),
+            "negative": np.histogram(model_scores[labels == 0], edges)[0].tolist()}

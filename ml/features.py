@@ -1,0 +1,87 @@
+"""The ranker's features and how each kind is prepared inside the model pipeline.
+
+All features come from the ``candidates`` mart (computed in SQL, as of a cutoff). Categorical
+features are encoded inside the scikit-learn pipeline, so training and scoring can never
+encode them differently:
+
+- ``platform`` and ``primary_source`` have a handful of values: one-hot.
+- ``item_category`` has thousands of values (or none, in exports without category columns):
+  one-hot would explode and ordinal codes would invent an order, so it is target-encoded with
+  scikit-learn's cross-fitted ``TargetEncoder`` (no label leak into its own rows).
+"""
+from __future__ import annotations
+
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+
+LABEL = "purchased"
+KEYS = ["user_id", "item_id"]
+
+LOW_CARDINALITY = ["platform", "primary_source"]
+HIGH_CARDINALITY = ["item_category"]
+CATEGORICAL = LOW_CARDINALITY + HIGH_CARDINALITY
+
+NUMERIC = [
+    "n_sources",
+    "history_score",
+    "co_purchase_score",
+    "category_score",
+    "trending_score",
+    "popular_score",
+    "user_views",
+    "user_carts",
+    "user_purchases",
+    "user_items",
+    "user_active_days",
+    "user_days_since_last_event",
+    "user_price_median_rub",
+    "user_price_spread",
+    "item_price_rub",
+    "item_popularity",
+    "item_trend",
+    "item_rebuy_rate",
+    "item_cart_rate",
+    "item_purchase_rate",
+    "item_buyers",
+    "item_age_days",
+    "user_item_views",
+    "user_item_carts",
+    "user_item_purchases",
+    "user_item_interest",
+    "user_item_days_since",
+    "price_log_ratio",
+    "price_above_tier",
+    "in_top_category",
+]
+FEATURES = CATEGORICAL + NUMERIC
+
+# Price sanity: the further an item's price is above the user's usual range, the lower its
+# score may be, never higher. Enforced as a monotonic constraint on the boosted trees.
+MONOTONIC = {"price_above_tier": -1}
+
+
+def make_preprocessor(scale_numeric: bool) -> ColumnTransformer:
+    """Encode categoricals; pass numbers through (trees) or impute and scale them (linear models).
+
+    Missing numbers stay NaN for the trees, which learn where missing should go; a linear
+    model needs them imputed, with an indicator so "missing" itself can carry weight.
+    """
+    numeric = (
+        make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+        if scale_numeric
+        else "passthrough"
+    )
+    high_cardinality = TargetEncoder(target_type="binary", cv=KFold(n_splits=5, shuffle=True, random_state=0))
+    if scale_numeric:
+        high_cardinality = make_pipeline(high_cardinality, StandardScaler())
+    return ColumnTransformer(
+        [
+            ("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), LOW_CARDINALITY),
+            ("target", high_cardinality, HIGH_CARDINALITY),
+            ("numeric", numeric, NUMERIC),
+        ],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")

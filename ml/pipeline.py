@@ -1,0 +1,175 @@
+"""The steps of one pipeline run, as plain functions the Prefect flow orchestrates.
+
+build warehouse -> train (with time-respecting CV) and evaluate on the newest window ->
+gate -> score serving candidates -> build the contract-checked serving tables -> publish.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ml import dataset, evaluation, runs, training
+from ml.config import RunConfig, Settings
+from ml.models import PARAM_GRID, SavedModel, scores
+from ml.warehouse import DbtResult, dbt_vars, run_dbt
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainOutcome:
+    """What training and evaluation produced; ``evaluation`` is the report's content."""
+
+    model: SavedModel
+    evaluation: dict[str, Any]
+    decision: evaluation.GateDecision
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def new_version(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def resolve_input(settings: Settings, config: RunConfig, log: Log = print) -> Path:
+    """The export to use: the given one, or the generated demo export (made once per home)."""
+    if config.input_path is not None:
+        path = Path(config.input_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"input export not found: {path}")
+        return path
+    path = settings.default_input
+    if not path.exists():
+        from ml.generate import GeneratorConfig, generate_export
+
+        log(f"no input given: generating a demo export of {config.demo_rows:,} rows at {path}")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        generate_export(GeneratorConfig(rows=config.demo_rows, seed=config.seed, with_categories=True), path)
+    return path
+
+
+def build_warehouse(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+    """dbt build of staging, intermediate and marts (everything but the serving tables)."""
+    return run_dbt(
+        settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
+        exclude="tag:serving",
+        on_node=lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)"),
+    )
+
+
+def warehouse_counts(settings: Settings) -> dict[str, Any]:
+    with dataset.warehouse(settings.build_db) as con:
+        exported, rejected = con.execute(
+            "select (select count(*) from stg_ab_test__events) + (select count(*) from stg_ab_test__unreadable_lines),"
+            " (select count(*) from rejected_rows)").fetchone()
+        by_reason = dict(con.execute(
+            "select reject_reason, count(*) from rejected_rows group by 1 order by 2 desc").fetchall())
+        serve_at = dataset.cutoffs(con)[0].at
+    return {"rows_exported": exported, "rows_rejected": rejected, "rejected_by_reason": by_reason,
+            "as_of": serve_at}
+
+
+def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
+    """Choose hyper-parameters, judge the recipe on the newest window, fit the model to publish.
+
+    Labelled cutoffs are numbered 1 (newest) to L. The judged model is trained on cutoff 2 and
+    evaluated on cutoff 1, with hyper-parameters from folds older than cutoff 1; the published
+    model is trained on cutoff 1 with hyper-parameters from all folds.
+    """
+    import time
+
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    with dataset.warehouse(settings.build_db) as con:
+        cutoffs = dataset.cutoffs(con)
+        sets = {}
+        for index in sorted(cutoffs)[1:]:
+            cutoff = cutoffs[index]
+            sets[index] = training.LabelledSet(
+                index, dataset.candidates(con, cutoff, max_rows=config.max_training_rows, seed=config.seed),
+                dataset.window_purchases(con, cutoff))
+            log(f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {len(sets[index].frame):,} candidate rows, "
+                f"{int(sets[index].frame['purchased'].sum()):,} positives, "
+                f"{len(sets[index].truth):,} window purchases")
+        holdout_cutoff = cutoffs[1]
+        holdout_full = dataset.candidates(con, holdout_cutoff)
+        history = dataset.history_pairs(con, holdout_cutoff)
+        popular = dataset.popular_items(con, holdout_cutoff, config.k)
+    seconds["load"] = time.perf_counter() - clock
+
+    usable = [index for index in sorted(sets) if sets[index].usable]
+    if 1 not in usable or 2 not in usable:
+        raise ValueError(
+            "not enough labelled history to train and judge a ranker: the two newest label windows "
+            f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon")
+
+    clock = time.perf_counter()
+    folds = [(sets[index + 1], sets[index]) for index in usable if index + 1 in usable]
+    search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
+    judged_params = training.best_params(
+        config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None)
+    final_params = training.best_params(config.model_kind, search)
+    seconds["cross_validation"] = time.perf_counter() - clock
+    log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
+
+    clock = time.perf_counter()
+    judged = training.fit(config.model_kind, judged_params, sets[2])
+    holdout_set = training.LabelledSet(1, holdout_full, sets[1].truth)
+    result = evaluation.evaluate_holdout(holdout_full, scores(judged, holdout_full), sets[1].truth,
+                                         history, popular, config.k)
+    reference = training.fit("logreg", {}, sets[2])
+    result["metrics"]["logistic_regression"] = evaluation.evaluate_holdout(
+        holdout_full, scores(reference, holdout_full), sets[1].truth, history, popular, config.k
+    )["metrics"]["ranker"]
+    seconds["evaluation"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    result["validation_curves"] = training.validation_curves(config.model_kind, judged_params, sets[2], sets[1], config.k)
+    result["feature_importance"] = training.feature_importance(judged, holdout_set)
+    seconds["diagnostics"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    final = training.fit(config.model_kind, final_params, sets[1])
+    seconds["final_fit"] = time.perf_counter() - clock
+
+    decision = evaluation.gate(result, runs.published_ndcg(settings), config.gate_margin)
+    result["gate"] = {"decision": "published" if decision.publish else "rejected", "reason": decision.reason}
+    result["cross_validation"] = [{"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
+                                  for r in search]
+    result["split"].update({"holdout_cutoff": str(holdout_cutoff.at), "holdout_end": str(holdout_cutoff.label_end),
+                            "horizon_days": config.horizon_days})
+    model = SavedModel(version=version, kind=config.model_kind, params=final_params, pipeline=final, metadata={
+        "trained_on": {"cutoff": str(holdout_cutoff.at), "label_window_end": str(holdout_cutoff.label_end),
+                       "rows": len(sets[1].frame), "positives": int(sets[1].frame["purchased"].sum())},
+        "judged_on": result["split"],
+        "metrics": {name: values for name, values in result["metrics"].items()},
+        "pilot": result["pilot"],
+        "gate": result["gate"],
+    })
+    return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds)
+
+
+def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
+    """Version directory with the model, its card, and the evaluation (JSON + HTML report)."""
+    directory = outcome.model.save(settings.models_dir)
+    (directory / "evaluation.json").write_text(json.dumps(outcome.evaluation, indent=2, default=str))
+    try:
+        from ml.report import render_evaluation_report
+    except ImportError:
+        return directory
+    render_evaluation_report({"title": f"Model {outcome.model.version}", **outcome.evaluation},
+                             directory / "evaluation.html")
+    return directory
+
+
+def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path, version: str,
+                         generated_at: datetime, log: Log = print) -> DbtResult:
+    """dbt build of the pub_* tables (contracts and tests) from the scores just written."""
+    variables = dbt_vars(input_path, config.as_of, **config.dbt_overrides(), top_n=config.top_n,
+                         model_version=version, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
+    return run_dbt(settings, "build", variables, select="tag:serving",
+                   on_node=lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)"))

@@ -1,0 +1,68 @@
+"""The run log: one row per pipeline run in ``<home>/runs.duckdb`` (table ``model_runs``).
+
+Kept in its own small file, written only by the pipeline between its steps, so that neither
+the build database nor the serving database has to be open to know what happened.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ml.config import Settings
+
+SCHEMA = """
+create table if not exists model_runs (
+    run_id           varchar primary key,
+    model_version    varchar,
+    status           varchar not null,      -- published, rejected, failed
+    reason           varchar,
+    input_path       varchar,
+    as_of            timestamp,
+    train_cutoff     timestamp,
+    started_at       timestamp not null,
+    finished_at      timestamp,
+    rows_exported    bigint,
+    rows_rejected    bigint,
+    users_scored     bigint,
+    recommendations  bigint,
+    ndcg             double,
+    popular_ndcg     double,
+    metrics          json,
+    durations        json
+)"""
+
+
+def runs_db(settings: Settings) -> Path:
+    return settings.home / "runs.duckdb"
+
+
+def record(settings: Settings, run: dict[str, Any]) -> None:
+    """Insert or update (by run_id) one run."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    row = {key: (json.dumps(value, default=str) if key in ("metrics", "durations") else value)
+           for key, value in run.items()}
+    with duckdb.connect(str(runs_db(settings))) as con:
+        con.execute(SCHEMA)
+        columns = ", ".join(row)
+        placeholders = ", ".join("?" for _ in row)
+        updates = ", ".join(f"{key} = excluded.{key}" for key in row if key != "run_id")
+        con.execute(f"insert into model_runs ({columns}) values ({placeholders}) "
+                    f"on conflict (run_id) do update set {updates}", list(row.values()))
+
+
+def history(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    if not runs_db(settings).exists():
+        return []
+    with duckdb.connect(str(runs_db(settings)), read_only=True) as con:
+        cursor = con.execute("select * from model_runs order by started_at desc limit ?", [limit])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def published_ndcg(settings: Settings) -> float | None:
+    """Holdout NDCG of the model now published, for the gate's no-regression check."""
+    latest = [run for run in history(settings, limit=100) if run["status"] == "published"]
+    return latest[0]["ndcg"] if latest else None

@@ -1,0 +1,130 @@
+"""Fitting the ranker: hyper-parameters by time-respecting cross-validation, validation curves
+for over-fitting, and permutation importance for a sense check.
+
+Cross-validation never splits at random: each fold trains on the candidates of an older cutoff
+and validates on the next newer one (forward chaining), scoring NDCG@k of the ranked lists
+against everything the users really bought.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.pipeline import Pipeline
+
+from ml.features import FEATURES, LABEL
+from ml.models import DEFAULT_PARAMS, make_classifier, scores
+from ml.ranking import ranking_ndcg
+
+# Wider ranges than the search grid: enough to see under- and over-fitting on either side.
+CURVE_RANGES: dict[str, dict[str, list[Any]]] = {
+    "hgb": {"learning_rate": [0.03, 0.1, 0.3], "max_leaf_nodes": [4, 15, 63]},
+    "logreg": {"C": [0.001, 0.1, 10.0]},
+}
+
+
+@dataclass
+class LabelledSet:
+    """Candidates of one labelled cutoff and the purchases of its window."""
+
+    cutoff_index: int
+    frame: pd.DataFrame
+    truth: pd.DataFrame
+
+    def sample_users(self, max_users: int, seed: int = 0) -> "LabelledSet":
+        users = self.frame["user_id"].unique()
+        if len(users) <= max_users:
+            return self
+        keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+        return LabelledSet(self.cutoff_index, self.frame[self.frame["user_id"].isin(keep)],
+                           self.truth[self.truth["user_id"].isin(keep)])
+
+    @property
+    def usable(self) -> bool:
+        """A model can only learn or be judged where there are both positives and negatives."""
+        return len(self.frame) > 0 and 0 < self.frame[LABEL].sum() < len(self.frame)
+
+
+@dataclass
+class SearchResult:
+    params: dict[str, Any]
+    fold_scores: dict[tuple[int, int], float]
+
+
+def fit(kind: str, params: Mapping[str, Any], data: LabelledSet) -> Pipeline:
+    model = make_classifier(kind, **params)
+    model.fit(data.frame[FEATURES], data.frame[LABEL])
+    return model
+
+
+def evaluate_ndcg(model: Pipeline, data: LabelledSet, k: int) -> float:
+    return ranking_ndcg(data.frame, scores(model, data.frame), data.truth, k)
+
+
+def grid(kind: str, search: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    names = list(search)
+    return [dict(zip(names, values)) for values in itertools.product(*(search[n] for n in names))]
+
+
+def search_params(kind: str, search: Mapping[str, Sequence[Any]], folds: Sequence[tuple[LabelledSet, LabelledSet]],
+                  k: int, log: Callable[[str], None] = print) -> list[SearchResult]:
+    """Score every grid point on every (older -> newer) fold."""
+    results = []
+    for params in grid(kind, search):
+        fold_scores = {}
+        for train, valid in folds:
+            fold_scores[(train.cutoff_index, valid.cutoff_index)] = evaluate_ndcg(fit(kind, params, train), valid, k)
+        results.append(SearchResult(params, fold_scores))
+        log(f"  cv {kind} {params}: ndcg@{k} " + ", ".join(f"{v:.4f}" for v in fold_scores.values()))
+    return results
+
+
+def best_params(kind: str, results: Sequence[SearchResult],
+                folds: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """The grid point with the best mean NDCG over the given folds (all folds by default)."""
+    def mean_score(result: SearchResult) -> float:
+        chosen = [v for f, v in result.fold_scores.items() if folds is None or f in folds]
+        return float(np.mean(chosen)) if chosen else float("-inf")
+
+    if not results:
+        return dict(DEFAULT_PARAMS[kind])
+    return {**DEFAULT_PARAMS[kind], **max(results, key=mean_score).params}
+
+
+def validation_curves(kind: str, params: Mapping[str, Any], train: LabelledSet, valid: LabelledSet,
+                      k: int, max_users: int = 3_000) -> list[dict[str, Any]]:
+    """Train and validation NDCG@k while one hyper-parameter moves and the others stay put.
+
+    Validation far below training, and falling while training still rises, is over-fitting.
+    Training uses at most ``max_users`` users' candidates: the curves' shape, not the best
+    score, is what they are for.
+    """
+    train = train.sample_users(max_users)
+    curves = []
+    for name, values in CURVE_RANGES[kind].items():
+        train_scores, valid_scores = [], []
+        for value in values:
+            model = fit(kind, {**params, name: value}, train)
+            train_scores.append(evaluate_ndcg(model, train, k))
+            valid_scores.append(evaluate_ndcg(model, valid, k))
+        curves.append({"param": name, "values": values, "train_score": train_scores,
+                       "valid_score": valid_scores, "metric": f"ndcg@{k}"})
+    return curves
+
+
+def feature_importance(model: Pipeline, data: LabelledSet, max_rows: int = 50_000,
+                       n_repeats: int = 3) -> list[dict[str, Any]]:
+    """Permutation importance on held-out rows (average precision lost when a feature is shuffled)."""
+    frame = data.frame
+    if len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=0)
+    result = permutation_importance(model, frame[FEATURES], frame[LABEL], scoring="average_precision",
+                                    n_repeats=n_repeats, random_state=0, n_jobs=1)
+    rows = [{"feature": name, "importance_mean": float(mean), "importance_std": float(std)}
+            for name, mean, std in zip(FEATURES, result.importances_mean, result.importances_std)]
+    return sorted(rows, key=lambda row: -row["importance_mean"])

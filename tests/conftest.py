@@ -1,0 +1,19 @@
+"""Shared fixtures: one Prefect test harness and one pipeline run per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's temporary server takes 10-15 s to start: start it once for the session."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,172 @@
+"""The whole pipeline on generated data: a published table, a ranker that beats popularity,
+price sanity, the run log, atomic publication under concurrent readers and killed runs."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from ml.config import Settings
+from ml.generate import GeneratorConfig, generate_export, planted_structure
+from tests.exports import event
+
+ROWS = 300_000
+PHONE_BUYER = "99999999999999999999999999999999999"
+
+
+def _price_test_rows(config: GeneratorConfig) -> tuple[list[list[str]], dict]:
+    """A user who bought cheap items of one category and one very expensive item of it."""
+    items = planted_structure(config).items_frame()
+    category = items["category_id"].value_counts().index[0]
+    in_category = items[items["category_id"] == category].sort_values("price100")
+    cheap = in_category.iloc[len(in_category) // 10: len(in_category) // 10 + 5]
+    phone = in_category.iloc[-1]
+    rows = []
+    for day, item in enumerate(cheap.itertuples(), start=1):
+        at = f"2023-08-{day:02d} 12:00:00"
+        rows.append(event(PHONE_BUYER, "ec.view_item", [item.item_id], at, prices=[item.price100]))
+        rows.append(event(PHONE_BUYER, "ec.purchase", [item.item_id], at.replace("12:00", "12:05"),
+                          prices=[item.price100]))
+    rows.append(event(PHONE_BUYER, "ec.purchase", [phone.item_id], "2023-08-09 18:00:00", prices=[phone.price100]))
+    return ([r + [f"[{category}]", "[0]"] for r in rows],
+            {"category": category, "cheap_median": float(np.median(cheap["price100"])) / 100,
+             "phone_price": float(phone["price100"]) / 100})
+
+
+@pytest.fixture(scope="session")
+def demo_export(tmp_path_factory) -> tuple[Path, dict]:
+    config = GeneratorConfig(rows=ROWS, seed=3, with_categories=True)
+    path = tmp_path_factory.mktemp("export") / "ab_test.csv"
+    generate_export(config, path)
+    extra, facts = _price_test_rows(config)
+    with open(path, "a") as handle:
+        for row in extra:
+            handle.write(",".join(f'"{v}"' if "," in v else v for v in row) + "\n")
+    return path, facts
+
+
+@pytest.fixture(scope="session")
+def published(prefect_harness, demo_export, tmp_path_factory) -> tuple[Settings, dict]:
+    from flows.pipeline import recommendation_pipeline
+
+    home = tmp_path_factory.mktemp("home")
+    run = recommendation_pipeline(home=str(home), input_path=str(demo_export[0]))
+    return Settings(home=home), run
+
+
+def serving_query(settings: Settings, sql: str, params=()) -> list[tuple]:
+    with duckdb.connect(str(settings.serving_db), read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def test_run_publishes_recommendations_and_logs_the_run(published):
+    settings, run = published
+    assert run["status"] == "published", run.get("reason")
+    users, rows, max_rank = serving_query(
+        settings, "select count(distinct user_id), count(*), max(rank) from recommendations")[0]
+    assert users > 1000 and rows >= users * 10 and max_rank == 20
+    assert serving_query(settings, "select count(distinct platform) from fallback_recommendations")[0][0] == 4
+    assert serving_query(settings, "select count(*) from similar_items")[0][0] > 0
+    version = serving_query(settings, "select model_version from publication")[0][0]
+    assert version == run["model_version"]
+    model_dir = settings.models_dir / version
+    for name in ("model.joblib", "model.json", "evaluation.json"):
+        assert (model_dir / name).exists(), name
+    card = json.loads((model_dir / "model.json").read_text())
+    assert {"params", "features", "library_versions", "trained_on", "metrics"} <= set(card)
+    with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
+        logged = con.execute("select status, rows_exported, durations from model_runs").fetchall()
+    assert logged[0][0] == "published" and logged[0][1] == ROWS + 11
+
+
+def test_ranker_beats_popularity_on_the_holdout(published):
+    settings, run = published
+    evaluation = json.loads((settings.models_dir / run["model_version"] / "evaluation.json").read_text())
+    ranker, popular = evaluation["metrics"]["ranker"], evaluation["metrics"]["popular"]
+    assert ranker["ndcg"] > popular["ndcg"] * 1.5
+    assert ranker["recall"] > popular["recall"]
+    assert evaluation["classifier"]["roc_auc"] > 0.7
+    assert {c["param"] for c in evaluation["validation_curves"]} == {"learning_rate", "max_leaf_nodes"}
+    importance = {row["feature"]: row["importance_mean"] for row in evaluation["feature_importance"]}
+    assert max(importance, key=importance.get) in {
+        "user_item_interest", "user_item_views", "user_item_carts", "history_score", "co_purchase_score",
+        "user_item_days_since", "user_item_purchases", "primary_source", "item_purchase_rate"}
+
+
+def test_expensive_items_of_a_cheap_buyers_category_are_not_recommended(published, demo_export):
+    settings, _ = published
+    facts = demo_export[1]
+    recommended = serving_query(settings, """
+        select r.item_id, i.price_rub, i.category_id from recommendations r
+        join items i using (item_id) where r.user_id = ? order by r.rank""", [PHONE_BUYER])
+    assert len(recommended) == 20
+    same_category = [price for _, price, category in recommended if category == facts["category"]]
+    assert same_category, "the buyer's category should still be recommended"
+    assert max(same_category) < 3 * facts["cheap_median"] < facts["phone_price"]
+
+
+def test_readers_never_block_and_a_killed_run_keeps_the_old_list(published, demo_export):
+    settings, run = published
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(settings.serving_db)], stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "ml.cli", "--home", str(settings.home), "run",
+               "--input", str(demo_export[0])]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    new_version = serving_query(settings, "select model_version from publication")[0][0]
+    assert new_version != run["model_version"]
+
+    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(25)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    reader.send_signal(signal.SIGTERM)
+    output, _ = reader.communicate(timeout=30)
+    stats = json.loads(output.strip().splitlines()[-1])
+    assert stats["errors"] == 0 and stats["empty"] == 0 and stats["reads"] > 50
+    assert set(stats["versions"]) == {run["model_version"], new_version}
+    assert serving_query(settings, "select model_version from publication")[0][0] == new_version
+    assert serving_query(settings, "select count(*) from recommendations")[0][0] > 0
+
+
+READER = """
+import json, signal, sys, time
+from ml.serving import open_serving
+stats = {"reads": 0, "errors": 0, "empty": 0, "versions": []}
+running = True
+def stop(*_):
+    global running
+    running = False
+signal.signal(signal.SIGTERM, stop)
+while running:
+    try:
+        con = open_serving(sys.argv[1])
+        version = con.execute("select model_version from publication").fetchone()[0]
+        rows = con.execute("select count(*) from recommendations where user_id = "
+                           "(select min(user_id) from recommendations)").fetchone()[0]
+        con.close()
+        stats["reads"] += 1
+        stats["empty"] += rows == 0
+        if version not in stats["versions"]:
+            stats["versions"].append(version)
+    except Exception as error:
+        stats["errors"] += 1
+        print(repr(error), file=sys.stderr)
+    time.sleep(0.05)
+print(json.dumps(stats))
+"""
+
+
+def test_nightly_deployment_has_its_schedule():
+    from flows.pipeline import DEFAULT_CRON, deployment
+
+    scheduled = deployment()
+    assert scheduled.name == "nightly-retrain"
+    assert [s.schedule.cron for s in scheduled.schedules] == [DEFAULT_CRON]
