@@ -218,7 +218,7 @@ def run_phase(home: Path, input_path: Path, command: str, select: str | None = N
               exclude: str | None = None) -> dict:
     args = [sys.executable, "-m", "benchmarks.bench_warehouse", "--phase", command,
             "--home", str(home), "--input", str(input_path)]
-    args += (["--select", select] if select else []) + (["--exclude", exclude] if exclude else [])
+    args += (["--select", select] if select else []) + (["--phase-exclude", exclude] if exclude else [])
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"phase {command} failed: {proc.stderr[-3000:]}")
@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the export is generated / reused")
     parser.add_argument("--export", help="use this export file (generated there if missing)")
     parser.add_argument("--repeats", type=int, default=2, help="scan/staging repetitions (median)")
+    parser.add_argument("--exclude", dest="build_exclude", default="tag:serving",
+                        help="dbt --exclude for the build (serving models need the ranker's scores)")
     parser.add_argument("--skip-scan", action="store_true", help="only the dbt build")
     parser.add_argument("--delete-export", action="store_true", help="delete the export afterwards")
     # internal: one measured phase in its own process
@@ -284,12 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--select", help=argparse.SUPPRESS)
-    parser.add_argument("--exclude", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-exclude", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.phase:
         result = phase_build(Path(args.home), Path(args.input), args.phase, args.select,
-                             args.exclude)
+                             args.phase_exclude)
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -312,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(tmp) / "home"
         print(f"dbt build on {export} ...", flush=True)
         # The warehouse build the pipeline runs: serving models need the ranker's scores.
-        report["build"] = run_phase(home, export, "build", exclude="tag:serving")
+        report["build"] = run_phase(home, export, "build", exclude=args.build_exclude or None)
         if not args.skip_scan:
             print("scan and direct staging ...", flush=True)
             report["scan_and_stage"] = scan_and_stage(home, args.repeats, memory)

@@ -132,6 +132,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ml.evaluate import evaluate_export
+
+    out = Path(args.out) if args.out else args.settings.reports_dir / "evaluation"
+    result = evaluate_export(args.settings, Path(args.input), args.cutoff, args.horizon_days, args.k, out,
+                             include_baselines=not args.no_baselines)
+    rows = {name: {key: metrics.get(key) for key in ("ndcg", "recall", "precision", "map", "hit_rate",
+                                                      "missed_offer_share", "n_users")}
+            for name, metrics in result["metrics"].items()}
+    import pandas as pd
+
+    print(pd.DataFrame(rows).T.to_string(float_format=lambda v: f"{v:.4f}"))
+    for name, check in result["pilot"].items():
+        print(f"pilot {name}: {check['value']:.4f} (target {check['direction']} {check['target']}) "
+              f"{'PASS' if check['passed'] else 'FAIL'}")
+    print(f"report: {out / 'evaluation.html'}")
+    return 0
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     from ml.serving import open_serving
 
@@ -166,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="where everything lives, and the last run")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
+
+    ev = sub.add_parser("evaluate", help="ranker vs tuned baselines on a time split, with an HTML report")
+    ev.add_argument("--input", required=True, help="export to evaluate on")
+    ev.add_argument("--cutoff", required=True, help="history before it, truth from it on")
+    ev.add_argument("--horizon-days", type=int, default=3, help="length of the truth window")
+    ev.add_argument("--k", type=int, default=10, help="list length judged")
+    ev.add_argument("--out", help="report directory (default <home>/reports/evaluation)")
+    ev.add_argument("--no-baselines", action="store_true", help="judge the ranker against popularity only")
+    ev.set_defaults(func=_cmd_evaluate)
 
     query = sub.add_parser("query", help="run SQL against the published serving database (read-only)")
     query.add_argument("sql")

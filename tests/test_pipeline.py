@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ml.config import Settings
 from ml.generate import GeneratorConfig, generate_export, planted_structure
@@ -170,3 +171,46 @@ def test_nightly_deployment_has_its_schedule():
     scheduled = deployment()
     assert scheduled.name == "nightly-retrain"
     assert [s.schedule.cron for s in scheduled.schedules] == [DEFAULT_CRON]
+
+
+class InvertedModel(ClassifierMixin, BaseEstimator):
+    """A deliberately broken model: a real pipeline whose scores are turned upside down."""
+
+    def __init__(self, inner=None):
+        self.inner = inner
+
+    def fit(self, X, y):
+        self.inner.fit(X, y)
+        self.classes_ = self.inner.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.inner.predict_proba(X)[:, ::-1]
+
+
+def test_gate_rejects_a_broken_model_and_keeps_the_published_list(published, demo_export, monkeypatch):
+    from flows.pipeline import recommendation_pipeline
+    from ml import training
+
+    settings, _ = published
+    before = serving_query(settings, "select model_version, n_rows from publication")[0]
+    real = training.make_classifier
+    monkeypatch.setattr(training, "make_classifier", lambda kind, **params: InvertedModel(real(kind, **params)))
+    run = recommendation_pipeline(home=str(settings.home), input_path=str(demo_export[0]))
+
+    assert run["status"] == "rejected"
+    assert "does not beat the popularity list" in run["reason"]
+    assert serving_query(settings, "select model_version, n_rows from publication")[0] == before
+    with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
+        status = con.execute("select status from model_runs where run_id = ?", [run["run_id"]]).fetchone()
+    assert status == ("rejected",)
+
+
+def test_gate_rules():
+    from ml.evaluation import gate
+
+    holdout = {"metrics": {"ranker": {"ndcg": 0.20}, "popular": {"ndcg": 0.05}}}
+    assert gate(holdout, published_ndcg=None, margin=0.1).publish
+    assert gate(holdout, published_ndcg=0.21, margin=0.1).publish
+    assert not gate(holdout, published_ndcg=0.30, margin=0.1).publish
+    assert not gate({"metrics": {"ranker": {"ndcg": 0.04}, "popular": {"ndcg": 0.05}}}, None, 0.1).publish

@@ -3,6 +3,11 @@
     case {{ event_type }} when 'purchase' then 10.0 when 'add_to_cart' then 4.0 else 1.0 end
 {%- endmacro %}
 
+{#- How committed an event is (1 = purchase, the most): the price tier comes from the lowest. -#}
+{% macro commitment_rank(event_type) -%}
+    case {{ event_type }} when 'purchase' then 1 when 'add_to_cart' then 2 else 3 end
+{%- endmacro %}
+
 {#- Exponential time decay: an event half_life days before the cutoff counts half. -#}
 {% macro decay(event_at, cutoff_at) -%}
     pow(0.5, date_diff('second', {{ event_at }}, {{ cutoff_at }}) / 86400.0 / {{ var('popularity_half_life_days') }})

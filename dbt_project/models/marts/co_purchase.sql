@@ -39,11 +39,22 @@ item_users as (
 
 ),
 
+pair_items as (
+
+    -- A pair k users share needs each of its items among k users' recent items: dropping the
+    -- long tail of items with fewer users first keeps the self-join small (same pairs kept).
+    select recent.cutoff_at, recent.signal, recent.user_id, recent.item_id
+    from recent
+    join item_users using (cutoff_at, signal, item_id)
+    where item_users.n_users >= {{ var('min_pair_users') }}
+
+),
+
 pairs as (
 
     select a.cutoff_at, a.signal, a.item_id, b.item_id as other_item_id, count(*) as support_users
-    from recent as a
-    join recent as b
+    from pair_items as a
+    join pair_items as b
       on a.cutoff_at = b.cutoff_at and a.signal = b.signal and a.user_id = b.user_id
      and a.item_id <> b.item_id
     group by all

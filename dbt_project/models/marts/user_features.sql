@@ -39,14 +39,18 @@ commerce as (
 
 tier_events as (
 
-    -- The most committed kind of event the user has with a known price decides the tier.
-    select *
+    -- The most committed kind of event the user has with a known price decides the tier:
+    -- the events of the user's best (lowest) kind rank, found with a group-by and a join
+    -- rather than a window that sorts every priced event with all its columns.
+    select events.cutoff_at, events.user_id, events.event_type, events.price_rub
     from events
-    where price_rub > 0
-    qualify dense_rank() over (
-        partition by cutoff_at, user_id
-        order by case event_type when 'purchase' then 1 when 'add_to_cart' then 2 else 3 end
-    ) = 1
+    join (
+        select cutoff_at, user_id, min({{ commitment_rank('event_type') }}) as best_rank
+        from events
+        where price_rub > 0
+        group by cutoff_at, user_id
+    ) as best using (cutoff_at, user_id)
+    where events.price_rub > 0 and {{ commitment_rank('events.event_type') }} = best.best_rank
 
 ),
 
