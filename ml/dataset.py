@@ -44,26 +44,14 @@ def cutoffs(con: duckdb.DuckDBPyConnection) -> dict[int, Cutoff]:
     return {index: Cutoff(index, at, end) for index, at, end in rows}
 
 
-def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, *, max_rows: int | None = None,
-               seed: int = 0) -> pd.DataFrame:
-    """Candidate rows of one labelled cutoff with features and label.
-
-    With ``max_rows``, negatives are sampled (every positive kept): a uniform negative sample
-    shifts every score by the same log-odds, so the order within a user is unchanged.
-    """
+def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
+    """Candidate rows of one labelled cutoff with features and label."""
     frame = con.execute(
         f"select user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)} "
         "from candidates where cutoff_at = ? order by user_id, item_id",
         [cutoff.at],
     ).df()
-    frame = _typed(frame)
-    if max_rows is not None and len(frame) > max_rows:
-        positives = frame[frame[LABEL] == 1]
-        negatives = frame[frame[LABEL] == 0]
-        keep = max(max_rows - len(positives), 0)
-        negatives = negatives.sample(n=min(keep, len(negatives)), random_state=seed)
-        frame = pd.concat([positives, negatives]).sort_index()
-    return frame.reset_index(drop=True)
+    return _typed(frame)
 
 
 def serving_candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff,

@@ -18,7 +18,7 @@ from ml.features import LABEL
 from ml.metrics import evaluate_lists
 from ml.ranking import top_k
 
-SOURCES = ["history", "co_purchase", "category", "trending", "popular"]
+SOURCES = ["history", "repurchase", "co_purchase", "category", "trending", "popular"]
 
 PILOT_TARGETS = {
     "missed_offer_share": {

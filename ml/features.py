@@ -27,6 +27,7 @@ CATEGORICAL = LOW_CARDINALITY + HIGH_CARDINALITY
 NUMERIC = [
     "n_sources",
     "history_score",
+    "repurchase_score",
     "co_purchase_score",
     "category_score",
     "trending_score",
@@ -51,6 +52,8 @@ NUMERIC = [
     "user_item_carts",
     "user_item_purchases",
     "user_item_interest",
+    "user_item_purchase_share",
+    "user_item_purchase_rank",
     "user_item_days_since",
     "price_log_ratio",
     "price_above_tier",

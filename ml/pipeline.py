@@ -76,9 +76,11 @@ def warehouse_counts(settings: Settings) -> dict[str, Any]:
 def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
     """Choose hyper-parameters, judge the recipe on the newest window, fit the model to publish.
 
-    Labelled cutoffs are numbered 1 (newest) to L. The judged model is trained on cutoff 2 and
-    evaluated on cutoff 1, with hyper-parameters from folds older than cutoff 1; the published
-    model is trained on cutoff 1 with hyper-parameters from all folds.
+    Labelled cutoffs are numbered 1 (newest) to L. A model is always trained on all the labelled
+    cutoffs older than the one it is validated or judged on (forward chaining). The judged model
+    learns from cutoffs 2..L and is evaluated on cutoff 1, with hyper-parameters from folds that
+    never validate on cutoff 1; the published model learns from cutoffs 1..L with
+    hyper-parameters from all folds.
     """
     import time
 
@@ -90,17 +92,17 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
         for index in sorted(cutoffs)[1:]:
             cutoff = cutoffs[index]
             sets[index] = training.LabelledSet(
-                index, dataset.candidates(con, cutoff, max_rows=config.max_training_rows, seed=config.seed),
-                dataset.window_purchases(con, cutoff))
+                index, dataset.candidates(con, cutoff), dataset.window_purchases(con, cutoff))
             log(f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {len(sets[index].frame):,} candidate rows, "
                 f"{int(sets[index].frame['purchased'].sum()):,} positives, "
                 f"{len(sets[index].truth):,} window purchases")
         holdout_cutoff = cutoffs[1]
-        holdout_full = dataset.candidates(con, holdout_cutoff)
         history = dataset.history_pairs(con, holdout_cutoff)
         popular = dataset.popular_items(con, holdout_cutoff, config.k)
     seconds["load"] = time.perf_counter() - clock
 
+    # Models learn from a negative sample; every validation and the holdout see all candidates.
+    train_sets = {index: data.sample_negatives(config.max_training_rows, config.seed) for index, data in sets.items()}
     usable = [index for index in sorted(sets) if sets[index].usable]
     if 1 not in usable or 2 not in usable:
         raise ValueError(
@@ -108,7 +110,10 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
             f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon")
 
     clock = time.perf_counter()
-    folds = [(sets[index + 1], sets[index]) for index in usable if index + 1 in usable]
+    def pool(newest: int) -> training.LabelledSet:
+        return training.LabelledSet.pooled([train_sets[i] for i in usable if i >= newest])
+
+    folds = [(pool(index + 1), sets[index]) for index in usable if index + 1 in usable]
     search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
     judged_params = training.best_params(
         config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None)
@@ -117,23 +122,25 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
 
     clock = time.perf_counter()
-    judged = training.fit(config.model_kind, judged_params, sets[2])
-    holdout_set = training.LabelledSet(1, holdout_full, sets[1].truth)
-    result = evaluation.evaluate_holdout(holdout_full, scores(judged, holdout_full), sets[1].truth,
+    judged = training.fit(config.model_kind, judged_params, pool(2))
+    holdout = sets[1].frame
+    result = evaluation.evaluate_holdout(holdout, scores(judged, holdout), sets[1].truth,
                                          history, popular, config.k)
-    reference = training.fit("logreg", {}, sets[2])
+    reference = training.fit("logreg", {}, pool(2))
     result["metrics"]["logistic_regression"] = evaluation.evaluate_holdout(
-        holdout_full, scores(reference, holdout_full), sets[1].truth, history, popular, config.k
+        holdout, scores(reference, holdout), sets[1].truth, history, popular, config.k
     )["metrics"]["ranker"]
     seconds["evaluation"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    result["validation_curves"] = training.validation_curves(config.model_kind, judged_params, sets[2], sets[1], config.k)
-    result["feature_importance"] = training.feature_importance(judged, holdout_set)
+    result["validation_curves"] = training.validation_curves(config.model_kind, judged_params, pool(2),
+                                                             sets[1], config.k)
+    result["feature_importance"] = training.feature_importance(judged, sets[1])
     seconds["diagnostics"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    final = training.fit(config.model_kind, final_params, sets[1])
+    final_data = pool(1)
+    final = training.fit(config.model_kind, final_params, final_data)
     seconds["final_fit"] = time.perf_counter() - clock
 
     decision = evaluation.gate(result, runs.published_ndcg(settings), config.gate_margin)
@@ -144,7 +151,8 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
                             "horizon_days": config.horizon_days})
     model = SavedModel(version=version, kind=config.model_kind, params=final_params, pipeline=final, metadata={
         "trained_on": {"cutoff": str(holdout_cutoff.at), "label_window_end": str(holdout_cutoff.label_end),
-                       "rows": len(sets[1].frame), "positives": int(sets[1].frame["purchased"].sum())},
+                       "cutoffs": [str(cutoffs[i].at) for i in usable],
+                       "rows": len(final_data.frame), "positives": int(final_data.frame["purchased"].sum())},
         "judged_on": result["split"],
         "metrics": {name: values for name, values in result["metrics"].items()},
         "pilot": result["pilot"],

@@ -36,6 +36,32 @@ class LabelledSet:
     frame: pd.DataFrame
     truth: pd.DataFrame
 
+    @classmethod
+    def pooled(cls, sets: Sequence["LabelledSet"]) -> "LabelledSet":
+        """Several cutoffs as one training set: more windows, less fitting to one window's quirks.
+
+        A user at two cutoffs is two ranking problems, so user ids are prefixed by the cutoff.
+        """
+        if len(sets) == 1:
+            return sets[0]
+
+        def keyed(frame: pd.DataFrame, index: int) -> pd.DataFrame:
+            return frame.assign(user_id=f"{index}:" + frame["user_id"].astype(str))
+
+        return cls(min(data.cutoff_index for data in sets),
+                   pd.concat([keyed(data.frame, data.cutoff_index) for data in sets], ignore_index=True),
+                   pd.concat([keyed(data.truth, data.cutoff_index) for data in sets], ignore_index=True))
+
+    def sample_negatives(self, max_rows: int, seed: int = 0) -> "LabelledSet":
+        """At most ``max_rows`` rows, every positive kept: a uniform negative sample shifts every
+        score by the same log-odds, so the order within a user is unchanged."""
+        if len(self.frame) <= max_rows:
+            return self
+        positives = self.frame[self.frame[LABEL] == 1]
+        negatives = self.frame[self.frame[LABEL] == 0]
+        negatives = negatives.sample(n=min(max(max_rows - len(positives), 0), len(negatives)), random_state=seed)
+        return LabelledSet(self.cutoff_index, pd.concat([positives, negatives]).sort_index(), self.truth)
+
     def sample_users(self, max_users: int, seed: int = 0) -> "LabelledSet":
         users = self.frame["user_id"].unique()
         if len(users) <= max_users:

@@ -10,7 +10,8 @@
 
 {#- Exponential time decay: an event half_life days before the cutoff counts half. -#}
 {% macro decay(event_at, cutoff_at) -%}
-    pow(0.5, date_diff('second', {{ event_at }}, {{ cutoff_at }}) / 86400.0 / {{ var('popularity_half_life_days') }})
+    {%- set half_life = var('popularity_half_life_days') or var('horizon_days') -%}
+    pow(0.5, date_diff('second', {{ event_at }}, {{ cutoff_at }}) / 86400.0 / {{ half_life }})
 {%- endmacro %}
 
 {#- Line items strictly before each cutoff: the only way feature models read events. -#}

@@ -1,6 +1,7 @@
 -- Candidate items per user and cutoff, from several sources, with everything the ranker reads.
 -- Sources (a candidate may come from several; primary_source is the first in this order):
---   history      the user's own items, strongest interest first (re-buys and items still wanted)
+--   history      the user's own items, strongest recent interest first (items still wanted)
+--   repurchase   the user's own purchases, most often bought first (re-buys of consumables)
 --   co_purchase  items bought/carted/viewed together with the user's top items (anchor_item_id)
 --   category     popular items of the user's top three categories within their price tier
 --   trending     rising items among what is popular on the user's platform now
@@ -50,6 +51,19 @@ from_history as (
            null::varchar as anchor_item_id
     from user_items
     where interest_rank <= {{ var('candidates_history') }}
+
+),
+
+from_repurchase as (
+
+    select cutoff_at, user_id, item_id, 'repurchase' as source,
+           n_purchase_days + n_purchases / 100.0 as source_score, null::varchar as anchor_item_id
+    from user_items
+    where n_purchases > 0
+    qualify row_number() over (
+        partition by cutoff_at, user_id
+        order by n_purchase_days desc, n_purchases desc, last_purchase_at desc, item_id
+    ) <= {{ var('candidates_repurchase') }}
 
 ),
 
@@ -158,6 +172,7 @@ from_popular as (
 sourced as (
 
     select * from from_history
+    union all select * from from_repurchase
     union all select * from from_co_purchase
     union all select * from from_category
     union all select * from from_trending
@@ -172,9 +187,10 @@ merged as (
         user_id,
         item_id,
         arg_min(source, list_position(
-            ['history', 'co_purchase', 'category', 'trending', 'popular'], source)) as primary_source,
+            ['history', 'repurchase', 'co_purchase', 'category', 'trending', 'popular'], source)) as primary_source,
         count(*)                                                     as n_sources,
         max(source_score) filter (where source = 'history')          as history_score,
+        max(source_score) filter (where source = 'repurchase')       as repurchase_score,
         max(source_score) filter (where source = 'co_purchase')      as co_purchase_score,
         max(source_score) filter (where source = 'category')         as category_score,
         max(source_score) filter (where source = 'trending')         as trending_score,
@@ -195,6 +211,7 @@ select
     merged.n_sources,
     merged.anchor_item_id,
     merged.history_score,
+    merged.repurchase_score,
     merged.co_purchase_score,
     merged.category_score,
     merged.trending_score,
@@ -224,6 +241,11 @@ select
     coalesce(own.n_carts, 0)                                         as user_item_carts,
     coalesce(own.n_purchases, 0)                                     as user_item_purchases,
     coalesce(own.interest, 0)                                        as user_item_interest,
+    -- Relative to the user's other items: what a plain "buy again" list ranks by.
+    coalesce(own.n_purchases, 0) / greatest(users.n_purchases, 1)     as user_item_purchase_share,
+    case when own.n_purchases > 0 then rank() over (
+        partition by merged.cutoff_at, merged.user_id, own.n_purchases > 0
+        order by own.n_purchase_days desc, own.n_purchases desc) end as user_item_purchase_rank,
     date_diff('second', own.last_event_at, merged.cutoff_at) / 86400.0 as user_item_days_since,
 
     -- How far the item's price is from what the user pays: log ratio to the median, and how far
