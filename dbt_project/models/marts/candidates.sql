@@ -39,7 +39,13 @@ user_items as (
         row_number() over (
             partition by user_items.cutoff_at, user_items.user_id
             order by user_items.interest desc, user_items.item_id
-        ) as interest_rank
+        ) as interest_rank,
+        -- 1 = the item the user bought on most days: what a plain "buy again" list ranks by.
+        case when user_items.n_purchases > 0 then row_number() over (
+            partition by user_items.cutoff_at, user_items.user_id
+            order by user_items.n_purchases > 0 desc, user_items.n_purchase_days desc,
+                     user_items.n_purchases desc, user_items.last_purchase_at desc, user_items.item_id
+        ) end as purchase_rank
     from {{ ref('int_user_items') }} as user_items
     join users using (cutoff_at, user_id)
 
@@ -59,11 +65,7 @@ from_repurchase as (
     select cutoff_at, user_id, item_id, 'repurchase' as source,
            n_purchase_days + n_purchases / 100.0 as source_score, null::varchar as anchor_item_id
     from user_items
-    where n_purchases > 0
-    qualify row_number() over (
-        partition by cutoff_at, user_id
-        order by n_purchase_days desc, n_purchases desc, last_purchase_at desc, item_id
-    ) <= {{ var('candidates_repurchase') }}
+    where purchase_rank <= {{ var('candidates_repurchase') }}
 
 ),
 
@@ -241,11 +243,8 @@ select
     coalesce(own.n_carts, 0)                                         as user_item_carts,
     coalesce(own.n_purchases, 0)                                     as user_item_purchases,
     coalesce(own.interest, 0)                                        as user_item_interest,
-    -- Relative to the user's other items: what a plain "buy again" list ranks by.
     coalesce(own.n_purchases, 0) / greatest(users.n_purchases, 1)     as user_item_purchase_share,
-    case when own.n_purchases > 0 then rank() over (
-        partition by merged.cutoff_at, merged.user_id, own.n_purchases > 0
-        order by own.n_purchase_days desc, own.n_purchases desc) end as user_item_purchase_rank,
+    own.purchase_rank                                                as user_item_purchase_rank,
     date_diff('second', own.last_event_at, merged.cutoff_at) / 86400.0 as user_item_days_since,
 
     -- How far the item's price is from what the user pays: log ratio to the median, and how far
@@ -257,5 +256,5 @@ from merged
 join cutoffs using (cutoff_at)
 join users using (cutoff_at, user_id)
 left join {{ ref('item_features') }} as items using (cutoff_at, item_id)
-left join {{ ref('int_user_items') }} as own using (cutoff_at, user_id, item_id)
+left join user_items as own using (cutoff_at, user_id, item_id)
 left join window_purchases using (cutoff_at, user_id, item_id)
