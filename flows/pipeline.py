@@ -60,8 +60,7 @@ def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def publish(settings: Settings, version: str, as_of: datetime) -> dict[str, Any]:
     """Retried: publishing only ever swaps in a complete file, so a retry is always safe."""
-    result = serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of)
-    return asdict(result) if hasattr(result, "__dataclass_fields__") else dict(result)
+    return asdict(serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of))
 
 
 @flow(name="recommendation-pipeline", log_prints=True)
