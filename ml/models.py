@@ -52,9 +52,19 @@ def make_classifier(kind: str = "hgb", **params: Any) -> Pipeline:
                      ("classifier", classifier)])
 
 
+# Price sanity beyond what the trees learned: a candidate priced more than 1.5x above the user's
+# usual range (p75) loses score smoothly, e^(-1.5) per e-fold of price; one expensive purchase
+# among cheap ones (which leaves the median and p75 cheap) cannot pull expensive items up.
+PRICE_TOLERANCE = np.log(1.5)
+PRICE_PENALTY = 1.5
+
+
 def scores(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
-    """Probability that the candidate is suitable (will be bought in the horizon)."""
-    return model.predict_proba(frame[FEATURES])[:, 1]
+    """How suitable the candidate is: the probability it is bought in the horizon, lowered for
+    prices far above the user's usual range (never raised)."""
+    probability = model.predict_proba(frame[FEATURES])[:, 1]
+    excess = np.clip(frame["price_above_tier"].fillna(0.0).to_numpy() - PRICE_TOLERANCE, 0.0, None)
+    return probability * np.exp(-PRICE_PENALTY * excess)
 
 
 @dataclass
