@@ -20,3 +20,14 @@
     from {{ ref('int_line_items') }} as line_items
     join {{ ref('int_cutoffs') }} as cutoffs on line_items.event_at < cutoffs.cutoff_at
 {%- endmacro %}
+
+{#- The serving cutoff T (cutoff_index 0): what every published table is as of. -#}
+{% macro serving_cutoff() -%}
+    (select cutoff_at from {{ ref('int_cutoffs') }} where cutoff_index = 0)
+{%- endmacro %}
+
+{#- The columns that stamp a published list with the model and time that made it. -#}
+{% macro publication_stamp() -%}
+    '{{ var("model_version") }}'               as model_version,
+    timestamp '{{ var("generated_at") }}'      as generated_at
+{%- endmacro %}

@@ -1,12 +1,6 @@
 -- Cold start: what is popular now, per platform and overall ('all'), for users without history.
 -- A platform without its own events gets the overall list, so every platform always has one.
-with serving as (
-
-    select cutoff_at from {{ ref('int_cutoffs') }} where cutoff_index = 0
-
-),
-
-popular as (
+with popular as (
 
     select
         case popularity.scope when 'global' then 'all' else popularity.scope_value end as platform,
@@ -14,8 +8,8 @@ popular as (
         popularity.popularity_rank             as rank,
         popularity.score
     from {{ ref('item_popularity') }} as popularity
-    join serving using (cutoff_at)
-    where popularity.scope in ('global', 'platform')
+    where popularity.cutoff_at = {{ serving_cutoff() }}
+      and popularity.scope in ('global', 'platform')
       and popularity.popularity_rank <= {{ var('top_n') }}
 
 ),
@@ -45,7 +39,6 @@ select
     rank::integer                              as rank,
     score,
     reason,
-    '{{ var("model_version") }}'               as model_version,
-    timestamp '{{ var("generated_at") }}'      as generated_at
+    {{ publication_stamp() }}
 from lists
 where item_id is not null

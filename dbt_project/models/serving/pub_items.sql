@@ -5,5 +5,4 @@ select
     items.price_rub,
     items.popularity
 from {{ ref('item_features') }} as items
-join {{ ref('int_cutoffs') }} as cutoffs using (cutoff_at)
-where cutoffs.cutoff_index = 0
+where items.cutoff_at = {{ serving_cutoff() }}

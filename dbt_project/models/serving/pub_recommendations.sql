@@ -5,6 +5,5 @@ select
     rank::integer                              as rank,
     score,
     reason,
-    '{{ var("model_version") }}'               as model_version,
-    timestamp '{{ var("generated_at") }}'      as generated_at
+    {{ publication_stamp() }}
 from {{ source('ml', 'ml_recommendations') }}

@@ -1,12 +1,6 @@
 -- "Bought together": for each item, the items the same users bought (or, weaker, carted or
 -- viewed) with it before the serving cutoff. Pairs below the k-user threshold never reach here.
-with serving as (
-
-    select cutoff_at from {{ ref('int_cutoffs') }} where cutoff_index = 0
-
-),
-
-pairs as (
+with pairs as (
 
     select
         pairs.item_id,
@@ -17,7 +11,7 @@ pairs as (
         pairs.confidence * case pairs.signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end
                                                as score
     from {{ ref('co_purchase') }} as pairs
-    join serving using (cutoff_at)
+    where pairs.cutoff_at = {{ serving_cutoff() }}
 
 ),
 

@@ -7,5 +7,4 @@ select
     users.price_spread,
     users.top_category_id
 from {{ ref('user_features') }} as users
-join {{ ref('int_cutoffs') }} as cutoffs using (cutoff_at)
-where cutoffs.cutoff_index = 0
+where users.cutoff_at = {{ serving_cutoff() }}
