@@ -82,9 +82,24 @@ class SearchResult:
     fold_scores: dict[tuple[int, int], float]
 
 
+def user_balanced_weights(frame: pd.DataFrame) -> np.ndarray:
+    """Sample weights under which each user's purchases together weigh as much as one purchase.
+
+    NDCG averages over users, so a user with one purchase matters as much as one with fifty;
+    unweighted, the heavy buyers' many positives would decide what the model learns.
+    Negatives keep weight 1.
+    """
+    positives = frame[LABEL].to_numpy() == 1
+    per_user = frame.loc[positives, "user_id"].value_counts()
+    weights = np.ones(len(frame))
+    weights[positives] = 1.0 / frame.loc[positives, "user_id"].map(per_user).to_numpy()
+    return weights
+
+
 def fit(kind: str, params: Mapping[str, Any], data: LabelledSet) -> Pipeline:
     model = make_classifier(kind, **params)
-    model.fit(data.frame[FEATURES], data.frame[LABEL])
+    model.fit(data.frame[FEATURES], data.frame[LABEL],
+              classifier__sample_weight=user_balanced_weights(data.frame))
     return model
 
 

@@ -5,7 +5,16 @@ purchase_days as (
 
     -- Distinct purchase days from purchases alone (about 1 % of events): a DISTINCT aggregate
     -- inside the main group-by would be planned as a second group-by over every event.
-    select cutoff_at, user_id, item_id, count(distinct event_date) as n_purchase_days
+    select
+        cutoff_at,
+        user_id,
+        item_id,
+        count(distinct event_date)                          as n_purchase_days,
+        count(distinct event_date) filter (
+            where event_at >= cutoff_at - to_days({{ var('horizon_days') }})
+        )                                                   as n_recent_purchase_days,
+        sum(quantity)                                       as n_units,
+        min(event_at)                                       as first_purchase_at
     from events
     where event_type = 'purchase'
     group by cutoff_at, user_id, item_id
@@ -37,6 +46,9 @@ select
     per_user_item.n_carts,
     per_user_item.n_purchases,
     coalesce(purchase_days.n_purchase_days, 0)          as n_purchase_days,
+    coalesce(purchase_days.n_recent_purchase_days, 0)   as n_recent_purchase_days,
+    coalesce(purchase_days.n_units, 0)                  as n_units,
+    purchase_days.first_purchase_at,
     per_user_item.last_event_at,
     per_user_item.last_purchase_at,
     per_user_item.interest

@@ -1,6 +1,24 @@
 -- Candidates with everything the ranker reads: the sources' scores (candidate_sources), the
 -- user's and the item's features as of the cutoff, the user's own history with the item, and,
 -- at labelled cutoffs, the label: purchased in the window.
+with category_purchases as (
+
+    -- How much of the user's buying (item purchase days) falls in each category.
+    select own.cutoff_at, own.user_id, items.category_id,
+           sum(own.n_purchase_days) / any_value(totals.item_purchase_days) as category_share
+    from {{ ref('candidate_user_items') }} as own
+    join {{ ref('item_features') }} as items using (cutoff_at, item_id)
+    join (
+        select cutoff_at, user_id, sum(n_purchase_days) as item_purchase_days
+        from {{ ref('candidate_user_items') }}
+        where n_purchase_days > 0
+        group by cutoff_at, user_id
+    ) as totals using (cutoff_at, user_id)
+    where own.n_purchase_days > 0 and items.category_id is not null
+    group by own.cutoff_at, own.user_id, items.category_id
+
+)
+
 select
     merged.cutoff_at,
     merged.user_id,
@@ -21,6 +39,10 @@ select
     users.n_views                                                    as user_views,
     users.n_carts                                                    as user_carts,
     users.n_purchases                                                as user_purchases,
+    users.n_purchase_days                                            as user_purchase_days,
+    users.n_recent_purchase_days                                     as user_recent_purchase_days,
+    users.repeat_purchase_share                                      as user_repeat_purchase_share,
+    users.tenure_days                                                as user_tenure_days,
     users.n_items                                                    as user_items,
     users.n_active_days                                              as user_active_days,
     users.days_since_last_event                                      as user_days_since_last_event,
@@ -35,6 +57,10 @@ select
     items.cart_rate                                                  as item_cart_rate,
     items.purchase_rate                                              as item_purchase_rate,
     items.n_buyers                                                   as item_buyers,
+    items.n_recent_buyers                                            as item_recent_buyers,
+    items.n_week_buyers                                              as item_week_buyers,
+    items.purchase_days_per_buyer                                    as item_purchase_days_per_buyer,
+    items.repurchase_gap_days                                        as item_repurchase_gap_days,
     items.age_days                                                   as item_age_days,
 
     coalesce(own.n_views, 0)                                         as user_item_views,
@@ -44,6 +70,21 @@ select
     coalesce(own.n_purchases, 0) / greatest(users.n_purchases, 1)     as user_item_purchase_share,
     own.purchase_rank                                                as user_item_purchase_rank,
     date_diff('second', own.last_event_at, merged.cutoff_at) / 86400.0 as user_item_days_since,
+    coalesce(own.n_purchase_days, 0)                                 as user_item_purchase_days,
+    coalesce(own.n_units, 0)                                         as user_item_units,
+    -- Share of the user's baskets (all time, and in the last horizon) that held the item.
+    coalesce(own.n_purchase_days, 0) / greatest(users.n_purchase_days, 1) as user_item_basket_share,
+    coalesce(own.n_recent_purchase_days, 0) / greatest(users.n_recent_purchase_days, 1)
+                                                                     as user_item_recent_basket_share,
+    coalesce(own.n_purchase_days, 0) / users.tenure_days             as user_item_purchase_rate,
+    date_diff('second', own.last_purchase_at, merged.cutoff_at) / 86400.0 as user_item_days_since_purchase,
+    -- The user's own buying cycle for the item, and where in it the cutoff falls (1 = due now).
+    date_diff('second', own.first_purchase_at, own.last_purchase_at) / 86400.0
+        / nullif(own.n_purchase_days - 1, 0)                         as user_item_repurchase_gap_days,
+    date_diff('second', own.last_purchase_at, merged.cutoff_at)
+        / nullif(date_diff('second', own.first_purchase_at, own.last_purchase_at)
+                 / nullif(own.n_purchase_days - 1, 0), 0)            as user_item_cycle_position,
+    coalesce(category_purchases.category_share, 0)                   as user_category_share,
 
     -- How far the item's price is from what the user pays: log ratio to the median, and how far
     -- above the user's usual range (0 inside it). The ranker may only lower scores as the latter grows.
@@ -56,3 +97,6 @@ join {{ ref('candidate_users') }} as users using (cutoff_at, user_id)
 left join {{ ref('item_features') }} as items using (cutoff_at, item_id)
 left join {{ ref('candidate_user_items') }} as own using (cutoff_at, user_id, item_id)
 left join {{ ref('int_window_purchases') }} as window_purchases using (cutoff_at, user_id, item_id)
+left join category_purchases
+  on category_purchases.cutoff_at = merged.cutoff_at and category_purchases.user_id = merged.user_id
+ and category_purchases.category_id = items.category_id

@@ -32,7 +32,14 @@ item_users as (
         item_id,
         count(*)                                        as n_users,
         count(*) filter (where n_purchases > 0)         as n_buyers,
-        count(*) filter (where n_purchases > 0 and n_purchase_days >= 2) as n_rebuyers
+        count(*) filter (where n_purchases > 0 and n_purchase_days >= 2) as n_rebuyers,
+        count(*) filter (where last_purchase_at >= cutoff_at - to_days({{ var('horizon_days') }}))
+                                                        as n_recent_buyers,
+        count(*) filter (where last_purchase_at >= cutoff_at - interval 7 day) as n_week_buyers,
+        avg(n_purchase_days) filter (where n_purchases > 0) as purchase_days_per_buyer,
+        -- Typical days between two purchases of the item by the same user: its buying cycle.
+        median(date_diff('second', first_purchase_at, last_purchase_at) / 86400.0 / (n_purchase_days - 1))
+            filter (where n_purchase_days >= 2)         as repurchase_gap_days
     from {{ ref('int_user_items') }}
     group by cutoff_at, item_id
 
@@ -50,6 +57,10 @@ select
     coalesce(item_users.n_buyers, 0)                    as n_buyers,
     coalesce(item_users.n_rebuyers, 0)                  as n_rebuyers,
     coalesce(item_users.n_rebuyers, 0) / nullif(item_users.n_buyers, 0)::double as rebuy_rate,
+    coalesce(item_users.n_recent_buyers, 0)             as n_recent_buyers,
+    coalesce(item_users.n_week_buyers, 0)               as n_week_buyers,
+    item_users.purchase_days_per_buyer,
+    item_users.repurchase_gap_days,
     per_item.popularity,
     -- Smoothed ratio of the last three days to the three before: > 1 rising, < 1 fading.
     (coalesce(per_item.recent_weight, 0) + 1) / (coalesce(per_item.previous_weight, 0) + 1) as trend,

@@ -9,6 +9,7 @@ activity as (
         activity.user_id,
         any_value(activity.platform)                    as platform,
         count(distinct activity.event_date)             as n_active_days,
+        min(activity.event_date)                        as first_active_date,
         sum(activity.n_events)::bigint                  as n_events,
         sum(activity.n_engagement_events + activity.n_pageview_events)::bigint as n_noncommerce_events
     from {{ ref('int_user_activity') }} as activity
@@ -33,6 +34,32 @@ commerce as (
         date_diff('second', max(event_at) filter (where event_type = 'purchase'), cutoff_at) / 86400.0
                                                         as days_since_last_purchase
     from events
+    group by cutoff_at, user_id
+
+),
+
+purchase_days as (
+
+    -- Baskets (distinct purchase days) and how much of the buying is buying again: 0 for a user
+    -- who never bought an item twice, near 1 for one who buys the same things every time.
+    select
+        cutoff_at,
+        user_id,
+        count(distinct event_date)                      as n_purchase_days,
+        count(distinct event_date) filter (
+            where event_at >= cutoff_at - to_days({{ var('horizon_days') }})
+        )                                               as n_recent_purchase_days
+    from events
+    where event_type = 'purchase'
+    group by cutoff_at, user_id
+
+),
+
+repeat_buying as (
+
+    select cutoff_at, user_id, 1 - count(*) / sum(n_purchase_days) as repeat_purchase_share
+    from {{ ref('int_user_items') }}
+    where n_purchase_days > 0
     group by cutoff_at, user_id
 
 ),
@@ -74,11 +101,16 @@ select
     user_id,
     coalesce(activity.platform, commerce.platform)      as platform,
     coalesce(activity.n_active_days, 1)                 as n_active_days,
+    -- Days since the first event, at least the one day the user is known.
+    greatest(date_diff('day', activity.first_active_date, cutoff_at::date), 1)::double as tenure_days,
     coalesce(activity.n_events, 0)                      as n_events,
     coalesce(activity.n_noncommerce_events, 0)          as n_noncommerce_events,
     coalesce(commerce.n_views, 0)                       as n_views,
     coalesce(commerce.n_carts, 0)                       as n_carts,
     coalesce(commerce.n_purchases, 0)                   as n_purchases,
+    coalesce(purchase_days.n_purchase_days, 0)          as n_purchase_days,
+    coalesce(purchase_days.n_recent_purchase_days, 0)   as n_recent_purchase_days,
+    coalesce(repeat_buying.repeat_purchase_share, 0)    as repeat_purchase_share,
     coalesce(commerce.n_items, 0)                       as n_items,
     coalesce(commerce.n_categories, 0)                  as n_categories,
     commerce.top_category_id,
@@ -94,4 +126,6 @@ select
 -- Full join: with a cutoff inside a day, that day's commerce counts but its dated-only activity not.
 from activity
 full join commerce using (cutoff_at, user_id)
+left join purchase_days using (cutoff_at, user_id)
+left join repeat_buying using (cutoff_at, user_id)
 left join tier using (cutoff_at, user_id)
