@@ -407,10 +407,11 @@ class EASERecommender(BaseRecommender):
 
 
 class ALSRecommender(BaseRecommender):
-    """Implicit-feedback ALS via the ``implicit`` package, if it is installed.
+    """Implicit-feedback ALS (Hu, Koren, Volinsky 2008) via the ``implicit`` package.
 
-    ``implicit`` is not a project dependency (it is not in the venv); constructing this
-    class without it raises ImportError with the reason, so callers can skip it.
+    ``implicit`` is a project dependency, but its wheels do not cover every platform;
+    constructing this class without it raises ImportError with the reason, so callers can
+    skip it. Confidence = 1 + alpha * log1p(weighted count).
     """
 
     min_score = -np.inf
@@ -431,13 +432,16 @@ class ALSRecommender(BaseRecommender):
 
     def _fit_model(self, h: pd.DataFrame, user_codes: np.ndarray, item_codes: np.ndarray) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
 
-        model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                        alpha=self.alpha, iterations=self.iterations,
-                                        random_state=self.random_state)
         conf = self.X_.copy().astype(np.float32)
         conf.data = np.log1p(conf.data)
-        model.fit(conf, show_progress=False)
+        # implicit parallelises itself; a BLAS thread pool underneath would oversubscribe the cores.
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                            alpha=self.alpha, iterations=self.iterations,
+                                            random_state=self.random_state)
+            model.fit(conf, show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors)
         self.item_factors_ = np.asarray(model.item_factors)
 

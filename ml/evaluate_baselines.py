@@ -47,12 +47,12 @@ def default_specs(include_als: bool = True) -> list[BaselineSpec]:
         BaselineSpec("repurchase", RepurchaseRecommender, {"half_life_days": [None, 14, 30, 90]}),
         BaselineSpec("item_knn", ItemKNNRecommender,
                      {"n_neighbours": [10, 50, 200], "filter_purchased": [False, True]}),
-        BaselineSpec("ease", EASERecommender, {"l2": [100.0, 500.0, 2000.0]}),
+        BaselineSpec("ease", EASERecommender, {"l2": [10.0, 30.0, 100.0, 500.0]}),
     ]
     if include_als:
         try:
             ALSRecommender()
-            specs.append(BaselineSpec("als", ALSRecommender, {"factors": [32, 64, 128]}))
+            specs.append(BaselineSpec("als", ALSRecommender, {"factors": [32, 64, 128], "alpha": [1.0, 10.0]}))
         except ImportError:
             pass
     return specs

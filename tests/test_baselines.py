@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from ml.baselines import (
+    ALSRecommender,
     EASERecommender,
     ItemKNNRecommender,
     PopularRecommender,
@@ -89,7 +90,8 @@ def test_repurchase_half_life_prefers_recent():
     assert RepurchaseRecommender(half_life_days=7).fit(log).recommend(["u"], 1)["item_id"].iloc[0] == "NEW"
 
 
-@pytest.mark.parametrize("model", [ItemKNNRecommender(n_neighbours=5), EASERecommender(l2=1.0)])
+@pytest.mark.parametrize("model", [ItemKNNRecommender(n_neighbours=5), EASERecommender(l2=1.0),
+                                   ALSRecommender(factors=8, regularization=0.1, iterations=20)])
 def test_item_models_recommend_the_planted_complement(model):
     log = _complement_log()
     recs = model.fit(log).recommend(["target"], 3, filter_purchased=True)
@@ -111,7 +113,7 @@ def test_filter_purchased_is_an_option_not_a_default():
 
 def test_cold_and_unknown_users_get_full_popular_lists():
     log = _complement_log()
-    for model in [ItemKNNRecommender(5), EASERecommender(10.0), RepurchaseRecommender()]:
+    for model in [ItemKNNRecommender(5), EASERecommender(10.0), RepurchaseRecommender(), ALSRecommender(factors=8)]:
         recs = model.fit(log).recommend(["nobody", "target"], 4)
         _check_lists(recs, ["nobody", "target"], 4)
         assert (recs[recs.user_id == "nobody"]["source"] == "popular").all()
