@@ -1,6 +1,10 @@
 """The recommendation pipeline as a Prefect flow: thin orchestration over ``ml.pipeline``.
 
 build warehouse -> train and evaluate -> (gate) -> score -> serving tables -> publish -> log run
+
+An export too thin to train on (no buyers with history in the label windows) still publishes
+its cold-start lists (popular per platform, bought together, items) as long as no ranker's
+lists are published; status ``published_cold_start``.
 """
 from __future__ import annotations
 
@@ -51,6 +55,13 @@ def score(settings: Settings, outcome: pipeline.TrainOutcome, config: RunConfig)
     return score_serving(settings.build_db, outcome.model.pipeline, config.top_n, _log)
 
 
+@task(cache_policy=NO_CACHE)
+def no_personal_lists(settings: Settings) -> None:
+    from ml.scoring import no_personal_lists as clear
+
+    clear(settings.build_db)
+
+
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path, version: str,
                          generated_at: datetime) -> None:
@@ -58,9 +69,10 @@ def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def publish(settings: Settings, version: str, as_of: datetime) -> dict[str, Any]:
+def publish(settings: Settings, version: str, as_of: datetime, with_personal_lists: bool = True) -> dict[str, Any]:
     """Retried: publishing only ever swaps in a complete file, so a retry is always safe."""
-    return asdict(serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of))
+    return asdict(serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of,
+                                  require_recommendations=with_personal_lists))
 
 
 @flow(name="recommendation-pipeline", log_prints=True)
@@ -88,7 +100,21 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
         run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
                    as_of=counts["as_of"])
         lap("warehouse")
-        outcome = train_and_evaluate(settings, config, version)
+        try:
+            outcome = train_and_evaluate(settings, config, version)
+        except pipeline.NotEnoughHistory as thin:
+            lap("train_evaluate")
+            if runs.published_ndcg(settings) is not None:
+                run.update(status="rejected", reason=f"{thin}; the published lists stay")
+                return _finish(settings, run)
+            # Nothing personal is published yet: the cold-start lists are still worth serving.
+            no_personal_lists(settings)
+            build_serving_tables(settings, config, source, version, started.replace(tzinfo=None))
+            publish(settings, version, counts["as_of"], with_personal_lists=False)
+            lap("publish")
+            run.update(status="published_cold_start", users_scored=0, recommendations=0,
+                       reason=f"cold-start lists only: {thin}")
+            return _finish(settings, run)
         run.update(ndcg=outcome.evaluation["metrics"]["ranker"]["ndcg"],
                    popular_ndcg=outcome.evaluation["metrics"]["popular"]["ndcg"],
                    train_cutoff=outcome.evaluation["split"]["holdout_cutoff"],

@@ -85,7 +85,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
                                   as_of=args.as_of, top_n=args.top_n)
     print(summary(args.settings, run))
-    return 0 if run["status"] in ("published", "rejected") else 1
+    return 0 if run["status"] in ("published", "published_cold_start", "rejected") else 1
 
 
 def summary(settings: Settings, run: dict) -> str:
@@ -104,6 +104,13 @@ def summary(settings: Settings, run: dict) -> str:
             "  try:",
             '    recsys query "select * from recommendations where user_id = '
             '(select min(user_id) from recommendations)"',
+        ]
+    if run["status"] == "published_cold_start":
+        lines += [
+            "  published the cold-start lists only (no ranker could be trained on this export)",
+            f"  serving database: {settings.serving_db}",
+            "  try:",
+            "    recsys query \"select * from recommend('any-user-id')\"",
         ]
     lines.append(f"  seconds per step: {run.get('durations')}")
     return "\n".join(lines)

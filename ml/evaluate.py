@@ -33,6 +33,16 @@ def interactions_before(settings: Settings, end: datetime) -> pd.DataFrame:
             [end]).df()
 
 
+def compare(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ranker's NDCG against the best baseline's (NaN where either is missing)."""
+    baselines = [(name, m["ndcg"]) for name, m in metrics.items()
+                 if name not in ("ranker", "logistic_regression") and pd.notna(m.get("ndcg"))]
+    best_name, best = max(baselines, key=lambda item: item[1]) if baselines else (None, float("nan"))
+    ranker = metrics.get("ranker", {}).get("ndcg", float("nan"))
+    return {"best_baseline": best_name, "best_baseline_ndcg": best, "ranker_ndcg": ranker,
+            "ranker_vs_best": ranker / best - 1 if best and pd.notna(best) else float("nan")}
+
+
 def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_days: int, k: int,
                     out_dir: Path, include_baselines: bool = True, log=print) -> dict[str, Any]:
     """Build, train, evaluate the ranker and the baselines; write evaluation.json and .html."""
@@ -41,8 +51,11 @@ def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_d
     config = RunConfig(input_path=input_path, as_of=end.strftime("%Y-%m-%d %H:%M:%S"),
                        horizon_days=horizon_days, k=k)
     pipeline.build_warehouse(settings, config, input_path, log)
-    outcome = pipeline.train_and_evaluate(settings, config, pipeline.new_version(), log)
-    result = outcome.evaluation
+    try:
+        result = pipeline.train_and_evaluate(settings, config, pipeline.new_version(), log).evaluation
+    except pipeline.NotEnoughHistory as thin:  # a thin export: the baselines still say something
+        log(f"no ranker: {thin}")
+        result = {"metrics": {}, "split": {}, "notes": [f"No ranker was trained: {thin}"]}
     result["dataset"] = {"input": str(input_path), "cutoff": str(cutoff_at), "horizon_days": horizon_days}
     result["split"].update({"cutoff": str(cutoff_at), "k": k})
 
@@ -55,13 +68,8 @@ def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_d
             target[name] = {key: row[key] for key in METRIC_KEYS if key in row}
             result["baseline_params"][name] = row["params"]
 
-    ranker = result["metrics"]["ranker"]["ndcg"]
-    best_name, best = max(((name, m["ndcg"]) for name, m in result["metrics"].items()
-                           if name not in ("ranker", "logistic_regression")), key=lambda item: item[1])
-    result["comparison"] = {"best_baseline": best_name, "best_baseline_ndcg": best, "ranker_ndcg": ranker,
-                            "ranker_vs_best": ranker / best - 1 if best else float("nan")}
-    log(f"ranker NDCG@{k} {ranker:.4f} vs best baseline {best_name} {best:.4f} "
-        f"({result['comparison']['ranker_vs_best']:+.1%})")
+    result["comparison"] = compare(result["metrics"])
+    log(f"NDCG@{k}: {result['comparison']}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2, default=str))

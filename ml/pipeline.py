@@ -73,6 +73,10 @@ def warehouse_counts(settings: Settings) -> dict[str, Any]:
             "as_of": serve_at}
 
 
+class NotEnoughHistory(ValueError):
+    """The export is too short or thin to learn and judge a ranking (e.g. the 0.1 % sample)."""
+
+
 def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
     """Choose hyper-parameters, judge the recipe on the newest window, fit the model to publish.
 
@@ -105,7 +109,7 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     train_sets = {index: data.sample_negatives(config.max_training_rows, config.seed) for index, data in sets.items()}
     usable = [index for index in sorted(sets) if sets[index].usable]
     if 1 not in usable or 2 not in usable:
-        raise ValueError(
+        raise NotEnoughHistory(
             "not enough labelled history to train and judge a ranker: the two newest label windows "
             f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon")
 

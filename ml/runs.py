@@ -17,7 +17,7 @@ SCHEMA = """
 create table if not exists model_runs (
     run_id           varchar primary key,
     model_version    varchar,
-    status           varchar not null,      -- published, rejected, failed
+    status           varchar not null,      -- published, published_cold_start, rejected, failed
     reason           varchar,
     input_path       varchar,
     as_of            timestamp,

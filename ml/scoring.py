@@ -29,15 +29,25 @@ def reasons(ranked: pd.DataFrame) -> pd.Series:
     return source.where(~with_anchor, "co_purchase:" + anchor.astype(str))
 
 
+def _create_result_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"""create or replace table {RESULT_TABLE} (
+        user_id varchar not null, item_id varchar not null, rank integer not null,
+        score double not null, reason varchar not null)""")
+
+
+def no_personal_lists(build_db: Path) -> None:
+    """An empty result table: without a ranker only the cold-start lists are published."""
+    with duckdb.connect(str(build_db)) as con:
+        _create_result_table(con)
+
+
 def score_serving(build_db: Path, model: Pipeline, top_n: int,
                   progress: Callable[[str], None] = print) -> dict[str, int]:
     """Score every serving candidate and write the top ``top_n`` per user; returns counts."""
     users = rows = scored = 0
     with duckdb.connect(str(build_db)) as con:
         cutoff = dataset.cutoffs(con)[0]
-        con.execute(f"""create or replace table {RESULT_TABLE} (
-            user_id varchar not null, item_id varchar not null, rank integer not null,
-            score double not null, reason varchar not null)""")
+        _create_result_table(con)
         for part in dataset.serving_candidates(con, cutoff):
             if part.empty:
                 continue

@@ -183,8 +183,8 @@ class InvertedModel(ClassifierMixin, BaseEstimator):
     def __init__(self, inner=None):
         self.inner = inner
 
-    def fit(self, X, y):
-        self.inner.fit(X, y)
+    def fit(self, X, y, **fit_params):
+        self.inner.fit(X, y, **fit_params)
         self.classes_ = self.inner.classes_
         return self
 
@@ -218,3 +218,40 @@ def test_gate_rules():
     assert gate(holdout, published_ndcg=0.21, margin=0.1).publish
     assert not gate(holdout, published_ndcg=0.30, margin=0.1).publish
     assert not gate({"metrics": {"ranker": {"ndcg": 0.04}, "popular": {"ndcg": 0.05}}}, None, 0.1).publish
+
+
+def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path):
+    """Two days of events cannot train a ranker; the popular and bought-together lists still go out."""
+    from flows.pipeline import recommendation_pipeline
+    from ml.serving import open_serving, recommendations_for_user
+    from tests.exports import write_export
+
+    rows = []
+    for user in range(1, 31):
+        platform = ["Site", "Android", "iOS"][user % 3]
+        basket = [101, 102] if user % 2 else [101, 103 + user % 4]
+        rows.append(event(user, "ec.view_item", basket, "2023-08-01 10:00:00", platform=platform))
+        rows.append(event(user, "ec.purchase", basket, "2023-08-01 10:05:00", platform=platform))
+        rows.append(event(user, "ec.purchase", [101], "2023-08-02 09:00:00", platform=platform))
+    export = write_export(tmp_path / "thin.csv", rows)
+    home = tmp_path / "home"
+
+    run = recommendation_pipeline(home=str(home), input_path=str(export))
+
+    assert run["status"] == "published_cold_start"
+    assert "not enough labelled history" in run["reason"]
+    settings = Settings(home=home)
+    assert serving_query(settings, "select count(*) from recommendations") == [(0,)]
+    con = open_serving(settings.serving_db)
+    try:
+        for user in ("1", "someone-new"):
+            answer = recommendations_for_user(con, user, n=3)
+            assert [row["item_id"] for row in answer][:1] == ["101"]
+            assert all(row["source"].startswith("fallback:") for row in answer)
+        bought_with = [row["item_id"] for row in con.execute(
+            "select * from related_items('101', 5)").df().to_dict("records")]
+        assert "102" in bought_with
+    finally:
+        con.close()
+    with duckdb.connect(str(home / "runs.duckdb"), read_only=True) as con:
+        assert con.execute("select status from model_runs").fetchall() == [("published_cold_start",)]
