@@ -150,8 +150,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             for name, metrics in result["metrics"].items()}
     import pandas as pd
 
+    for name, metrics in result.get("cold_users_baselines", {}).items():
+        rows[f"{name} (cold buyers)"] = {key: metrics.get(key) for key in next(iter(rows.values()), {})}
     print(pd.DataFrame(rows).T.to_string(float_format=lambda v: f"{v:.4f}"))
-    for name, check in result["pilot"].items():
+    for note in result.get("notes", []):
+        print(note)
+    for name, check in result.get("pilot", {}).items():
         print(f"pilot {name}: {check['value']:.4f} (target {check['direction']} {check['target']}) "
               f"{'PASS' if check['passed'] else 'FAIL'}")
     print(f"report: {out / 'evaluation.html'}")
