@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import threading
 import time
@@ -507,6 +508,13 @@ SELECT item_id AS for_item_id, similar_item_id AS item_id, rank, score,
        1.0 / log2(rank + 1) AS final_score, 'bought_together' AS source, rank AS src_rank,
        false AS personalised
 FROM similar_items WHERE item_id = ? ORDER BY rank LIMIT ?"""
+# Personalised product page: the item's whole bought-together list (the macro re-orders all of
+# it before cutting to n), the user's profile and list, and the candidates' category and price.
+# ``= ANY(?)`` with a list is answered from the items primary key; IN (...) / a join scan items.
+_BOUGHT_ALL_SQL = "SELECT similar_item_id, rank, score FROM similar_items WHERE item_id = ? ORDER BY rank"
+_PROFILE_SQL = "SELECT price_median_rub, top_category_id FROM user_profiles WHERE user_id = ?"
+_MINE_SQL = "SELECT item_id FROM recommendations WHERE user_id = ?"
+_ITEM_ATTRS_SQL = "SELECT item_id, category_id, price_rub FROM items WHERE item_id = ANY(?)"
 
 
 def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: int = 20,
@@ -537,10 +545,53 @@ def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | N
     n, item_id = _check_n(n), str(item_id)
     if user_id is None:
         rows = _rows(con.execute(_BOUGHT_SQL, [item_id, n]))
-        if rows:
-            return rows
+    else:
+        rows = _bought_for_user(con, item_id, str(user_id), n)
+    if rows:
+        return rows
     return _rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)",
                              [item_id, n, None if user_id is None else str(user_id)]))
+
+
+def _final_score(src_rank: int, in_list: bool, category: str | None, price: float | None,
+                 median: float | None, top_category: str | None) -> float:
+    """``final_score`` of the related_items macro (no factor applies without a profile or a
+    list); the factors are applied in the macro's order, so the floats are identical."""
+    score = 1.0 / math.log2(src_rank + 1)
+    if in_list:
+        score *= 1 + IN_LIST_BOOST
+    if category is not None and category == top_category:
+        score *= 1 + TOP_CATEGORY_BOOST
+    if price is not None and median is not None and median > 0 and price > PRICE_CEILING_FACTOR * median:
+        score *= PRICE_CEILING_FACTOR * median / price
+    return score
+
+
+def _bought_for_user(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str,
+                     n: int) -> list[dict[str, Any]]:
+    """``related_items(item_id, n, uid := user_id)`` when the item has bought-together rows
+    (else ``[]``: the caller runs the macro), from four indexed lookups: the macro's plan
+    costs several times more than these."""
+    bought = con.execute(_BOUGHT_ALL_SQL, [item_id]).fetchall()
+    if not bought:
+        return []
+    profile = con.execute(_PROFILE_SQL, [user_id]).fetchone()
+    mine = {r[0] for r in con.execute(_MINE_SQL, [user_id]).fetchall()}
+    known = profile is not None or bool(mine)
+    median, top_category = profile if profile is not None else (None, None)
+    attrs: dict[str, tuple] = {}
+    if known:  # an unknown user gets no factor: 1 / log2(src_rank + 1), the anonymous order
+        attrs = {r[0]: r[1:] for r in con.execute(_ITEM_ATTRS_SQL, [[b[0] for b in bought]]).fetchall()}
+    scored = []
+    for similar_id, src_rank, score in bought:
+        category, price = attrs.get(similar_id, (None, None))
+        final = _final_score(src_rank, similar_id in mine, category, price, median, top_category)
+        scored.append((final, src_rank, similar_id, score))
+    scored.sort(key=lambda r: (-r[0], r[1], r[2]))  # final_score DESC, src_rank, item_id
+    return [{"for_item_id": item_id, "item_id": similar_id, "rank": rank, "score": score,
+             "final_score": final, "source": "bought_together", "src_rank": src_rank,
+             "personalised": known}
+            for rank, (final, src_rank, similar_id, score) in enumerate(scored[:n], start=1)]
 
 
 def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:

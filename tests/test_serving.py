@@ -364,6 +364,77 @@ def test_fast_paths_match_the_macros(con):
             assert fast == macro, (item, n)
 
 
+# Product-page cases on top of the shared fixture: item 1011 bought together with 12 items
+# (category 501 unless noted; 1019 at 1800 RUB, 1012 without a price, 1099 not in items, 1040
+# without a category, 1005 at 5000 RUB, 1022/1031/1023 in 502, 1002/1004 in 102's list);
+# 103 has a list but no profile, 202 a profile without price or category, 203 a median of 0.
+PAGE_ITEM = "1011"
+PAGE_SQL = """
+UPDATE pub_items SET price_rub = 1800 WHERE item_id = '1019';
+UPDATE pub_items SET price_rub = NULL WHERE item_id = '1012';
+INSERT INTO pub_similar_items
+SELECT '1011', s, r, 1.0 / r, 5, 0.1, 2.0
+FROM (VALUES ('1019', 1), ('1013', 2), ('1014', 3), ('1012', 4), ('1099', 5), ('1040', 6), ('1005', 7),
+             ('1022', 8), ('1031', 9), ('1023', 10), ('1002', 11), ('1004', 12)) t(s, r);
+INSERT INTO pub_recommendations VALUES
+    ('103', '1023', 1, 1.0, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
+    ('103', '1014', 2, 0.5, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00');
+INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, NULL), ('203', 'iOS', 0.0, 0.5, '501');
+"""
+
+
+@pytest.fixture(scope="module")
+def page_con(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("page")
+    serving_db = tmp / "serving" / "recommendations.duckdb"
+    publish(make_build_db(tmp / "build.duckdb", extra_sql=PAGE_SQL), serving_db, model_version="v1", as_of=AS_OF)
+    c = serving.open_serving(serving_db)
+    yield c
+    c.close()
+
+
+def _related_macro(con, item: str, n: int, uid: str | None) -> list[dict]:
+    return serving._rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)", [item, n, uid]))
+
+
+def test_personalised_product_page_fast_path_matches_the_macro(page_con):
+    """Items with bought-together rows are answered without the macro (the fast path must not
+    return [] for them) and exactly as the macro would: same rows, columns, floats and order."""
+    users = (WARM_FULL, WARM_SHORT, KNOWN_COLD, "103", "202", "203", UNKNOWN)
+    for item in (ITEM_WITH_PAIRS, "1002", PAGE_ITEM):
+        for uid in users:
+            for n in (1, 3, 5, 12, 20):
+                macro = _related_macro(page_con, item, n, uid)
+                assert serving._bought_for_user(page_con, item, uid, n) == macro, (item, uid, n)
+                assert serving.similar_items(page_con, item, user_id=uid, n=n) == macro, (item, uid, n)
+    # no bought-together rows: the fast path cannot answer, the macro does
+    for item in (NEW_ITEM_IN_CAT, NEW_ITEM_NO_CAT, UNKNOWN_ITEM):
+        for uid in users:
+            assert serving._bought_for_user(page_con, item, uid, 20) == []
+            assert serving.similar_items(page_con, item, user_id=uid, n=20) == _related_macro(page_con, item, 20, uid)
+
+
+def test_personalised_product_page_order(page_con):
+    """What the equivalence above covers, spelled out (the macro and the fast path could both
+    be wrong): 102 (top category 501, median 300 RUB, 1002/1004 in the list)."""
+    rows = serving.similar_items(page_con, PAGE_ITEM, user_id=WARM_SHORT, n=5)
+    assert [(r["item_id"], r["src_rank"]) for r in rows] == [
+        ("1013", 2),    # 0.631 x 1.25
+        ("1019", 1),    # 1.0 x 1.25 x 900 / 1800 = 0.625 ...
+        ("1014", 3),    # ... 0.5 x 1.25 = 0.625 as well: the tie goes to the lower src_rank
+        ("1012", 4),    # no price: no penalty
+        ("1002", 11),   # in the list, from beyond n: the whole list is re-ordered, then cut
+    ]
+    assert rows[1]["final_score"] == rows[2]["final_score"] == 0.625 and rows[0]["personalised"]
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    # 103: a list and no profile is known (1023, 1014 get the list boost only)
+    rows = serving.similar_items(page_con, PAGE_ITEM, user_id="103", n=3)
+    assert [r["item_id"] for r in rows] == ["1019", "1014", "1013"] and rows[0]["personalised"]
+    # unknown: the anonymous order, not personalised
+    rows = serving.similar_items(page_con, PAGE_ITEM, user_id=UNKNOWN, n=3)
+    assert [r["item_id"] for r in rows] == ["1019", "1013", "1014"] and not rows[0]["personalised"]
+
+
 def test_retired_connections_are_closed_after_grace(tmp_path, published):
     _, serving_db, _ = published
     reader = serving.ServingReader(serving_db, grace=0.0)
