@@ -604,12 +604,29 @@ def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return out
 
 
+def _warm_up(con: duckdb.DuckDBPyConnection) -> None:
+    """Run every read path once on a new connection. The first queries on a freshly attached
+    file load the catalog, the macros, table metadata and index roots (measured at 100k users:
+    ~12 ms to attach, 30-45 ms for this first run, 1-3 ms a query afterwards); no request
+    should pay that."""
+    user = con.execute("SELECT user_id FROM recommendations LIMIT 1").fetchone()
+    item = con.execute("SELECT item_id FROM similar_items LIMIT 1").fetchone()
+    uid, iid = (user[0] if user else "0"), (item[0] if item else "0")
+    recommendations_for_user(con, uid)
+    recommendations_for_user(con, "0")            # fallback lookups
+    similar_items(con, iid)
+    similar_items(con, iid, user_id=uid)
+    similar_items(con, "0", user_id=uid)          # the related_items macro
+
+
 class ServingReader:
     """Keeps a read-only connection to the current serving file and reopens it when the file
     is replaced (new inode / mtime / size), checked at most every ``check_interval`` seconds.
 
-    Old connections are retired, not closed at once: requests still running on them finish,
-    and they are closed ``grace`` seconds later (which releases the replaced file's inode).
+    A replaced file is opened and warmed up (:func:`_warm_up`) by a background thread while
+    requests keep using the previous connection, so no request waits for the attach. Old
+    connections are retired, not closed at once: requests still running on them finish, and
+    they are closed ``grace`` seconds later (which releases the replaced file's inode).
     """
 
     def __init__(self, serving_db: Path, *, check_interval: float = 0.0, grace: float = 30.0,
@@ -623,6 +640,8 @@ class ServingReader:
         self._sig: tuple | None = None
         self._checked = 0.0
         self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
+        self._loading: tuple | None = None      # signature of the file being opened and warmed
+        self._loader: threading.Thread | None = None
         self.opened_at: datetime | None = None
         self.reloads = 0
 
@@ -634,6 +653,8 @@ class ServingReader:
         return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _refresh(self) -> None:
+        """Under the lock: at most every ``check_interval``, look for a new file; the first one
+        is opened here (nothing to serve meanwhile), later ones in the background."""
         now = time.monotonic()
         if self._con is not None and now - self._checked < self.check_interval:
             return
@@ -641,17 +662,35 @@ class ServingReader:
         if self._retired:
             self._reap(now)
         sig = self._signature()
-        if sig is None or sig == self._sig:
+        if sig is None or sig in (self._sig, self._loading):
             return
+        if self._con is None:
+            self._install(open_serving(self.path, threads=self.threads), sig)
+            return
+        self._loading = sig
+        self._loader = threading.Thread(target=self._load, args=(sig,), name="serving-reload", daemon=True)
+        self._loader.start()
+
+    def _load(self, sig: tuple) -> None:
+        """Open and warm up the new file, then swap it in; on failure keep the previous one
+        (the next check tries again)."""
+        con: duckdb.DuckDBPyConnection | None = None
         try:
             con = open_serving(self.path, threads=self.threads)
-        except (duckdb.Error, ServingUnavailable):
-            if self._con is None:
-                raise
+            _warm_up(con)
+        except Exception:  # whatever it is, this thread must reset _loading below
             log.exception("could not open new serving file; keeping the previous one")
-            return
+            if con is not None:
+                con.close()
+            con = None
+        with self._lock:
+            self._loading = None
+            if con is not None:
+                self._install(con, sig)
+
+    def _install(self, con: duckdb.DuckDBPyConnection, sig: tuple) -> None:
         if self._con is not None:
-            self._retired.append((now, self._con))
+            self._retired.append((time.monotonic(), self._con))
             self.reloads += 1
         self._con, self._sig = con, sig
         self.opened_at = datetime.now(timezone.utc)
@@ -678,6 +717,8 @@ class ServingReader:
             return cursor(self._con)
 
     def close(self) -> None:
+        if self._loader is not None:
+            self._loader.join()
         with self._lock:
             for _, old in self._retired:
                 old.close()

@@ -287,9 +287,28 @@ def test_reader_sees_new_publication_in_process(tmp_path, published):
             model_version="v2", as_of=AS_OF)
     # the cursor opened before the swap keeps reading the old file ...
     assert serving.publication_info(old_cur)["model_version"] == "v1"
+    # ... the request that notices the new file does not wait for it: the old one answers
+    # while a background thread opens and warms up the new one ...
+    assert serving.publication_info(reader.cursor())["model_version"] == "v1"
+    reader._loader.join(timeout=30)
     # ... and the next request sees the new one, without restart
     assert serving.publication_info(reader.cursor())["model_version"] == "v2"
     assert reader.reloads == 1
+    reader.close()
+
+
+def test_reader_keeps_old_file_when_new_one_cannot_be_opened(tmp_path, published, caplog):
+    _, serving_db, _ = published
+    reader = serving.ServingReader(serving_db)
+    reader.cursor().close()
+    broken = serving_db.parent / "broken.duckdb"
+    broken.write_bytes(b"not a duckdb file" * 100)
+    broken.replace(serving_db)   # a reader holding the old file keeps it (its inode lives on)
+    reader.cursor().close()
+    reader._loader.join(timeout=30)
+    assert reader._loading is None and reader.reloads == 0   # failed, will be tried again
+    assert "could not open new serving file" in caplog.text
+    assert serving.publication_info(reader.cursor())["model_version"] == "v1"
     reader.close()
 
 
@@ -441,7 +460,8 @@ def test_retired_connections_are_closed_after_grace(tmp_path, published):
     reader.cursor().close()
     publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db,
             model_version="v2", as_of=AS_OF)
-    reader.cursor().close()           # reopens, retires the v1 connection
+    reader.cursor().close()           # reopens in the background, retires the v1 connection
+    reader._loader.join(timeout=30)
     assert len(reader._retired) == 1
     time.sleep(0.01)
     reader.cursor().close()           # next check closes it
