@@ -7,8 +7,10 @@
    publishes it once (timed); starts ``python -m ml.cli api`` in its own process.
 2. Quiet phases (``--quiet-seconds`` each, no publisher): (a) direct SQL through ``ml.serving``
    with read-only connections in ``--sql-threads`` threads (plain query on
-   ``recommendations``, ``recommend`` for warm and unknown users, ``related_items``);
-   (b) HTTP with ``--http-concurrency`` keep-alive httpx clients in threads.
+   ``recommendations``, ``recommend`` for warm and unknown users, ``related_items`` with a
+   user for items with bought-together rows and, apart, for new items); (b) HTTP with
+   ``--http-concurrency`` keep-alive httpx clients in threads; (c) (a) and (b) at once, the
+   control for 3 (the SQL thread then shares this process's GIL with the HTTP clients).
 3. Republishing phase: (a) and (b) at once while another *process* (niced, 1 DuckDB thread)
    publishes ``--republish`` times; lasts until that process is done.
 
@@ -176,7 +178,7 @@ def run_workers(workers: list[tuple], *, proc: subprocess.Popen | None = None, s
 
 
 def report(stats: dict, seconds: float, label: str) -> dict:
-    out = {"seconds": round(seconds, 1),
+    out = {"seconds": round(seconds, 1), "load_avg_end": os.getloadavg(),
            "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())]}
     for prefix in ("sql", "http"):
         mine = {k: v for k, v in stats.items() if k.startswith("http") == (prefix == "http")}
@@ -191,8 +193,8 @@ def sql_phase(serving_db: Path, samples: dict, threads: int):
     plain = "SELECT item_id, rank, score FROM recommendations WHERE user_id = ? ORDER BY rank"
 
     def work(rng, record):
-        kind = rng.choices(["plain_warm", "recommend_warm", "recommend_unknown", "related_items"],
-                           weights=[3, 4, 1, 2])[0]
+        kind = rng.choices(["plain_warm", "recommend_warm", "recommend_unknown", "related_items",
+                            "related_items_new"], weights=[3, 4, 1, 1.4, 0.6])[0]
         t = time.perf_counter()
         ok, rows = True, []
         try:
@@ -205,7 +207,7 @@ def sql_phase(serving_db: Path, samples: dict, threads: int):
                 elif kind == "recommend_unknown":
                     rows = serving.recommendations_for_user(cur, rng.choice(samples["cold"]), n=20)
                 else:
-                    item = rng.choice(samples["items_pairs"] if rng.random() < 0.7 else samples["items_new"])
+                    item = rng.choice(samples["items_pairs" if kind == "related_items" else "items_new"])
                     rows = serving.similar_items(cur, item, user_id=rng.choice(samples["warm"]), n=20)
             finally:
                 cur.close()
@@ -231,12 +233,12 @@ def http_phase(base: str, samples: dict):
     def work(rng, record):
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, timeout=10)
-        kind = rng.choices(["http_recommendations", "http_similar"], weights=[4, 1])[0]
+        kind = rng.choices(["http_recommendations", "http_similar", "http_similar_new"], weights=[4, 0.7, 0.3])[0]
         if kind == "http_recommendations":
             pool = samples["warm"] if rng.random() < 0.8 else samples["cold"]
             url = f"/recommendations/{rng.choice(pool)}"
         else:
-            item = rng.choice(samples["items_pairs"] if rng.random() < 0.7 else samples["items_new"])
+            item = rng.choice(samples["items_pairs" if kind == "http_similar" else "items_new"])
             url = f"/items/{item}/similar?user_id={rng.choice(samples['warm'])}"
         t = time.perf_counter()
         ok, empty = True, False
@@ -310,6 +312,10 @@ def main() -> int:
         print(f"phase quiet-http: {args.http_concurrency} clients, {args.quiet_seconds} s, no publisher", flush=True)
         stats, seconds, _ = run_workers([(http_work, args.http_concurrency)], seconds=args.quiet_seconds)
         results["quiet_http"] = report(stats, seconds, "quiet")
+        print(f"phase quiet-both: sql and http at once, {args.quiet_seconds} s, no publisher", flush=True)
+        stats, seconds, _ = run_workers([(sql_work, args.sql_threads), (http_work, args.http_concurrency)],
+                                        seconds=args.quiet_seconds)
+        results["quiet_both"] = report(stats, seconds, "quiet-both")
 
         print(f"phase republishing: sql ({args.sql_threads} thread(s)) and http ({args.http_concurrency} "
               f"clients) at once while another process publishes {args.republish} times", flush=True)
