@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ml.config import Settings
+from ml.export import ExportError
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -68,7 +69,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     verdict = (f"rejected rows: {rejected['error']}" if "error" in rejected
                else f"{rejected.get('total', 0):,} rows rejected")
     print(f"profiled {profile['rows']:,} rows ({verdict}) in {profile['seconds']:.1f} s -> {out}")
-    return 0
+    return 1 if "error" in rejected else 0  # the report is written either way; the failure is the news
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
@@ -272,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     args.settings = Settings.from_env(args.home)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

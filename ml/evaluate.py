@@ -18,6 +18,7 @@ import pandas as pd
 from ml import dataset, pipeline
 from ml.config import RunConfig, Settings
 from ml.evaluate_baselines import run_baselines
+from ml.export import check_export
 
 METRIC_KEYS = ["recall", "precision", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty",
                "popularity_pct", "missed_offer_share", "offer_precision", "n_users"]
@@ -46,6 +47,7 @@ def compare(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_days: int, k: int,
                     out_dir: Path, include_baselines: bool = True, log=print) -> dict[str, Any]:
     """Build, train, evaluate the ranker and the baselines; write evaluation.json and .html."""
+    check_export(input_path)
     cutoff_at = pd.Timestamp(cutoff).to_pydatetime()
     end = cutoff_at + timedelta(days=horizon_days)
     config = RunConfig(input_path=input_path, as_of=end.strftime("%Y-%m-%d %H:%M:%S"),

@@ -7,6 +7,7 @@ the baselines; the warehouse reads the same file with the same ``read_csv`` opti
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import duckdb
@@ -25,6 +26,25 @@ BASE_COLUMNS = [
 CATEGORY_COLUMNS = ["main_category", "sub_category"]
 EVENT_TYPES = ["ec.view_item", "ec.add_to_cart", "ec.purchase", "user_engagement", "pageview"]
 PLATFORMS = ["Site", "Android", "iOS"]
+
+
+class ExportError(ValueError):
+    """The file is not an export in the ``ab_test.csv`` layout: no row could be read, so there
+    is nothing to quarantine; the whole file is refused with the reason."""
+
+
+def check_export(path: str | Path) -> Path:
+    """The path, if it is a file whose header has the export's columns; else ExportError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"input export not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = [name.strip() for name in next(csv.reader(handle), [])]
+    missing = [name for name in BASE_COLUMNS if name not in header]
+    if missing:
+        raise ExportError(f"{path} is not an ab_test.csv export: the header lacks "
+                          f"{', '.join(missing)} (found: {', '.join(header[:12]) or 'nothing'})")
+    return path
 
 
 def read_csv_sql(path: str | Path) -> str:

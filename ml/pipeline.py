@@ -14,6 +14,7 @@ from typing import Any
 
 from ml import dataset, evaluation, runs, training
 from ml.config import RunConfig, Settings
+from ml.export import check_export
 from ml.models import PARAM_GRID, SavedModel, scores
 from ml.warehouse import DbtResult, dbt_vars, run_dbt
 
@@ -38,10 +39,7 @@ def new_version(now: datetime | None = None) -> str:
 def resolve_input(settings: Settings, config: RunConfig, log: Log = print) -> Path:
     """The export to use: the given one, or the generated demo export (made once per home)."""
     if config.input_path is not None:
-        path = Path(config.input_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"input export not found: {path}")
-        return path
+        return check_export(config.input_path)
     path = settings.default_input
     if not path.exists():
         from ml.generate import GeneratorConfig, generate_export

@@ -552,9 +552,9 @@ def profile_export(input_path: Path, settings_home: Path) -> dict[str, Any]:
     """
     import duckdb
 
-    from ml.export import read_csv_sql
+    from ml.export import check_export, read_csv_sql
 
-    input_path = Path(input_path).resolve()
+    input_path = check_export(input_path).resolve()
     settings_home = Path(settings_home)
     started = time.perf_counter()
     profile: dict[str, Any] = {"input": str(input_path), "bytes": input_path.stat().st_size,

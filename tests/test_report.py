@@ -110,3 +110,16 @@ def test_profile_report_renders_without_warehouse_or_activity(tmp_path):
     page = render_profile_report(profile, tmp_path / "p.html").read_text()
     assert "could not validate" in page and "boom" in page
     assert 'id="events"' not in page
+
+
+def test_a_file_that_is_not_an_export_is_refused_with_the_reason(tmp_path, capsys):
+    other = tmp_path / "orders.csv"
+    other.write_text("order,amount\n1,2\n")
+    home = tmp_path / "home"
+    for command in (["profile", "--input", str(other)],
+                    ["evaluate", "--input", str(other), "--cutoff", "2023-08-10", "--horizon-days", "3"],
+                    ["profile", "--input", str(tmp_path / "missing.csv")]):
+        assert cli_main(["--home", str(home), *command]) == 2
+    errors = capsys.readouterr().err
+    assert "orders.csv is not an ab_test.csv export: the header lacks platform" in errors
+    assert "input export not found" in errors
