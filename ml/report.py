@@ -284,10 +284,13 @@ def _eval_chips(result: Mapping[str, Any]) -> str:
         chips.append(f"dataset <b>{_esc(dataset['name'])}</b>")
     if dataset.get("input"):
         chips.append(f"input <code>{_esc(dataset['input'])}</code>")
-    for key, value in dataset.items():
-        if key not in ("name", "input") and isinstance(value, (str, int, float)):
-            chips.append(f"{_esc(key.replace('_', ' '))} {_fmt(value)}")
     split = result.get("split") or {}
+    for key, value in dataset.items():  # the split's own chips below say cutoff and horizon once
+        if key not in ("name", "input", "cutoff", "horizon_days") and isinstance(value, (str, int, float)):
+            chips.append(f"{_esc(key.replace('_', ' '))} {_fmt(value)}")
+    for key in ("cutoff", "horizon_days"):
+        if split.get(key) is None and dataset.get(key) is not None:
+            split = {**split, key: dataset[key]}
     if split.get("cutoff"):
         chips.append(f"cutoff {_esc(split['cutoff'])}")
     if split.get("horizon_days") is not None:
