@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import duckdb
 
@@ -44,6 +44,14 @@ IN_LIST_BOOST = 0.5          # +50 % when the item is also in the user's persona
 TOP_CATEGORY_BOOST = 0.25    # +25 % when the item is in the user's top category
 PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's median price are penalised ...
 # ... by the factor (ceiling / price): an item at 2 x the ceiling keeps half its score.
+
+# Product page of a new item (no bought-together rows): the candidates are its category's
+# CATEGORY_TOP_K most popular items (table category_top_items, built on publish), re-ranked by
+# this score (popular and near the new item's price); the best max(n, SAME_CATEGORY_MIN) count.
+CATEGORY_TOP_K = 200
+SAME_CATEGORY_MIN = 50
+SAME_CATEGORY_SCORE = ("t.popularity / (1 + abs(ln((coalesce(t.price_rub, 0) + 1) "
+                       "/ (coalesce({anchor_price}, 0) + 1))))")
 
 # --------------------------------------------------------------------------------------------
 # Schema of the serving database (docs/architecture.md). Order of the dict = creation order.
@@ -93,12 +101,28 @@ SORT_KEYS = {
     "recommendations": "user_id, rank",
     "fallback_recommendations": "platform, rank",
     "similar_items": "item_id, rank",
-    "items": "category_id NULLS LAST, popularity DESC, item_id",  # same-category scans
+    "items": "item_id",
     "user_profiles": "user_id",
 }
+# Derived from the copied items on publish (no build table of its own): the new-item product
+# page looks up its category here (indexed) instead of scanning the category in items.
+CATEGORY_TOP_ITEMS_DDL = """
+CREATE TABLE category_top_items (
+    category_id VARCHAR NOT NULL,
+    item_id     VARCHAR NOT NULL,
+    price_rub   DOUBLE,
+    popularity  DOUBLE  NOT NULL
+)"""
+CATEGORY_TOP_ITEMS_SQL = f"""
+INSERT INTO category_top_items
+SELECT category_id, item_id, price_rub, popularity FROM items
+WHERE category_id IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY category_id ORDER BY popularity DESC, item_id) <= {CATEGORY_TOP_K}
+ORDER BY category_id, popularity DESC, item_id"""
 INDEXES = {
     "recommendations": "user_id",
     "similar_items": "item_id",
+    "category_top_items": "category_id",
     # items and user_profiles: their PRIMARY KEY already is an ART index
 }
 PUBLICATION_DDL = """
@@ -121,10 +145,12 @@ def _columns(ddl: str) -> list[str]:
 
 
 COLUMNS = {name: _columns(ddl) for name, ddl in TABLES.items()}
+ALL_TABLES = (*TABLES, "category_top_items", "publication")
 
 # --------------------------------------------------------------------------------------------
 # The marketplace's queries, stored in the serving database as table macros.
 # --------------------------------------------------------------------------------------------
+_ANCHORED_SCORE = SAME_CATEGORY_SCORE.format(anchor_price="a.price_rub")
 MACROS = {
     "recommend": """
 CREATE MACRO recommend(uid, n := 20, plat := NULL) AS TABLE
@@ -171,14 +197,13 @@ bought AS (
     FROM similar_items s WHERE s.item_id = CAST(item AS VARCHAR)
 ),
 same_category AS (
-    SELECT i.item_id,
-           CAST(row_number() OVER (ORDER BY i.popularity / (1 + abs(ln((coalesce(i.price_rub, 0) + 1)
-                / (coalesce(a.price_rub, 0) + 1)))) DESC, i.item_id) AS INTEGER) AS src_rank,
-           i.popularity / (1 + abs(ln((coalesce(i.price_rub, 0) + 1) / (coalesce(a.price_rub, 0) + 1)))) AS score,
+    SELECT t.item_id,
+           CAST(row_number() OVER (ORDER BY {_ANCHORED_SCORE} DESC, t.item_id) AS INTEGER) AS src_rank,
+           {_ANCHORED_SCORE} AS score,
            'same_category' AS source
-    FROM items i JOIN anchor a ON i.category_id = a.category_id
-    WHERE i.item_id <> a.item_id AND NOT EXISTS (SELECT 1 FROM bought)
-    QUALIFY src_rank <= greatest(n, 50)
+    FROM category_top_items t JOIN anchor a ON t.category_id = a.category_id
+    WHERE t.item_id <> a.item_id AND NOT EXISTS (SELECT 1 FROM bought)
+    QUALIFY src_rank <= greatest(n, {SAME_CATEGORY_MIN})
 ),
 fallback AS (
     SELECT f.item_id, f.rank AS src_rank, f.score, 'fallback:' || f.platform AS source
@@ -392,6 +417,9 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             if errors:
                 raise PublishError("refusing to publish: " + "; ".join(errors))
 
+            con.execute(CATEGORY_TOP_ITEMS_DDL)
+            con.execute(CATEGORY_TOP_ITEMS_SQL)
+
             for table, col in INDEXES.items():
                 con.execute(f"CREATE INDEX {table}_{col}_idx ON {table} ({col})")
             for sql in MACROS.values():
@@ -411,7 +439,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?)",
                         [model_version, generated_at, as_of, n_users, n_rows])
             row_counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-                          for name in (*TABLES, "publication")}
+                          for name in ALL_TABLES}
             con.execute("CHECKPOINT")
             con.close()
             con = None
@@ -460,7 +488,10 @@ def open_serving(serving_db: Path, *, threads: int = 1) -> duckdb.DuckDBPyConnec
     serving_db = Path(serving_db)
     if not serving_db.exists():
         raise ServingUnavailable(f"no serving database at {serving_db}")
-    con = duckdb.connect(":memory:", config={"threads": threads})
+    # ``item_id = ANY(?)`` with more than dynamic_or_filter_threshold ids (default 50) scans
+    # items instead of probing its primary key: product-page lists re-ordered for a user can be
+    # longer (the fallback list is top_n long), and the catalogue has millions of items.
+    con = duckdb.connect(":memory:", config={"threads": threads, "dynamic_or_filter_threshold": 1000})
     try:
         con.execute(f"ATTACH ? AS {SERVING_ALIAS} (READ_ONLY)", [str(serving_db)])
         con.execute(f"USE {SERVING_ALIAS}")
@@ -493,8 +524,8 @@ def _check_n(n: int) -> int:
 
 # Fast paths: the commonest answers need one indexed lookup, while the macros' full plans
 # (several branches, joins, windows) cost 3-5 ms to plan and run. Each fast path returns exactly
-# what the macro would (same columns, same order; tests/test_serving.py checks the equivalence)
-# and falls through to the macro whenever it cannot answer alone.
+# what the macro would (same columns, same order; tests/test_serving.py checks the equivalence);
+# recommendations_for_user falls through to the macro for a short list (the top-up).
 _PERSONAL_SQL = """
 SELECT user_id, item_id, rank, score, reason, 'personal' AS source, model_version, generated_at
 FROM recommendations WHERE user_id = ? AND rank <= ? ORDER BY rank"""
@@ -508,13 +539,23 @@ SELECT item_id AS for_item_id, similar_item_id AS item_id, rank, score,
        1.0 / log2(rank + 1) AS final_score, 'bought_together' AS source, rank AS src_rank,
        false AS personalised
 FROM similar_items WHERE item_id = ? ORDER BY rank LIMIT ?"""
-# Personalised product page: the item's whole bought-together list (the macro re-orders all of
-# it before cutting to n), the user's profile and list, and the candidates' category and price.
-# ``= ANY(?)`` with a list is answered from the items primary key; IN (...) / a join scan items.
+# Personalised product page (the macro, step by step): the item's whole bought-together list
+# (the macro re-orders all of it before cutting to n), the user's profile and list, and the
+# candidates' category and price. ``= ANY(?)`` with a list is answered from the items primary
+# key; IN (...) / a join scan items. No bought-together rows: the item's category and price
+# (primary key), its category's top items (index); no category or no other top item: the
+# fallback list of the user's platform.
 _BOUGHT_ALL_SQL = "SELECT similar_item_id, rank, score FROM similar_items WHERE item_id = ? ORDER BY rank"
-_PROFILE_SQL = "SELECT price_median_rub, top_category_id FROM user_profiles WHERE user_id = ?"
+_PROFILE_SQL = "SELECT price_median_rub, top_category_id, platform FROM user_profiles WHERE user_id = ?"
 _MINE_SQL = "SELECT item_id FROM recommendations WHERE user_id = ?"
 _ITEM_ATTRS_SQL = "SELECT item_id, category_id, price_rub FROM items WHERE item_id = ANY(?)"
+_ANCHOR_SQL = "SELECT category_id, price_rub FROM items WHERE item_id = ?"
+_SAME_CATEGORY_SQL = f"""
+SELECT t.item_id, t.price_rub, {SAME_CATEGORY_SCORE.format(anchor_price="CAST(? AS DOUBLE)")} AS score
+FROM category_top_items t WHERE t.category_id = ? AND t.item_id <> ?
+ORDER BY score DESC, t.item_id LIMIT greatest(?, {SAME_CATEGORY_MIN})"""
+_FALLBACK_ALL_SQL = """
+SELECT item_id, rank, score FROM fallback_recommendations WHERE platform = ? AND item_id <> ? ORDER BY rank"""
 
 
 def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: int = 20,
@@ -540,17 +581,60 @@ def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: in
 def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | None = None,
                   n: int = 20) -> list[dict[str, Any]]:
     """``SELECT * FROM related_items(item_id, n, uid := user_id)``: items bought together
-    with ``item_id`` (re-ordered for ``user_id`` when known), else popular items of its
-    category near its price, else the fallback list."""
+    with ``item_id``, else popular items of its category near its price, else the fallback
+    list; re-ordered for ``user_id`` when known. Point lookups only: the macro's plan costs
+    several times more."""
     n, item_id = _check_n(n), str(item_id)
-    if user_id is None:
+    if user_id is None:  # anonymous: the stored order, one lookup
         rows = _rows(con.execute(_BOUGHT_SQL, [item_id, n]))
+        if rows:
+            return rows
+        bought = []
     else:
-        rows = _bought_for_user(con, item_id, str(user_id), n)
-    if rows:
-        return rows
-    return _rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)",
-                             [item_id, n, None if user_id is None else str(user_id)]))
+        bought = con.execute(_BOUGHT_ALL_SQL, [item_id]).fetchall()
+    user = _user(con, None if user_id is None else str(user_id))
+    if bought:
+        return _reordered(item_id, _with_attrs(con, bought, user), "bought_together", user, n)
+    anchor = con.execute(_ANCHOR_SQL, [item_id]).fetchone()
+    if anchor is not None and anchor[0] is not None:
+        category, price = anchor
+        same = con.execute(_SAME_CATEGORY_SQL, [price, category, item_id, n]).fetchall()
+        if same:
+            candidates = [(cand, src_rank, score, category, cand_price)
+                          for src_rank, (cand, cand_price, score) in enumerate(same, start=1)]
+            return _reordered(item_id, candidates, "same_category", user, n)
+    platform = user.platform if user.platform in FALLBACK_PLATFORMS else "all"
+    fallback = con.execute(_FALLBACK_ALL_SQL, [platform, item_id]).fetchall()
+    return _reordered(item_id, _with_attrs(con, fallback, user), f"fallback:{platform}", user, n)
+
+
+class _User(NamedTuple):
+    known: bool                    # has a profile or a list: the re-ordering applies
+    mine: frozenset[str]           # the items of the user's list
+    median: float | None
+    top_category: str | None
+    platform: str | None
+
+
+_ANONYMOUS = _User(False, frozenset(), None, None, None)
+
+
+def _user(con: duckdb.DuckDBPyConnection, user_id: str | None) -> _User:
+    if user_id is None:
+        return _ANONYMOUS
+    profile = con.execute(_PROFILE_SQL, [user_id]).fetchone()
+    mine = frozenset(r[0] for r in con.execute(_MINE_SQL, [user_id]).fetchall())
+    median, top_category, platform = profile if profile is not None else (None, None, None)
+    return _User(profile is not None or bool(mine), mine, median, top_category, platform)
+
+
+def _with_attrs(con: duckdb.DuckDBPyConnection, rows: list[tuple], user: _User) -> list[tuple]:
+    """(item, src_rank, score) -> (item, src_rank, score, category, price); the attributes are
+    only looked up when the user is known (the factors need them)."""
+    attrs: dict[str, tuple] = {}
+    if user.known and rows:
+        attrs = {r[0]: r[1:] for r in con.execute(_ITEM_ATTRS_SQL, [[r[0] for r in rows]]).fetchall()}
+    return [(cand, src_rank, score, *attrs.get(cand, (None, None))) for cand, src_rank, score in rows]
 
 
 def _final_score(src_rank: int, in_list: bool, category: str | None, price: float | None,
@@ -567,31 +651,16 @@ def _final_score(src_rank: int, in_list: bool, category: str | None, price: floa
     return score
 
 
-def _bought_for_user(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str,
-                     n: int) -> list[dict[str, Any]]:
-    """``related_items(item_id, n, uid := user_id)`` when the item has bought-together rows
-    (else ``[]``: the caller runs the macro), from four indexed lookups: the macro's plan
-    costs several times more than these."""
-    bought = con.execute(_BOUGHT_ALL_SQL, [item_id]).fetchall()
-    if not bought:
-        return []
-    profile = con.execute(_PROFILE_SQL, [user_id]).fetchone()
-    mine = {r[0] for r in con.execute(_MINE_SQL, [user_id]).fetchall()}
-    known = profile is not None or bool(mine)
-    median, top_category = profile if profile is not None else (None, None)
-    attrs: dict[str, tuple] = {}
-    if known:  # an unknown user gets no factor: 1 / log2(src_rank + 1), the anonymous order
-        attrs = {r[0]: r[1:] for r in con.execute(_ITEM_ATTRS_SQL, [[b[0] for b in bought]]).fetchall()}
-    scored = []
-    for similar_id, src_rank, score in bought:
-        category, price = attrs.get(similar_id, (None, None))
-        final = _final_score(src_rank, similar_id in mine, category, price, median, top_category)
-        scored.append((final, src_rank, similar_id, score))
-    scored.sort(key=lambda r: (-r[0], r[1], r[2]))  # final_score DESC, src_rank, item_id
-    return [{"for_item_id": item_id, "item_id": similar_id, "rank": rank, "score": score,
-             "final_score": final, "source": "bought_together", "src_rank": src_rank,
-             "personalised": known}
-            for rank, (final, src_rank, similar_id, score) in enumerate(scored[:n], start=1)]
+def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User,
+               n: int) -> list[dict[str, Any]]:
+    """The macro's ``scored`` and final order for ``candidates`` = (item, src_rank, score,
+    category, price), cut to ``n``."""
+    scored = sorted(((_final_score(src_rank, cand in user.mine, category, price, user.median, user.top_category),
+                      src_rank, cand, score) for cand, src_rank, score, category, price in candidates),
+                    key=lambda r: (-r[0], r[1], r[2]))  # final_score DESC, src_rank, item_id
+    return [{"for_item_id": item_id, "item_id": cand, "rank": rank, "score": score,
+             "final_score": final, "source": source, "src_rank": src_rank, "personalised": user.known}
+            for rank, (final, src_rank, cand, score) in enumerate(scored[:n], start=1)]
 
 
 def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -600,7 +669,7 @@ def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     out: dict[str, Any] = dict(info[0]) if info else {}
     out["row_counts"] = {
         name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # fixed names only
-        for name in (*TABLES, "publication")}
+        for name in ALL_TABLES}
     return out
 
 
@@ -612,11 +681,13 @@ def _warm_up(con: duckdb.DuckDBPyConnection) -> None:
     user = con.execute("SELECT user_id FROM recommendations LIMIT 1").fetchone()
     item = con.execute("SELECT item_id FROM similar_items LIMIT 1").fetchone()
     uid, iid = (user[0] if user else "0"), (item[0] if item else "0")
+    cat = con.execute("SELECT category_id FROM category_top_items LIMIT 1").fetchone()
     recommendations_for_user(con, uid)
     recommendations_for_user(con, "0")            # fallback lookups
     similar_items(con, iid)
     similar_items(con, iid, user_id=uid)
-    similar_items(con, "0", user_id=uid)          # the related_items macro
+    con.execute(_SAME_CATEGORY_SQL, [0.0, cat[0] if cat else "0", "0", 20]).fetchall()  # new items
+    similar_items(con, "0", user_id=uid)          # unknown item: the fallback list
 
 
 class ServingReader:

@@ -65,6 +65,8 @@ def test_similar_endpoint(shared_client):
     mine = client.get(f"/items/{ITEM_WITH_PAIRS}/similar?user_id={WARM_SHORT}").json()
     assert mine["personalised"] and mine["items"][-1]["item_id"] == "1005"
     assert client.get(f"/items/{NEW_ITEM_IN_CAT}/similar?n=5").json()["source"] == "same_category"
+    new = client.get(f"/items/{NEW_ITEM_IN_CAT}/similar?user_id={WARM_FULL}&n=5").json()
+    assert new["source"] == "same_category" and new["personalised"] and len(new["items"]) == 5
     unknown = client.get(f"/items/{UNKNOWN_ITEM}/similar").json()
     assert unknown["source"] == "fallback:all" and len(unknown["items"]) == 20
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -386,8 +387,15 @@ def test_fast_paths_match_the_macros(con):
 # Product-page cases on top of the shared fixture: item 1011 bought together with 12 items
 # (category 501 unless noted; 1019 at 1800 RUB, 1012 without a price, 1099 not in items, 1040
 # without a category, 1005 at 5000 RUB, 1022/1031/1023 in 502, 1002/1004 in 102's list);
-# 103 has a list but no profile, 202 a profile without price or category, 203 a median of 0.
+# 103 has a list but no profile, 202 a profile without price or category, 203 a median of 0,
+# 204 top category 503, 205 a platform without a fallback list.
+# New items (no bought-together rows): 1015 in 501; 3002 in 501 without a price; 3001 alone in
+# 504 (no other item: the fallback). Category 503 is larger than CATEGORY_TOP_K: 2001..2250,
+# popularity falling by 1 every two items (2200 and 2201 tie at the top-K boundary), two
+# items of equal popularity also equal in price; 2201..2250 cost 300 RUB like the new item
+# 2300, all others 1000 RUB or more, so only the top-K cut keeps them out.
 PAGE_ITEM = "1011"
+BIG_CATEGORY_NEW_ITEM = "2300"
 PAGE_SQL = """
 UPDATE pub_items SET price_rub = 1800 WHERE item_id = '1019';
 UPDATE pub_items SET price_rub = NULL WHERE item_id = '1012';
@@ -397,8 +405,17 @@ FROM (VALUES ('1019', 1), ('1013', 2), ('1014', 3), ('1012', 4), ('1099', 5), ('
              ('1022', 8), ('1031', 9), ('1023', 10), ('1002', 11), ('1004', 12)) t(s, r);
 INSERT INTO pub_recommendations VALUES
     ('103', '1023', 1, 1.0, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
-    ('103', '1014', 2, 0.5, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00');
-INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, NULL), ('203', 'iOS', 0.0, 0.5, '501');
+    ('103', '1014', 2, 0.5, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
+    ('103', '2150', 3, 0.3, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00');
+INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, NULL), ('203', 'iOS', 0.0, 0.5, '501'),
+    ('204', 'Site', 400.0, 0.5, '503'), ('205', 'Windows', 300.0, 0.5, '501');
+INSERT INTO pub_items VALUES ('3001', '504', 300.0, 10.0), ('3002', '501', NULL, 10.0),
+    ('2300', '503', 300.0, 0.5);
+INSERT INTO pub_items
+SELECT CAST(i AS VARCHAR), '503',
+       CASE WHEN i > 2200 THEN 300.0 ELSE 1000.0 + 100 * (((i - 2000) // 2) % 20) END,
+       1000.0 - (i - 2000) // 2
+FROM range(2001, 2251) r(i);
 """
 
 
@@ -416,21 +433,70 @@ def _related_macro(con, item: str, n: int, uid: str | None) -> list[dict]:
     return serving._rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)", [item, n, uid]))
 
 
-def test_personalised_product_page_fast_path_matches_the_macro(page_con):
-    """Items with bought-together rows are answered without the macro (the fast path must not
-    return [] for them) and exactly as the macro would: same rows, columns, floats and order."""
-    users = (WARM_FULL, WARM_SHORT, KNOWN_COLD, "103", "202", "203", UNKNOWN)
-    for item in (ITEM_WITH_PAIRS, "1002", PAGE_ITEM):
+def test_product_page_matches_the_macro(page_con):
+    """similar_items answers every product page without the macro and exactly as the macro
+    would (same rows, columns, floats and order): bought together, new items (same category),
+    items without a category or another top item of it, unknown items; for anonymous, unknown
+    and known users of every kind; n below and above SAME_CATEGORY_MIN and the list lengths."""
+    items = (ITEM_WITH_PAIRS, "1002", PAGE_ITEM, NEW_ITEM_IN_CAT, "1015", "3002", BIG_CATEGORY_NEW_ITEM,
+             "2001", "2201", "3001", NEW_ITEM_NO_CAT, UNKNOWN_ITEM)
+    users = (None, WARM_FULL, WARM_SHORT, KNOWN_COLD, "103", "202", "203", "204", "205", UNKNOWN)
+    sources = set()
+    for item in items:
         for uid in users:
-            for n in (1, 3, 5, 12, 20):
+            for n in (1, 5, 12, 20, 60):
                 macro = _related_macro(page_con, item, n, uid)
-                assert serving._bought_for_user(page_con, item, uid, n) == macro, (item, uid, n)
+                assert macro, (item, uid, n)
                 assert serving.similar_items(page_con, item, user_id=uid, n=n) == macro, (item, uid, n)
-    # no bought-together rows: the fast path cannot answer, the macro does
-    for item in (NEW_ITEM_IN_CAT, NEW_ITEM_NO_CAT, UNKNOWN_ITEM):
-        for uid in users:
-            assert serving._bought_for_user(page_con, item, uid, 20) == []
-            assert serving.similar_items(page_con, item, user_id=uid, n=20) == _related_macro(page_con, item, 20, uid)
+                sources |= {(r["source"], r["personalised"]) for r in macro}
+    assert sources == {(s, p) for p in (False, True) for s in (
+        "bought_together", "same_category", "fallback:all", "fallback:Site", "fallback:iOS",
+        "fallback:Android")} - {("fallback:Site", False), ("fallback:iOS", False), ("fallback:Android", False)}
+
+
+def test_new_item_candidates_are_the_category_top_k(page_con):
+    """The new-item page re-ranks the CATEGORY_TOP_K most popular items of the category by
+    popularity / (1 + |ln price ratio|): cheap items near the new item's price that are not
+    among the top K never appear (the macro and the fast path could both be wrong)."""
+    top = page_con.execute("SELECT item_id, price_rub, popularity FROM items WHERE category_id = '503' "
+                           "ORDER BY popularity DESC, item_id LIMIT ?", [serving.CATEGORY_TOP_K]).fetchall()
+    assert len(top) == serving.CATEGORY_TOP_K == 200 and top[-1][0] == "2200"  # the tie: 2201 is out
+    expected = sorted(top, key=lambda r: (-r[2] / (1 + abs(math.log((r[1] + 1) / (300 + 1)))), r[0]))
+    for uid in (None, UNKNOWN):
+        for n in (5, 60):
+            rows = serving.similar_items(page_con, BIG_CATEGORY_NEW_ITEM, user_id=uid, n=n)
+            assert [r["item_id"] for r in rows] == [r[0] for r in expected[:n]], (uid, n)
+            assert {r["source"] for r in rows} == {"same_category"}
+    # a known user re-orders the best max(n, SAME_CATEGORY_MIN) of them: 103 has 2150 in the list
+    rows = serving.similar_items(page_con, BIG_CATEGORY_NEW_ITEM, user_id="103", n=serving.SAME_CATEGORY_MIN)
+    assert {r["item_id"] for r in rows} == {r[0] for r in expected[:serving.SAME_CATEGORY_MIN]}
+    assert "2150" not in {r[0] for r in expected[:serving.SAME_CATEGORY_MIN]}
+    # an item among the top K is not its own candidate
+    assert "2001" not in {r["item_id"] for r in serving.similar_items(page_con, "2001", n=100)}
+
+
+def test_category_top_items_table(page_con):
+    counts = dict(page_con.execute("SELECT category_id, count(*) FROM category_top_items GROUP BY 1").fetchall())
+    assert counts == {"501": 21, "502": 19, "503": serving.CATEGORY_TOP_K, "504": 1}
+    members = {r[0] for r in page_con.execute(
+        "SELECT item_id FROM category_top_items WHERE category_id = '503'").fetchall()}
+    assert members == {str(i) for i in range(2001, 2201)}
+    same = page_con.execute("SELECT count(*) FROM category_top_items t JOIN items i USING (item_id) "
+                            "WHERE i.category_id = t.category_id AND i.price_rub IS NOT DISTINCT FROM t.price_rub "
+                            "AND i.popularity = t.popularity").fetchone()[0]
+    assert same == sum(counts.values())
+    assert page_con.execute("SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'category_top_items' "
+                            "AND expressions = '[category_id]'").fetchone()[0] == 1
+    assert serving.publication_info(page_con)["row_counts"]["category_top_items"] == sum(counts.values())
+
+
+def test_long_id_lists_probe_the_items_key(page_con):
+    """Re-ordering a list for a user reads its items by ``item_id = ANY(?)``; beyond DuckDB's
+    dynamic_or_filter_threshold (default 50 ids) that scans items (millions of rows in
+    production) instead of probing the primary key, unless open_serving raises it."""
+    ids = [r[0] for r in page_con.execute("SELECT item_id FROM items ORDER BY item_id LIMIT 120").fetchall()]
+    plan = page_con.execute("EXPLAIN ANALYZE " + serving._ITEM_ATTRS_SQL, [ids]).fetchall()[0][1]
+    assert "Index Scan" in plan and "Sequential Scan" not in plan
 
 
 def test_personalised_product_page_order(page_con):
