@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ml import pipeline, runs, serving
+from ml import evaluation, pipeline, runs, serving
 from ml.config import RunConfig, Settings
 
 DEFAULT_CRON = "0 3 * * *"  # nightly, 03:00 UTC
@@ -104,16 +104,15 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
             outcome = train_and_evaluate(settings, config, version)
         except pipeline.NotEnoughHistory as thin:
             lap("train_evaluate")
-            if runs.published_ndcg(settings) is not None:
-                run.update(status="rejected", reason=f"{thin}; the published lists stay")
+            decision = evaluation.gate_without_ranker(runs.published_ndcg(settings), str(thin))
+            if not decision.publish:
+                run.update(status="rejected", reason=decision.reason)
                 return _finish(settings, run)
-            # Nothing personal is published yet: the cold-start lists are still worth serving.
             no_personal_lists(settings)
             build_serving_tables(settings, config, source, version, started.replace(tzinfo=None))
             publish(settings, version, counts["as_of"], with_personal_lists=False)
             lap("publish")
-            run.update(status="published_cold_start", users_scored=0, recommendations=0,
-                       reason=f"cold-start lists only: {thin}")
+            run.update(status="published_cold_start", users_scored=0, recommendations=0, reason=decision.reason)
             return _finish(settings, run)
         run.update(ndcg=outcome.evaluation["metrics"]["ranker"]["ndcg"],
                    popular_ndcg=outcome.evaluation["metrics"]["popular"]["ndcg"],

@@ -99,20 +99,14 @@ def summary(settings: Settings, run: dict) -> str:
     if run.get("ndcg") is not None:
         lines.append(f"  holdout NDCG@10: ranker {run['ndcg']:.4f} vs popular {run['popular_ndcg']:.4f}")
     if run["status"] == "published":
-        lines += [
-            f"  published {run.get('recommendations')} recommendations for {run.get('users_scored')} users",
-            f"  serving database: {settings.serving_db}",
-            "  try:",
-            '    recsys query "select * from recommendations where user_id = '
-            '(select min(user_id) from recommendations)"',
-        ]
-    if run["status"] == "published_cold_start":
-        lines += [
-            "  published the cold-start lists only (no ranker could be trained on this export)",
-            f"  serving database: {settings.serving_db}",
-            "  try:",
-            "    recsys query \"select * from recommend('any-user-id')\"",
-        ]
+        lines += [f"  published {run.get('recommendations')} recommendations for {run.get('users_scored')} users",
+                  f"  serving database: {settings.serving_db}", "  try:",
+                  '    recsys query "select * from recommendations where user_id = '
+                  '(select min(user_id) from recommendations)"']
+    elif run["status"] == "published_cold_start":
+        lines += ["  published the cold-start lists only (no ranker could be trained on this export)",
+                  f"  serving database: {settings.serving_db}", "  try:",
+                  "    recsys query \"select * from recommend('any-user-id')\""]
     lines.append(f"  seconds per step: {run.get('durations')}")
     return "\n".join(lines)
 
@@ -146,14 +140,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else args.settings.reports_dir / "evaluation"
     result = evaluate_export(args.settings, Path(args.input), args.cutoff, args.horizon_days, args.k, out,
                              include_baselines=not args.no_baselines)
-    rows = {name: {key: metrics.get(key) for key in ("ndcg", "recall", "precision", "map", "hit_rate",
-                                                      "missed_offer_share", "n_users")}
-            for name, metrics in result["metrics"].items()}
     import pandas as pd
 
-    for name, metrics in result.get("cold_users_baselines", {}).items():
-        rows[f"{name} (cold buyers)"] = {key: metrics.get(key) for key in next(iter(rows.values()), {})}
-    print(pd.DataFrame(rows).T.to_string(float_format=lambda v: f"{v:.4f}"))
+    shown = ["ndcg", "recall", "precision", "map", "hit_rate", "missed_offer_share", "n_users"]
+    models = {**result["metrics"], **{f"{name} (cold buyers)": metrics
+                                      for name, metrics in result.get("cold_users_baselines", {}).items()}}
+    print(pd.DataFrame(models).T.reindex(columns=shown).to_string(float_format=lambda v: f"{v:.4f}"))
     for note in result.get("notes", []):
         print(note)
     for name, check in result.get("pilot", {}).items():

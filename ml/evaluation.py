@@ -45,6 +45,15 @@ class GateDecision:
     reason: str
 
 
+def ranking_metrics(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,
+                    history: pd.DataFrame, k: int) -> dict[str, Any]:
+    """The list metrics of the top-``k`` lists ranked by ``model_scores``, over the warm users
+    (the users of ``frame``): what a reference model is compared on."""
+    warm_users = pd.Index(frame["user_id"].unique())
+    return evaluate_lists(top_k(frame, model_scores, k), truth[truth["user_id"].isin(warm_users)], history, k,
+                          history["item_id"].nunique(), users=warm_users)
+
+
 def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,
                      history: pd.DataFrame, popular: pd.DataFrame, k: int) -> dict[str, Any]:
     """Every number of the evaluation report for one scored window (see module docstring)."""
@@ -53,10 +62,9 @@ def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.Da
     cold_truth = truth[~truth["user_id"].isin(warm_users)]
     catalogue = history["item_id"].nunique()
 
-    ranked = top_k(frame, model_scores, k)
     popular_lists = _same_list_for_all(popular, warm_users)
     metrics = {
-        "ranker": evaluate_lists(ranked, warm_truth, history, k, catalogue, users=warm_users),
+        "ranker": ranking_metrics(frame, model_scores, truth, history, k),
         "popular": evaluate_lists(popular_lists, warm_truth, history, k, catalogue, users=warm_users),
     }
     cold_users = pd.Index(cold_truth["user_id"].unique())
@@ -104,6 +112,14 @@ def gate(holdout: dict[str, Any], published_ndcg: float | None, margin: float) -
         return GateDecision(False, f"NDCG@K {ranker:.4f} is more than {margin:.0%} below the "
                                    f"published model's {published_ndcg:.4f}")
     return GateDecision(True, f"NDCG@K {ranker:.4f} beats popularity ({popular:.4f})")
+
+
+def gate_without_ranker(published_ndcg: float | None, reason: str) -> GateDecision:
+    """No ranker could be trained: publish the cold-start lists only while no ranker's lists
+    are published (they would be better than a popularity list for the users they cover)."""
+    if published_ndcg is not None:
+        return GateDecision(False, f"{reason}; the published lists stay")
+    return GateDecision(True, f"cold-start lists only: {reason}")
 
 
 def _same_list_for_all(popular: pd.DataFrame, users: pd.Index) -> pd.DataFrame:

@@ -6,6 +6,7 @@ gate -> score serving candidates -> build the contract-checked serving tables ->
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -84,8 +85,6 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     never validate on cutoff 1; the published model learns from cutoffs 1..L with
     hyper-parameters from all folds.
     """
-    import time
-
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     with dataset.warehouse(settings.build_db) as con:
@@ -129,9 +128,8 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     result = evaluation.evaluate_holdout(holdout, scores(judged, holdout), sets[1].truth,
                                          history, popular, config.k)
     reference = training.fit("logreg", {}, pool(2))
-    result["metrics"]["logistic_regression"] = evaluation.evaluate_holdout(
-        holdout, scores(reference, holdout), sets[1].truth, history, popular, config.k
-    )["metrics"]["ranker"]
+    result["metrics"]["logistic_regression"] = evaluation.ranking_metrics(
+        holdout, scores(reference, holdout), sets[1].truth, history, config.k)
     seconds["evaluation"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -156,7 +154,7 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
                        "cutoffs": [str(cutoffs[i].at) for i in usable],
                        "rows": len(final_data.frame), "positives": int(final_data.frame["purchased"].sum())},
         "judged_on": result["split"],
-        "metrics": {name: values for name, values in result["metrics"].items()},
+        "metrics": dict(result["metrics"]),
         "pilot": result["pilot"],
         "gate": result["gate"],
     })

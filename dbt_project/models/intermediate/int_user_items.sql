@@ -49,6 +49,9 @@ select
     coalesce(purchase_days.n_recent_purchase_days, 0)   as n_recent_purchase_days,
     coalesce(purchase_days.n_units, 0)                  as n_units,
     purchase_days.first_purchase_at,
+    -- The user's buying cycle for the item: mean days between purchase days (NULL below two).
+    date_diff('second', purchase_days.first_purchase_at, per_user_item.last_purchase_at) / 86400.0
+        / nullif(purchase_days.n_purchase_days - 1, 0)  as repurchase_gap_days,
     per_user_item.last_event_at,
     per_user_item.last_purchase_at,
     per_user_item.interest

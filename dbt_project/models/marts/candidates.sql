@@ -3,18 +3,14 @@
 -- at labelled cutoffs, the label: purchased in the window.
 with category_purchases as (
 
-    -- How much of the user's buying (item purchase days) falls in each category.
+    -- How much of the user's buying (item purchase days) falls in each category; items without
+    -- a category count in the total (their own NULL group matches no candidate).
     select own.cutoff_at, own.user_id, items.category_id,
-           sum(own.n_purchase_days) / any_value(totals.item_purchase_days) as category_share
+           sum(own.n_purchase_days)
+               / sum(sum(own.n_purchase_days)) over (partition by own.cutoff_at, own.user_id) as category_share
     from {{ ref('candidate_user_items') }} as own
     join {{ ref('item_features') }} as items using (cutoff_at, item_id)
-    join (
-        select cutoff_at, user_id, sum(n_purchase_days) as item_purchase_days
-        from {{ ref('candidate_user_items') }}
-        where n_purchase_days > 0
-        group by cutoff_at, user_id
-    ) as totals using (cutoff_at, user_id)
-    where own.n_purchase_days > 0 and items.category_id is not null
+    where own.n_purchase_days > 0
     group by own.cutoff_at, own.user_id, items.category_id
 
 )
@@ -79,11 +75,9 @@ select
     coalesce(own.n_purchase_days, 0) / users.tenure_days             as user_item_purchase_rate,
     date_diff('second', own.last_purchase_at, merged.cutoff_at) / 86400.0 as user_item_days_since_purchase,
     -- The user's own buying cycle for the item, and where in it the cutoff falls (1 = due now).
-    date_diff('second', own.first_purchase_at, own.last_purchase_at) / 86400.0
-        / nullif(own.n_purchase_days - 1, 0)                         as user_item_repurchase_gap_days,
-    date_diff('second', own.last_purchase_at, merged.cutoff_at)
-        / nullif(date_diff('second', own.first_purchase_at, own.last_purchase_at)
-                 / nullif(own.n_purchase_days - 1, 0), 0)            as user_item_cycle_position,
+    own.repurchase_gap_days                                          as user_item_repurchase_gap_days,
+    date_diff('second', own.last_purchase_at, merged.cutoff_at) / 86400.0
+        / nullif(own.repurchase_gap_days, 0)                         as user_item_cycle_position,
     coalesce(category_purchases.category_share, 0)                   as user_category_share,
 
     -- How far the item's price is from what the user pays: log ratio to the median, and how far

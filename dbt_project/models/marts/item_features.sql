@@ -38,8 +38,7 @@ item_users as (
         count(*) filter (where last_purchase_at >= cutoff_at - interval 7 day) as n_week_buyers,
         avg(n_purchase_days) filter (where n_purchases > 0) as purchase_days_per_buyer,
         -- Typical days between two purchases of the item by the same user: its buying cycle.
-        median(date_diff('second', first_purchase_at, last_purchase_at) / 86400.0 / (n_purchase_days - 1))
-            filter (where n_purchase_days >= 2)         as repurchase_gap_days
+        median(repurchase_gap_days)                     as repurchase_gap_days
     from {{ ref('int_user_items') }}
     group by cutoff_at, item_id
 
