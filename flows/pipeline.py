@@ -1,6 +1,7 @@
 """The recommendation pipeline as a Prefect flow: thin orchestration over ``ml.pipeline``.
 
-build warehouse -> train and evaluate -> (gate) -> score -> serving tables -> publish -> log run
+ingest -> time scale -> features -> train and evaluate (gate: ranker or the best simple
+baseline) -> write the winning lists -> serving tables -> publish -> log run
 
 An export too thin to train on (no buyers with history in the label windows) still publishes
 its cold-start lists (popular per platform, bought together, items) as long as no ranker's
@@ -9,7 +10,7 @@ lists are published; status ``published_cold_start``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ml import evaluation, pipeline, runs, serving
 from ml.config import RunConfig, Settings
+from ml.timescale import TimeScale
 
 DEFAULT_CRON = "0 3 * * *"  # nightly, 03:00 UTC
 
@@ -34,9 +36,21 @@ def prepare_input(settings: Settings, config: RunConfig) -> Path:
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def build_warehouse(settings: Settings, config: RunConfig, input_path: Path) -> dict[str, Any]:
+def ingest(settings: Settings, config: RunConfig, input_path: Path) -> None:
     """Retried once: a transient lock on the build database (another run finishing) clears."""
-    pipeline.build_warehouse(settings, config, input_path, _log)
+    pipeline.ingest(settings, config, input_path, _log)
+
+
+@task(cache_policy=NO_CACHE)
+def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
+    scale = pipeline.choose_time_scale(settings, config)
+    _log(f"serving cutoff {scale.serve_at:%Y-%m-%d %H:%M}; {scale.reason}")
+    return scale
+
+
+@task(cache_policy=NO_CACHE)
+def build_features(settings: Settings, config: RunConfig, input_path: Path) -> dict[str, Any]:
+    pipeline.build_features(settings, config, input_path, _log)
     return pipeline.warehouse_counts(settings)
 
 
@@ -49,10 +63,8 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str) -> p
 
 
 @task(cache_policy=NO_CACHE)
-def score(settings: Settings, outcome: pipeline.TrainOutcome, config: RunConfig) -> dict[str, int]:
-    from ml.scoring import score_serving
-
-    return score_serving(settings.build_db, outcome.model.pipeline, config.top_n, _log)
+def write_lists(settings: Settings, config: RunConfig, outcome: pipeline.TrainOutcome) -> dict[str, Any]:
+    return pipeline.write_lists(settings, config, outcome, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -69,18 +81,20 @@ def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def publish(settings: Settings, version: str, as_of: datetime, with_personal_lists: bool = True) -> dict[str, Any]:
+def publish(settings: Settings, version: str, as_of: datetime, list_source: str) -> dict[str, Any]:
     """Retried: publishing only ever swaps in a complete file, so a retry is always safe."""
     return asdict(serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of,
-                                  require_recommendations=with_personal_lists))
+                                  list_source=list_source, require_recommendations=list_source != "cold_start"))
 
 
 @flow(name="recommendation-pipeline", log_prints=True)
 def recommendation_pipeline(home: str | None = None, input_path: str | None = None,
-                            as_of: str | None = None, top_n: int = 20) -> dict[str, Any]:
+                            as_of: str | None = None, top_n: int = 20,
+                            horizon_days: int | None = None) -> dict[str, Any]:
     settings = Settings.from_env(home)
     settings.ensure_dirs()
-    config = RunConfig(input_path=Path(input_path) if input_path else None, as_of=as_of, top_n=top_n)
+    config = RunConfig(input_path=Path(input_path) if input_path else None, as_of=as_of, top_n=top_n,
+                       horizon_days=horizon_days)
     started = datetime.now(timezone.utc)
     version = pipeline.new_version(started)
     run: dict[str, Any] = {"run_id": version, "model_version": version, "status": "failed",
@@ -96,7 +110,11 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
         source = prepare_input(settings, config)
         run["input_path"] = str(source)
         lap("input")
-        counts = build_warehouse(settings, config, source)
+        ingest(settings, config, source)
+        scale = choose_time_scale(settings, config)
+        config = replace(config, horizon_days=scale.horizon_days)
+        run.update(horizon_days=scale.horizon_days, time_scale=scale.reason)
+        counts = build_features(settings, config, source)
         run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
                    as_of=counts["as_of"])
         lap("warehouse")
@@ -110,27 +128,30 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
                 return _finish(settings, run)
             no_personal_lists(settings)
             build_serving_tables(settings, config, source, version, started.replace(tzinfo=None))
-            publish(settings, version, counts["as_of"], with_personal_lists=False)
+            publish(settings, version, counts["as_of"], "cold_start")
             lap("publish")
-            run.update(status="published_cold_start", users_scored=0, recommendations=0, reason=decision.reason)
+            run.update(status="published_cold_start", published_list="cold_start", users_scored=0,
+                       recommendations=0, reason=decision.reason)
             return _finish(settings, run)
-        run.update(ndcg=outcome.evaluation["metrics"]["ranker"]["ndcg"],
-                   popular_ndcg=outcome.evaluation["metrics"]["popular"]["ndcg"],
+        metrics = outcome.evaluation["metrics"]
+        list_name = outcome.decision.list_name
+        run.update(ndcg=metrics[list_name]["ndcg"] if list_name else None,
+                   popular_ndcg=metrics["popular"]["ndcg"],
                    train_cutoff=outcome.evaluation["split"]["holdout_cutoff"],
-                   metrics={"ranker": outcome.evaluation["metrics"]["ranker"],
-                            "popular": outcome.evaluation["metrics"]["popular"],
-                            "classifier": outcome.evaluation["classifier"],
+                   dropped_features=outcome.model.metadata["dropped_features"],
+                   metrics={**metrics, "classifier": outcome.evaluation["classifier"],
                             "candidate_recall": outcome.evaluation["candidate_recall"]})
         lap("train_evaluate")
         if not outcome.decision.publish:
             run.update(status="rejected", reason=outcome.decision.reason)
             return _finish(settings, run)
-        scored = score(settings, outcome, config)
-        run.update(users_scored=scored["users"], recommendations=scored["rows"])
+        list_source = "ranker" if list_name == "ranker" else f"baseline:{list_name}"
+        written = write_lists(settings, config, outcome)
+        run.update(published_list=list_source, users_scored=written["users"], recommendations=written["rows"])
         lap("score")
         build_serving_tables(settings, config, source, version, started.replace(tzinfo=None))
         lap("serving_tables")
-        publish(settings, version, counts["as_of"])
+        publish(settings, version, counts["as_of"], list_source)
         lap("publish")
         run.update(status="published", reason=outcome.decision.reason)
         return _finish(settings, run)
@@ -143,13 +164,15 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
 def _finish(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
     run["finished_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     runs.record(settings, run)
-    ranker, popular = run.get("ndcg"), run.get("popular_ndcg")
+    published, popular = run.get("ndcg"), run.get("popular_ndcg")
     lines = [f"# Run {run['run_id']}: {run['status']}", "",
              f"- reason: {run.get('reason')}",
              f"- input: {run.get('input_path')} (rows {run.get('rows_exported')}, rejected {run.get('rows_rejected')})",
-             f"- serving cutoff: {run.get('as_of')}",
-             f"- holdout NDCG@K: ranker {ranker if ranker is None else round(ranker, 4)}, "
-             f"popular {popular if popular is None else round(popular, 4)}",
+             f"- serving cutoff: {run.get('as_of')}; {run.get('time_scale')}",
+             f"- published list: {run.get('published_list')}; holdout NDCG@K "
+             f"{published if published is None else round(published, 4)} "
+             f"(popular {popular if popular is None else round(popular, 4)})",
+             f"- features left out of the fit: {run.get('dropped_features') or 'none'}",
              f"- users with lists: {run.get('users_scored')}, rows: {run.get('recommendations')}",
              f"- seconds per step: {run['durations']}",
              f"- serving database: {settings.serving_db}"]

@@ -19,10 +19,11 @@ Shared contract (scikit-learn / RecTools style):
   repurchase is a real signal (groceries, consumables) and should be decided by
   validation, not dropped blindly - :func:`tune` can search it like any other knob.
 
-Speed: interactions become ``scipy.sparse`` matrices; scores are computed for batches of
-users as a dense block (sized to ~20M cells) and cut to the top k with
-``np.argpartition``; the top-up is a vectorised anti-join on integer keys. No Python loop
-runs per user, so 100k users x 1M interactions take seconds.
+Speed: interactions become ``scipy.sparse`` matrices. Models whose scores are sparse
+(repurchase, item-kNN: only items near the user's own score) are cut to the top k per user
+in sparse form, in batches of users; the others compute a dense block (sized to ~20M cells)
+and cut it with ``np.argpartition``. The top-up is a vectorised anti-join on integer keys.
+No Python loop runs per user, so 100k users x 1M interactions take seconds.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from ml.splitting import restrict_truth, time_split, warm_users
 
 PURCHASE_ONLY: dict[str, float] = {"purchase": 1.0}
 DENSE_BLOCK_CELLS = 20_000_000  # cells of one dense score block (~80 MB as float32)
+SPARSE_BATCH_USERS = 2_000      # users per batch of sparse scores
 
 
 # --------------------------------------------------------------------------- top-k helpers
@@ -64,6 +66,24 @@ def topk_dense(scores: np.ndarray, k: int, min_score: float = -np.inf
     rows = np.repeat(np.arange(n_rows), kk).reshape(n_rows, kk)
     keep = vals > min_score
     return rows[keep], cols[keep], vals[keep]
+
+
+def topk_sparse(scores: sp.spmatrix, k: int, min_score: float = 0.0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`topk_dense` for sparse scores: absent entries are "no evidence" like ``min_score``.
+
+    Ties go to the lower column (item code), so the result is deterministic.
+    """
+    scores = scores.tocsr()
+    scores.sum_duplicates()
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
+    keep = scores.data > min_score
+    rows, cols, vals = rows[keep], scores.indices[keep], scores.data[keep]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
+    best = rank < k
+    return rows[best], cols[best].astype(np.int64), vals[best]
 
 
 def topn_per_row_sparse(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
@@ -103,10 +123,12 @@ class BaseRecommender:
     """Encoding, filtering, batching and popular top-up shared by every baseline.
 
     Subclasses implement ``_fit_model`` and ``_score_batch`` (scores for a batch of known
-    user rows as a dense ``(batch, n_items)`` array, or ``None`` for "no model scores").
+    user rows as a ``(batch, n_items)`` array, sparse when ``sparse_scores``, or ``None`` for
+    "no model scores").
     """
 
     min_score: float = 0.0  # scores at or below are "no evidence" and left to the top-up
+    sparse_scores: bool = False
 
     def __init__(self, event_weights: Mapping[str, float] | None = None,
                  filter_purchased: bool = False,
@@ -151,6 +173,8 @@ class BaseRecommender:
         return None
 
     def _batch_size(self) -> int:
+        if self.sparse_scores:
+            return SPARSE_BATCH_USERS
         return max(1, DENSE_BLOCK_CELLS // max(1, len(self.items_)))
 
     # -- recommending
@@ -174,10 +198,15 @@ class BaseRecommender:
             scores = self._score_batch(rows[pos])
             if scores is None:
                 break
-            if filt:
-                sub = self.purchased_[rows[pos]].tocoo()
-                scores[sub.row, sub.col] = -np.inf
-            r, c, s = topk_dense(scores, k, self.min_score)
+            if self.sparse_scores:
+                if filt:
+                    scores = scores - scores.multiply(self.purchased_[rows[pos]] > 0)
+                r, c, s = topk_sparse(scores, k, self.min_score)
+            else:
+                if filt:
+                    sub = self.purchased_[rows[pos]].tocoo()
+                    scores[sub.row, sub.col] = -np.inf
+                r, c, s = topk_dense(scores, k, self.min_score)
             parts_pos.append(pos[r])
             parts_item.append(c)
             parts_score.append(s)
@@ -293,16 +322,16 @@ class RepurchaseRecommender(BaseRecommender):
             w = w * np.power(0.5, age / self.half_life_days)
         return w
 
+    sparse_scores = True
+
     def _fit_model(self, h: pd.DataFrame, user_codes: np.ndarray, item_codes: np.ndarray) -> None:
         pop = self.popularity_
         self.tiebreak_ = 1e-6 * pop / max(pop.max(initial=0.0), 1.0)
 
-    def _score_batch(self, rows: np.ndarray) -> np.ndarray:
-        block = self.X_[rows]
-        dense = np.zeros(block.shape, dtype=np.float64)
-        coo = block.tocoo()
-        dense[coo.row, coo.col] = coo.data + self.tiebreak_[coo.col]
-        return dense
+    def _score_batch(self, rows: np.ndarray) -> sp.csr_matrix:
+        block = self.X_[rows].tocsr()
+        block.data = block.data + self.tiebreak_[block.indices]
+        return block
 
 
 class ItemKNNRecommender(BaseRecommender):
@@ -316,6 +345,8 @@ class ItemKNNRecommender(BaseRecommender):
     contribute only that many (their most frequent) to the similarity: co-occurrence grows
     with the square of a user's item count, and such users say little about any pair.
     """
+
+    sparse_scores = True
 
     def __init__(self, n_neighbours: int = 100, event_weights: Mapping[str, float] | None = None,
                  filter_purchased: bool = False, max_items_per_user: int = 500,
@@ -343,8 +374,8 @@ class ItemKNNRecommender(BaseRecommender):
         self.user_weights_ = self.X_.copy()
         self.user_weights_.data = np.log1p(self.user_weights_.data)
 
-    def _score_batch(self, rows: np.ndarray) -> np.ndarray:
-        return (self.user_weights_[rows] @ self.similarity_).toarray()
+    def _score_batch(self, rows: np.ndarray) -> sp.csr_matrix:
+        return self.user_weights_[rows] @ self.similarity_
 
 
 def _diag_mask(block: sp.csr_matrix, row_offset: int) -> np.ndarray:

@@ -84,7 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import recommendation_pipeline
 
     run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
-                                  as_of=args.as_of, top_n=args.top_n)
+                                  as_of=args.as_of, top_n=args.top_n, horizon_days=args.horizon_days)
     print(summary(args.settings, run))
     return 0 if run["status"] in ("published", "published_cold_start", "rejected") else 1
 
@@ -95,11 +95,18 @@ def summary(settings: Settings, run: dict) -> str:
         "",
         f"run {run['run_id']}: {run['status']} ({run.get('reason')})",
         f"  rows: {run.get('rows_exported')} exported, {run.get('rows_rejected')} quarantined (table rejected_rows)",
+        f"  serving cutoff {run.get('as_of')}; {run.get('time_scale')}",
     ]
-    if run.get("ndcg") is not None:
-        lines.append(f"  holdout NDCG@10: ranker {run['ndcg']:.4f} vs popular {run['popular_ndcg']:.4f}")
+    if run.get("dropped_features"):
+        lines.append("  left out of the fit: " + ", ".join(f"{name} ({why})" for name, why in
+                                                          run["dropped_features"].items()))
+    metrics = run.get("metrics") or {}
+    judged = [name for name in ("ranker", "popular_tuned", "repurchase", "item_knn", "popular") if name in metrics]
+    if judged:
+        lines.append("  holdout NDCG@K: " + ", ".join(f"{name} {metrics[name]['ndcg']:.4f}" for name in judged))
     if run["status"] == "published":
-        lines += [f"  published {run.get('recommendations')} recommendations for {run.get('users_scored')} users",
+        lines += [f"  published {run.get('recommendations')} recommendations for {run.get('users_scored')} users "
+                  f"from the {run.get('published_list')} list",
                   f"  serving database: {settings.serving_db}", "  try:",
                   '    recsys query "select * from recommendations where user_id = '
                   '(select min(user_id) from recommendations)"']
@@ -184,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", help="export to use (default: a generated demo export)")
     run.add_argument("--as-of", help="use only events strictly before this time (YYYY-MM-DD[ HH:MM:SS])")
     run.add_argument("--top-n", type=int, default=20, help="recommendations per user")
+    run.add_argument("--horizon-days", type=int,
+                     help="label window in days (default: chosen from the export's span and purchase rhythm)")
     run.set_defaults(func=_cmd_run)
 
     info = sub.add_parser("info", help="where everything lives, and the last run")

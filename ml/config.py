@@ -68,7 +68,7 @@ class RunConfig:
     as_of: str | None = None
     top_n: int = 20
     k: int = 10
-    horizon_days: int = 3
+    horizon_days: int | None = None  # None: chosen from the export (ml.timescale)
     labelled_cutoffs: int = 3
     model_kind: str = "hgb"
     max_training_rows: int = 400_000
@@ -78,5 +78,7 @@ class RunConfig:
     seed: int = 7
 
     def dbt_overrides(self) -> dict:
-        return {"horizon_days": self.horizon_days, "labelled_cutoffs": self.labelled_cutoffs,
-                "min_pair_users": self.min_pair_users}
+        overrides = {"labelled_cutoffs": self.labelled_cutoffs, "min_pair_users": self.min_pair_users}
+        if self.horizon_days is not None:
+            overrides["horizon_days"] = self.horizon_days
+        return overrides

@@ -75,6 +75,21 @@ def window_purchases(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataF
     ).df()
 
 
+def purchases_before(con: duckdb.DuckDBPyConnection, end: datetime) -> pd.DataFrame:
+    """Purchased line items before ``end`` in the baselines' frame layout (``ml.baselines``):
+    all the simple baselines the gate compares with learn from purchases only."""
+    return con.execute(
+        """select user_id, item_id, event_at as ts, event_type from int_line_items
+           where event_type = 'purchase' and event_at < ? order by event_at, user_id, item_id""", [end]).df()
+
+
+def candidate_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.Index:
+    """The users candidates are built for at ``cutoff`` (at the serving cutoff: all with history)."""
+    users = con.execute("select user_id from candidate_users where cutoff_at = ? order by user_id",
+                        [cutoff.at]).df()["user_id"]
+    return pd.Index(users.astype(object))
+
+
 def history_pairs(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
     """(user_id, item_id) interacted with before the cutoff: popularity for bias metrics."""
     return con.execute(

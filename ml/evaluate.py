@@ -17,7 +17,7 @@ import pandas as pd
 
 from ml import dataset, pipeline
 from ml.config import RunConfig, Settings
-from ml.evaluate_baselines import run_baselines
+from ml.evaluate_baselines import default_specs, run_baselines
 from ml.export import check_export
 
 METRIC_KEYS = ["recall", "precision", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty",
@@ -62,13 +62,16 @@ def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_d
     result["split"].update({"cutoff": str(cutoff_at), "k": k})
 
     if include_baselines:
-        table = run_baselines(interactions_before(settings, end), cutoff_at, horizon_days, k, verbose=True)
-        result["baseline_params"] = {}
+        # The gate's baselines were judged with the ranker (same users, same metric call).
+        judged = result.setdefault("baseline_params", {})
+        specs = [spec for spec in default_specs() if spec.name not in judged]
+        table = run_baselines(interactions_before(settings, end), cutoff_at, horizon_days, k, specs=specs,
+                              verbose=True, popular_params=judged.get("popular_tuned"))
         for row in table.to_dict("records"):
-            name = row["model"] if row["model"] != "popular" else "popular_tuned"
+            name = row["model"]
             target = result.setdefault("cold_users_baselines", {}) if row["users"] == "cold" else result["metrics"]
             target[name] = {key: row[key] for key in METRIC_KEYS if key in row}
-            result["baseline_params"][name] = row["params"]
+            judged[name] = row["params"]
 
     result["comparison"] = compare(result["metrics"])
     log(f"NDCG@{k}: {result['comparison']}")

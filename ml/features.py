@@ -11,6 +11,10 @@ encode them differently:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold
@@ -83,11 +87,39 @@ FEATURES = CATEGORICAL + NUMERIC
 MONOTONIC = {"price_above_tier": -1}
 
 
-def make_preprocessor(scale_numeric: bool) -> ColumnTransformer:
+def uninformative(frame: pd.DataFrame) -> dict[str, str]:
+    """The features a fit on ``frame`` must leave out, with why: all missing, or one value.
+
+    Real exports make them: purchase-only logs leave the view and cart features empty,
+    8-column exports the category, a one-platform export has one platform. scikit-learn's
+    gradient boosting refuses an all-missing column, and a constant one cannot inform a split.
+    A column with values and gaps stays: "missing" itself may carry the signal.
+    """
+    dropped = {}
+    for name in FEATURES:
+        column = frame[name]
+        if name in CATEGORICAL:
+            distinct = column.nunique(dropna=False)
+            if column.isna().all():
+                dropped[name] = "all missing"
+            elif distinct == 1:
+                dropped[name] = "constant"
+            continue
+        values = column.to_numpy(dtype=float)
+        missing = np.isnan(values)
+        if missing.all():
+            dropped[name] = "all missing"
+        elif not missing.any() and values.min() == values.max():
+            dropped[name] = "constant"
+    return dropped
+
+
+def make_preprocessor(scale_numeric: bool, features: Sequence[str] = FEATURES) -> ColumnTransformer:
     """Encode categoricals; pass numbers through (trees) or impute and scale them (linear models).
 
-    Missing numbers stay NaN for the trees, which learn where missing should go; a linear
-    model needs them imputed, with an indicator so "missing" itself can carry weight.
+    Only ``features`` are used (the rest of the frame is ignored). Missing numbers stay NaN
+    for the trees, which learn where missing should go; a linear model needs them imputed,
+    with an indicator so "missing" itself can carry weight.
     """
     numeric = (
         make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
@@ -97,11 +129,11 @@ def make_preprocessor(scale_numeric: bool) -> ColumnTransformer:
     high_cardinality = TargetEncoder(target_type="binary", cv=KFold(n_splits=5, shuffle=True, random_state=0))
     if scale_numeric:
         high_cardinality = make_pipeline(high_cardinality, StandardScaler())
-    return ColumnTransformer(
-        [
-            ("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), LOW_CARDINALITY),
-            ("target", high_cardinality, HIGH_CARDINALITY),
-            ("numeric", numeric, NUMERIC),
-        ],
-        verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
+    parts = [
+        ("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), LOW_CARDINALITY),
+        ("target", high_cardinality, HIGH_CARDINALITY),
+        ("numeric", numeric, NUMERIC),
+    ]
+    chosen = [(name, transformer, [c for c in columns if c in features]) for name, transformer, columns in parts]
+    return ColumnTransformer([part for part in chosen if part[2]],
+                             verbose_feature_names_out=False).set_output(transform="pandas")

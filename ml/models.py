@@ -10,6 +10,7 @@ import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import joblib
@@ -37,19 +38,30 @@ PARAM_GRID: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def make_classifier(kind: str = "hgb", **params: Any) -> Pipeline:
-    """A fresh, unfitted pipeline: categorical encoding and the classifier, as one estimator."""
+def make_classifier(kind: str = "hgb", features: Sequence[str] = FEATURES, **params: Any) -> Pipeline:
+    """A fresh, unfitted pipeline: categorical encoding and the classifier, as one estimator.
+
+    It reads only ``features`` of the frame it is given (see ``ml.features.uninformative``).
+    """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
     settings = {**DEFAULT_PARAMS[kind], **params}
     if kind == "hgb":
+        monotonic = {name: sign for name, sign in MONOTONIC.items() if name in features}
         classifier = HistGradientBoostingClassifier(
-            **settings, monotonic_cst=MONOTONIC, early_stopping=False, random_state=0
+            **settings, monotonic_cst=monotonic or None, early_stopping=False, random_state=0
         )
     else:
         classifier = LogisticRegression(**settings, max_iter=2000)
-    return Pipeline([("features", make_preprocessor(scale_numeric=kind == "logreg")),
+    return Pipeline([("features", make_preprocessor(kind == "logreg", features)),
                      ("classifier", classifier)])
+
+
+def features_used(model: Pipeline) -> list[str]:
+    """The input features a fitted pipeline reads, in ``FEATURES`` order."""
+    used = {column for name, _, columns in model.named_steps["features"].transformers_
+            if name != "remainder" for column in columns}
+    return [name for name in FEATURES if name in used]
 
 
 # Price sanity beyond what the trees learned: a candidate priced more than 1.5x above the user's
@@ -86,7 +98,7 @@ class SavedModel:
             "version": self.version,
             "kind": self.kind,
             "params": self.params,
-            "features": FEATURES,
+            "features": features_used(self.pipeline),
             "monotonic_constraints": MONOTONIC,
             "library_versions": library_versions(),
             **self.metadata,

@@ -13,10 +13,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ml import dataset, evaluation, runs, training
+import pandas as pd
+
+from ml import dataset, evaluation, runs, timescale, training
 from ml.config import RunConfig, Settings
+from ml.evaluate_baselines import gate_specs, judge_baselines, spec_named
+from ml.features import uninformative
 from ml.export import check_export
 from ml.models import PARAM_GRID, SavedModel, scores
+from ml.timescale import TimeScale
+from ml.training import NotEnoughHistory
 from ml.warehouse import DbtResult, dbt_vars, run_dbt
 
 Log = Callable[[str], None]
@@ -51,13 +57,36 @@ def resolve_input(settings: Settings, config: RunConfig, log: Log = print) -> Pa
     return path
 
 
+def _dbt_progress(log: Log) -> Callable[[str, str, float], None]:
+    return lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)")
+
+
+def ingest(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+    """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
+    setting but the input changes them, and the time scale is chosen from what they hold."""
+    return run_dbt(settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
+                   select="tag:ingest", indirect_selection="buildable", on_node=_dbt_progress(log))
+
+
+def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
+    """The serving cutoff and label horizon: ``config.horizon_days`` when given, else chosen
+    from the export's span and purchase rhythm (``ml.timescale``)."""
+    with dataset.warehouse(settings.build_db) as con:
+        if config.horizon_days is not None:
+            return timescale.given_horizon(con, config.horizon_days)
+        return timescale.choose_horizon(con, config.labelled_cutoffs)
+
+
+def build_features(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+    """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables)."""
+    return run_dbt(settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
+                   exclude="tag:ingest tag:serving", indirect_selection="buildable", on_node=_dbt_progress(log))
+
+
 def build_warehouse(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
-    """dbt build of staging, intermediate and marts (everything but the serving tables)."""
-    return run_dbt(
-        settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
-        exclude="tag:serving",
-        on_node=lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)"),
-    )
+    """Ingest and features in one go, for a horizon that is already known (``recsys evaluate``)."""
+    ingest(settings, config, input_path, log)
+    return build_features(settings, config, input_path, log)
 
 
 def warehouse_counts(settings: Settings) -> dict[str, Any]:
@@ -70,10 +99,6 @@ def warehouse_counts(settings: Settings) -> dict[str, Any]:
         serve_at = dataset.cutoffs(con)[0].at
     return {"rows_exported": exported, "rows_rejected": rejected, "rejected_by_reason": by_reason,
             "as_of": serve_at}
-
-
-class NotEnoughHistory(ValueError):
-    """The export is too short or thin to learn and judge a ranking (e.g. the 0.1 % sample)."""
 
 
 def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
@@ -100,6 +125,7 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
         holdout_cutoff = cutoffs[1]
         history = dataset.history_pairs(con, holdout_cutoff)
         popular = dataset.popular_items(con, holdout_cutoff, config.k)
+        purchases = dataset.purchases_before(con, holdout_cutoff.label_end)
     seconds["load"] = time.perf_counter() - clock
 
     # Models learn from a negative sample; every validation and the holdout see all candidates.
@@ -133,6 +159,15 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     seconds["evaluation"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    baselines = judge_baselines(gate_specs(), purchases, holdout_cutoff.at, config.horizon_days, config.k,
+                                pd.Index(holdout["user_id"].unique()), sets[1].truth, history)
+    result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
+    result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
+    seconds["baselines"] = time.perf_counter() - clock
+    log("  holdout NDCG@{}: ".format(config.k) + ", ".join(
+        f"{name} {result['metrics'][name]['ndcg']:.4f}" for name in ("ranker", *baselines)))
+
+    clock = time.perf_counter()
     result["validation_curves"] = training.validation_curves(config.model_kind, judged_params, pool(2),
                                                              sets[1], config.k)
     result["feature_importance"] = training.feature_importance(judged, sets[1])
@@ -143,8 +178,10 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     final = training.fit(config.model_kind, final_params, final_data)
     seconds["final_fit"] = time.perf_counter() - clock
 
-    decision = evaluation.gate(result, runs.published_ndcg(settings), config.gate_margin)
-    result["gate"] = {"decision": "published" if decision.publish else "rejected", "reason": decision.reason}
+    decision = evaluation.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin,
+                               ["ranker", *baselines])
+    result["gate"] = {"decision": "published" if decision.publish else "rejected", "reason": decision.reason,
+                      "list": decision.list_name}
     result["cross_validation"] = [{"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
                                   for r in search]
     result["split"].update({"holdout_cutoff": str(holdout_cutoff.at), "holdout_end": str(holdout_cutoff.label_end),
@@ -157,8 +194,20 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
         "metrics": dict(result["metrics"]),
         "pilot": result["pilot"],
         "gate": result["gate"],
+        "dropped_features": uninformative(final_data.frame),
     })
     return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds)
+
+
+def write_lists(settings: Settings, config: RunConfig, outcome: TrainOutcome, log: Log = print) -> dict[str, Any]:
+    """The personal lists of whichever list won the gate, into the build database's
+    ``ml_recommendations``: the ranker's top N, or the winning baseline's (ml/scoring.py)."""
+    from ml.scoring import score_serving, serve_baseline
+
+    name = outcome.decision.list_name
+    if name == "ranker":
+        return score_serving(settings.build_db, outcome.model.pipeline, config.top_n, log)
+    return serve_baseline(settings.build_db, spec_named(name), config.horizon_days, config.k, config.top_n, log)
 
 
 def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
@@ -179,5 +228,4 @@ def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path
     """dbt build of the pub_* tables (contracts and tests) from the scores just written."""
     variables = dbt_vars(input_path, config.as_of, **config.dbt_overrides(), top_n=config.top_n,
                          model_version=version, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
-    return run_dbt(settings, "build", variables, select="tag:serving",
-                   on_node=lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)"))
+    return run_dbt(settings, "build", variables, select="tag:serving", on_node=_dbt_progress(log))

@@ -13,26 +13,30 @@ import duckdb
 
 from ml.config import Settings
 
-SCHEMA = """
-create table if not exists model_runs (
-    run_id           varchar primary key,
-    model_version    varchar,
-    status           varchar not null,      -- published, published_cold_start, rejected, failed
-    reason           varchar,
-    input_path       varchar,
-    as_of            timestamp,
-    train_cutoff     timestamp,
-    started_at       timestamp not null,
-    finished_at      timestamp,
-    rows_exported    bigint,
-    rows_rejected    bigint,
-    users_scored     bigint,
-    recommendations  bigint,
-    ndcg             double,
-    popular_ndcg     double,
-    metrics          json,
-    durations        json
-)"""
+COLUMNS = {
+    "run_id": "varchar primary key",
+    "model_version": "varchar",
+    "status": "varchar not null",          # published, published_cold_start, rejected, failed
+    "reason": "varchar",
+    "published_list": "varchar",           # ranker, baseline:<name>, cold_start
+    "input_path": "varchar",
+    "as_of": "timestamp",
+    "horizon_days": "integer",
+    "time_scale": "varchar",               # why this horizon
+    "train_cutoff": "timestamp",
+    "started_at": "timestamp not null",
+    "finished_at": "timestamp",
+    "rows_exported": "bigint",
+    "rows_rejected": "bigint",
+    "users_scored": "bigint",
+    "recommendations": "bigint",
+    "ndcg": "double",                      # holdout NDCG@K of the published list
+    "popular_ndcg": "double",
+    "dropped_features": "json",
+    "metrics": "json",
+    "durations": "json",
+}
+JSON_COLUMNS = [name for name, kind in COLUMNS.items() if kind == "json"]
 
 
 def runs_db(settings: Settings) -> Path:
@@ -42,10 +46,14 @@ def runs_db(settings: Settings) -> Path:
 def record(settings: Settings, run: dict[str, Any]) -> None:
     """Insert or update (by run_id) one run."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    row = {key: (json.dumps(value, default=str) if key in ("metrics", "durations") else value)
+    row = {key: (json.dumps(value, default=str) if key in JSON_COLUMNS else value)
            for key, value in run.items()}
     with duckdb.connect(str(runs_db(settings))) as con:
-        con.execute(SCHEMA)
+        con.execute("create table if not exists model_runs ("
+                    + ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items()) + ")")
+        for name, kind in COLUMNS.items():  # a home made by an older version lacks newer columns
+            if name != "run_id":
+                con.execute(f"alter table model_runs add column if not exists {name} {kind.replace(' not null', '')}")
         columns = ", ".join(row)
         placeholders = ", ".join("?" for _ in row)
         updates = ", ".join(f"{key} = excluded.{key}" for key in row if key != "run_id")
@@ -59,10 +67,15 @@ def history(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     with duckdb.connect(str(runs_db(settings)), read_only=True) as con:
         cursor = con.execute("select * from model_runs order by started_at desc limit ?", [limit])
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+    for row in rows:
+        for name in JSON_COLUMNS:
+            if isinstance(row.get(name), str):
+                row[name] = json.loads(row[name])
+    return rows
 
 
 def published_ndcg(settings: Settings) -> float | None:
-    """Holdout NDCG of the model now published, for the gate's no-regression check."""
+    """Holdout NDCG of the list now published, for the gate's no-regression check."""
     latest = [run for run in history(settings, limit=100) if run["status"] == "published"]
     return latest[0]["ndcg"] if latest else None

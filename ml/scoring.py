@@ -1,4 +1,4 @@
-"""Scoring the serving candidates and keeping the top N per user.
+"""Writing the personal lists: the ranker's top N per user, or a baseline's when it won the gate.
 
 Candidates are scored in parts holding whole users, so memory depends on the part size, not
 on the number of users. The result goes to the build database's ``ml_recommendations`` table,
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from ml import dataset
+from ml.evaluate_baselines import BaselineSpec, fit_tuned
 from ml.models import scores
 from ml.ranking import top_k
 
@@ -62,3 +64,25 @@ def score_serving(build_db: Path, model: Pipeline, top_n: int,
             scored += len(part)
             progress(f"  scored {scored:,} candidates, {users:,} users so far")
     return {"users": users, "rows": rows, "candidates": scored}
+
+
+def serve_baseline(build_db: Path, spec: BaselineSpec, horizon_days: int, k: int, top_n: int,
+                   progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """The winning baseline's top ``top_n`` for every user with history, tuned one horizon before
+    the serving cutoff and fitted on all purchases before it (the recipe the gate judged).
+
+    ``reason`` is ``baseline:<name>`` on every row, so readers can tell these lists apart.
+    """
+    with duckdb.connect(str(build_db)) as con:
+        cutoffs = dataset.cutoffs(con)
+        serving = cutoffs[0]
+        fitted = fit_tuned(spec, dataset.purchases_before(con, serving.at), cutoffs[1].at, horizon_days, k)
+        users = dataset.candidate_users(con, serving)
+        lists = fitted.model.recommend(users, top_n)
+        lists = lists.assign(reason=f"baseline:{spec.name}", rank=lists["rank"].astype(np.int32))
+        _create_result_table(con)
+        con.register("baseline_lists", lists[["user_id", "item_id", "rank", "score", "reason"]])
+        con.execute(f"insert into {RESULT_TABLE} select * from baseline_lists")
+        con.unregister("baseline_lists")
+    progress(f"  {spec.name} baseline ({fitted.params}): {len(lists):,} rows for {lists['user_id'].nunique():,} users")
+    return {"users": int(lists["user_id"].nunique()), "rows": len(lists), "candidates": 0, "params": fitted.params}

@@ -131,7 +131,8 @@ CREATE TABLE publication (
     generated_at  TIMESTAMP NOT NULL,
     as_of         TIMESTAMP NOT NULL,
     n_users       BIGINT    NOT NULL,
-    n_rows        BIGINT    NOT NULL
+    n_rows        BIGINT    NOT NULL,
+    list_source   VARCHAR   NOT NULL
 )"""
 
 
@@ -259,6 +260,7 @@ class PublishResult:
     model_version: str
     generated_at: datetime
     as_of: datetime
+    list_source: str
     n_users: int
     n_rows: int
     row_counts: dict[str, int]
@@ -361,8 +363,13 @@ def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> 
 
 
 def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: datetime,
-            require_recommendations: bool = True, threads: int | None = None) -> PublishResult:
+            list_source: str = "ranker", require_recommendations: bool = True,
+            threads: int | None = None) -> PublishResult:
     """Build a new serving file from ``build_db``'s ``pub_*`` tables and swap it in atomically.
+
+    ``list_source`` says what made the personal lists (``ranker``, ``baseline:<name>`` when a
+    simple list won the gate, ``cold_start`` when there are none); readers find it in
+    ``publication``.
 
     The build database is attached READ_ONLY: the caller must not hold a read-write
     connection to it in this same process (DuckDB refuses to attach a file twice).
@@ -436,8 +443,8 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             if mv - {model_version}:
                 warnings.append(f"rows carry model_version(s) {sorted(mv)} but publishing {model_version!r}")
             con.execute(PUBLICATION_DDL)
-            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?)",
-                        [model_version, generated_at, as_of, n_users, n_rows])
+            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?, ?)",
+                        [model_version, generated_at, as_of, n_users, n_rows, list_source])
             row_counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                           for name in ALL_TABLES}
             con.execute("CHECKPOINT")
@@ -466,7 +473,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             raise
 
     result = PublishResult(serving_db=serving_db, model_version=model_version,
-                           generated_at=generated_at, as_of=as_of, n_users=int(n_users),
+                           generated_at=generated_at, as_of=as_of, list_source=list_source, n_users=int(n_users),
                            n_rows=int(n_rows), row_counts=row_counts, bytes=size,
                            seconds=time.perf_counter() - t0, warnings=tuple(warnings))
     for w in warnings:

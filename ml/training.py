@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from ml.features import FEATURES, LABEL
+from ml.features import FEATURES, LABEL, uninformative
 from ml.models import DEFAULT_PARAMS, make_classifier, scores
 from ml.ranking import ranking_ndcg
 
@@ -26,6 +26,10 @@ CURVE_RANGES: dict[str, dict[str, list[Any]]] = {
     "hgb": {"learning_rate": [0.03, 0.1, 0.3], "max_leaf_nodes": [4, 15, 63]},
     "logreg": {"C": [0.001, 0.1, 10.0]},
 }
+
+
+class NotEnoughHistory(ValueError):
+    """The export is too short or thin to learn and judge a ranking (e.g. the 0.1 % sample)."""
 
 
 @dataclass
@@ -97,7 +101,12 @@ def user_balanced_weights(frame: pd.DataFrame) -> np.ndarray:
 
 
 def fit(kind: str, params: Mapping[str, Any], data: LabelledSet) -> Pipeline:
-    model = make_classifier(kind, **params)
+    """Fit on the features that can inform this frame (``ml.features.uninformative``)."""
+    dropped = uninformative(data.frame)
+    features = [name for name in FEATURES if name not in dropped]
+    if not features:
+        raise NotEnoughHistory(f"no feature varies across the {len(data.frame):,} training rows")
+    model = make_classifier(kind, features=features, **params)
     model.fit(data.frame[FEATURES], data.frame[LABEL],
               classifier__sample_weight=user_balanced_weights(data.frame))
     return model

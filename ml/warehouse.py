@@ -47,6 +47,7 @@ def run_dbt(
     *,
     select: str | None = None,
     exclude: str | None = None,
+    indirect_selection: str | None = None,
     on_node: Callable[[str, str, float], None] | None = None,
 ) -> DbtResult:
     """Run ``dbt <command>`` (build, run, test, ...) for one home; raise ``DbtError`` on failure.
@@ -54,6 +55,8 @@ def run_dbt(
     dbt runs in a child process: dbt-duckdb keeps its database open for the life of the
     process, and the pipeline must be able to open the build database once dbt is done.
     ``on_node(name, status, seconds)`` is called as each node finishes, for progress output.
+    ``select`` and ``exclude`` are dbt selections (several separated by spaces);
+    ``indirect_selection`` is dbt's mode for the tests of the selected models.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "RECSYS_BUILD_DB": str(settings.build_db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -70,6 +73,8 @@ def run_dbt(
         args += ["--select", select]
     if exclude:
         args += ["--exclude", exclude]
+    if indirect_selection:
+        args += ["--indirect-selection", indirect_selection]
 
     result = DbtResult(command=command)
     errors: list[str] = []

@@ -171,3 +171,16 @@ def test_scale_100k_users_1m_interactions():
         recs = model.fit(log).recommend(users, 10)
         assert time.perf_counter() - t0 < 30, model
         assert len(recs) == 10 * len(users)
+
+
+def test_sparse_top_k_matches_dense():
+    import scipy.sparse as sp
+
+    from ml.baselines import topk_sparse
+
+    rng = np.random.default_rng(0)
+    dense = rng.random((50, 40)) * (rng.random((50, 40)) < 0.2)
+    expected = topk_dense(dense, 5, min_score=0.0)
+    got = topk_sparse(sp.csr_matrix(dense), 5, min_score=0.0)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)

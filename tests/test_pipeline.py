@@ -85,6 +85,7 @@ def test_run_publishes_recommendations_and_logs_the_run(published):
     with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
         logged = con.execute("select status, rows_exported, durations from model_runs").fetchall()
     assert logged[0][0] == "published" and logged[0][1] == ROWS + 11
+    assert run["published_list"] == "ranker" and run["horizon_days"] == 3 and "horizon 3 d" in run["time_scale"]
 
 
 def test_ranker_beats_popularity_on_the_holdout(published):
@@ -192,18 +193,44 @@ class InvertedModel(ClassifierMixin, BaseEstimator):
         return self.inner.predict_proba(X)[:, ::-1]
 
 
-def test_gate_rejects_a_broken_model_and_keeps_the_published_list(published, demo_export, monkeypatch):
+def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_export, monkeypatch):
+    """Never publish a list worse than the best simple one: the winning baseline's lists go out."""
     from flows.pipeline import recommendation_pipeline
     from ml import training
 
     settings, _ = published
-    before = serving_query(settings, "select model_version, n_rows from publication")[0]
     real = training.make_classifier
     monkeypatch.setattr(training, "make_classifier", lambda kind, **params: InvertedModel(real(kind, **params)))
     run = recommendation_pipeline(home=str(settings.home), input_path=str(demo_export[0]))
 
+    assert run["status"] == "published" and run["published_list"].startswith("baseline:"), run.get("reason")
+    winner = run["published_list"].removeprefix("baseline:")
+    judged = {name: run["metrics"][name]["ndcg"] for name in ("ranker", "popular_tuned", "repurchase", "item_knn")}
+    assert max(judged, key=judged.get) == winner and "beats the ranker" in run["reason"]
+    assert run["ndcg"] == judged[winner]
+    assert serving_query(settings, "select model_version, list_source from publication") == [
+        (run["model_version"], run["published_list"])]
+    assert serving_query(settings, "select distinct reason from recommendations") == [(run["published_list"],)]
+    users, max_rank = serving_query(settings, "select count(distinct user_id), max(rank) from recommendations")[0]
+    assert users == run["users_scored"] > 1000 and max_rank == 20
+    with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
+        logged = con.execute("select status, published_list from model_runs where run_id = ?",
+                             [run["run_id"]]).fetchone()
+    assert logged == ("published", run["published_list"])
+
+
+def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(published, demo_export,
+                                                                               monkeypatch):
+    from flows.pipeline import recommendation_pipeline
+    from ml import runs
+
+    settings, _ = published
+    before = serving_query(settings, "select model_version, n_rows from publication")[0]
+    monkeypatch.setattr(runs, "published_ndcg", lambda _settings: 0.99)
+    run = recommendation_pipeline(home=str(settings.home), input_path=str(demo_export[0]))
+
     assert run["status"] == "rejected"
-    assert "does not beat the popularity list" in run["reason"]
+    assert "below the published list's 0.99" in run["reason"]
     assert serving_query(settings, "select model_version, n_rows from publication")[0] == before
     with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
         status = con.execute("select status from model_runs where run_id = ?", [run["run_id"]]).fetchone()
@@ -213,11 +240,19 @@ def test_gate_rejects_a_broken_model_and_keeps_the_published_list(published, dem
 def test_gate_rules():
     from ml.evaluation import gate
 
-    holdout = {"metrics": {"ranker": {"ndcg": 0.20}, "popular": {"ndcg": 0.05}}}
-    assert gate(holdout, published_ndcg=None, margin=0.1).publish
-    assert gate(holdout, published_ndcg=0.21, margin=0.1).publish
-    assert not gate(holdout, published_ndcg=0.30, margin=0.1).publish
-    assert not gate({"metrics": {"ranker": {"ndcg": 0.04}, "popular": {"ndcg": 0.05}}}, None, 0.1).publish
+    candidates = ["ranker", "repurchase", "popular_tuned"]
+    metrics = {"ranker": {"ndcg": 0.20}, "repurchase": {"ndcg": 0.15}, "popular_tuned": {"ndcg": 0.05}}
+    assert gate(metrics, None, 0.1, candidates).list_name == "ranker"
+    assert gate(metrics, 0.21, 0.1, candidates).publish
+    assert not gate(metrics, 0.30, 0.1, candidates).publish
+    weak = {**metrics, "ranker": {"ndcg": 0.04}}
+    decision = gate(weak, None, 0.1, candidates)
+    assert decision.publish and decision.list_name == "repurchase"
+    tie = {**metrics, "repurchase": {"ndcg": 0.20}}
+    assert gate(tie, None, 0.1, candidates).list_name == "ranker"
+    no_ranker = {name: value for name, value in metrics.items() if name != "ranker"}
+    assert gate(no_ranker, None, 0.1, candidates).list_name == "repurchase"
+    assert not gate({"ranker": {"ndcg": float("nan")}}, None, 0.1, candidates).publish
 
 
 def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path):

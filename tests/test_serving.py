@@ -121,7 +121,8 @@ def test_publish_result_and_schema(published):
                          "GROUP BY 1").fetchall()
         assert dict(cols)["recommendations"] == ["user_id", "item_id", "rank", "score", "reason",
                                                  "model_version", "generated_at"]
-        assert dict(cols)["publication"] == ["model_version", "generated_at", "as_of", "n_users", "n_rows"]
+        assert dict(cols)["publication"] == ["model_version", "generated_at", "as_of", "n_users", "n_rows",
+                                               "list_source"]
         assert c.execute("SELECT model_version, n_users, n_rows FROM publication").fetchall() == [("v1", 2, 23)]
         nullable = c.execute("SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'recommendations' "
                              "AND column_name = 'user_id'").fetchone()[0]

@@ -1,22 +1,11 @@
--- The points in time features are computed at: cutoff_index 0 is the serving cutoff T (var as_of,
--- or the day after the last event); index k >= 1 is T - k * h, labelled by the purchases in
+-- The points in time features are computed at: cutoff_index 0 is the serving cutoff T
+-- (int_export_window); index k >= 1 is T - k * h, labelled by the purchases in
 -- [cutoff_at, label_end_at). The ranker trains on k = 1; model selection and the quality gate
 -- replay the same recipe on older cutoffs (k >= 2), so no decision ever sees its own test window.
 {% set h = var('horizon_days') | int %}
-
-with serving as (
-
-    {% if var('as_of') %}
-    select timestamp '{{ var("as_of") }}' as serve_at
-    {% else %}
-    select date_trunc('day', max(event_at)) + interval 1 day as serve_at
-    from {{ ref('int_line_items') }}
-    {% endif %}
-
-)
 
 select
     k                                          as cutoff_index,
     serve_at - to_days({{ h }} * k)            as cutoff_at,
     case when k > 0 then serve_at - to_days({{ h }} * (k - 1)) end as label_end_at
-from serving, range(0, {{ var('labelled_cutoffs') | int }} + 1) as indexes(k)
+from {{ ref('int_export_window') }}, range(0, {{ var('labelled_cutoffs') | int }} + 1) as indexes(k)
