@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ml.config import Settings
 from ml.export import ExportError
+from ml.published import PublishedError
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -141,24 +142,46 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_table(metrics: dict[str, dict]) -> str:
+    """One row per list (model or population), the columns a person compares."""
+    import pandas as pd
+
+    shown = ["ndcg", "recall", "precision", "map", "hit_rate", "missed_offer_share", "n_users"]
+    return pd.DataFrame(metrics).T.reindex(columns=shown).to_string(float_format=lambda v: f"{v:.4f}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.published:
+        return _evaluate_published(args)
     from ml.evaluate import evaluate_export
 
     out = Path(args.out) if args.out else args.settings.reports_dir / "evaluation"
     result = evaluate_export(args.settings, Path(args.input), args.cutoff, args.horizon_days, args.k, out,
                              include_baselines=not args.no_baselines)
-    import pandas as pd
-
-    shown = ["ndcg", "recall", "precision", "map", "hit_rate", "missed_offer_share", "n_users"]
     models = {**result["metrics"], **{f"{name} (cold buyers)": metrics
                                       for name, metrics in result.get("cold_users_baselines", {}).items()}}
-    print(pd.DataFrame(models).T.reindex(columns=shown).to_string(float_format=lambda v: f"{v:.4f}"))
+    print(_metrics_table(models))
     for note in result.get("notes", []):
         print(note)
     for name, check in result.get("pilot", {}).items():
         print(f"pilot {name}: {check['value']:.4f} (target {check['direction']} {check['target']}) "
               f"{'PASS' if check['passed'] else 'FAIL'}")
     print(f"report: {out / 'evaluation.html'}")
+    return 0
+
+
+def _evaluate_published(args: argparse.Namespace) -> int:
+    from ml.published import evaluate_published
+
+    out = Path(args.out) if args.out else args.settings.reports_dir / "published"
+    result = evaluate_published(args.settings, Path(args.input), Path(args.published), args.cutoff,
+                                args.horizon_days, args.k, out)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(_metrics_table(result["metrics"]))
+    for note in result["notes"]:
+        print(note)
+    print(f"report: {out / 'evaluation.json'}")
     return 0
 
 
@@ -199,13 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
 
-    ev = sub.add_parser("evaluate", help="ranker vs tuned baselines on a time split, with an HTML report")
+    ev = sub.add_parser("evaluate", help="ranker vs tuned baselines (or --published lists) on a time split")
     ev.add_argument("--input", required=True, help="export to evaluate on")
     ev.add_argument("--cutoff", required=True, help="history before it, truth from it on")
     ev.add_argument("--horizon-days", type=int, default=3, help="length of the truth window")
     ev.add_argument("--k", type=int, default=10, help="list length judged")
-    ev.add_argument("--out", help="report directory (default <home>/reports/evaluation)")
+    ev.add_argument("--out", help="report directory (default <home>/reports/evaluation, "
+                                  "<home>/reports/published with --published)")
     ev.add_argument("--no-baselines", action="store_true", help="judge the ranker against popularity only")
+    ev.add_argument("--published", help="judge these lists instead of training: a serving database "
+                                        "(.duckdb) or a parquet of user_id, item_id, rank")
     ev.set_defaults(func=_cmd_evaluate)
 
     query = sub.add_parser("query", help="run SQL against the published serving database (read-only)")
@@ -276,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args.settings = Settings.from_env(args.home)
     try:
         return args.func(args)
-    except ExportError as error:
+    except (ExportError, PublishedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
