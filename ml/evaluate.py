@@ -5,6 +5,7 @@ Split: history = events strictly before ``cutoff``; truth = purchases in
 its label window, so labelled cutoff 1 *is* this split: the ranker is trained one horizon
 earlier (cutoff 2) with hyper-parameters from older folds, and never sees the test window.
 The baselines are tuned inside the history the same way and judged on the same warm buyers.
+``recsys evaluate --published`` judges already published lists instead: ``ml.published``.
 """
 from __future__ import annotations
 
