@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ml.config import Settings
+from ml.config import ConfigError, RunConfig, Settings
 from ml.export import ExportError
 from ml.published import PublishedError
 
@@ -83,11 +83,20 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import recommendation_pipeline
+    from ml.export import check_export
 
+    RunConfig(top_n=args.top_n, as_of=args.as_of, horizon_days=args.horizon_days)  # refuse bad settings now
+    if args.input:
+        check_export(args.input)
     run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
                                   as_of=args.as_of, top_n=args.top_n, horizon_days=args.horizon_days)
     print(summary(args.settings, run))
-    return 0 if run["status"] in ("published", "published_cold_start", "rejected") else 1
+    return RUN_EXIT_CODES.get(run["status"], 1)
+
+
+# What cron and Prefect see: 0 published, 2 refused input (see main), 3 rejected by the gate
+# (the old lists stay), 1 anything else.
+RUN_EXIT_CODES = {"published": 0, "published_cold_start": 0, "rejected": 3}
 
 
 def summary(settings: Settings, run: dict) -> str:
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args.settings = Settings.from_env(args.home)
     try:
         return args.func(args)
-    except (ExportError, PublishedError) as error:
+    except (ExportError, PublishedError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +61,17 @@ class Settings:
             path.mkdir(parents=True, exist_ok=True)
 
 
+class ConfigError(ValueError):
+    """A run setting is invalid: the run is refused before any work."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """The knobs of one pipeline run; every default works on the generated demo data."""
+    """The knobs of one pipeline run; every default works on the generated demo data.
+
+    Checked when made, so a bad value is refused at the boundary (the CLI, the flow's
+    parameters) with the reason, not deep inside a step.
+    """
 
     input_path: Path | None = None
     as_of: str | None = None
@@ -77,8 +86,28 @@ class RunConfig:
     demo_rows: int = 1_000_000
     seed: int = 7
 
+    def __post_init__(self) -> None:
+        if self.top_n < 1:
+            raise ConfigError(f"top_n must be at least 1 (got {self.top_n})")
+        if self.horizon_days is not None and self.horizon_days < 1:
+            raise ConfigError(f"horizon_days must be at least 1 (got {self.horizon_days})")
+        if self.as_of is not None:
+            object.__setattr__(self, "as_of", parse_as_of(self.as_of))
+
     def dbt_overrides(self) -> dict:
         overrides = {"labelled_cutoffs": self.labelled_cutoffs, "min_pair_users": self.min_pair_users}
         if self.horizon_days is not None:
             overrides["horizon_days"] = self.horizon_days
         return overrides
+
+
+def parse_as_of(value: str) -> str:
+    """``YYYY-MM-DD[ HH:MM[:SS]]`` as ``YYYY-MM-DD HH:MM:SS``; anything else is a ConfigError."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"as_of must be a date or a time like 2023-08-10 or 2023-08-10 06:00 "
+                          f"(got {value[:40]!r})") from None
+    if parsed.tzinfo is not None:
+        raise ConfigError(f"as_of is read as UTC and takes no time zone (got {value[:40]!r})")
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")

@@ -34,16 +34,21 @@ class ExportError(ValueError):
 
 
 def check_export(path: str | Path) -> Path:
-    """The path, if it is a file whose header has the export's columns; else ExportError."""
+    """The path, if it is a file whose header has the export's columns and at least one line
+    after it; else ExportError (nothing to build, so nothing to quarantine)."""
     path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"input export {path} is a directory, not a file")
     if not path.is_file():
         raise ExportError(f"input export not found: {path}")
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         header = [name.strip() for name in next(csv.reader(handle), [])]
-    missing = [name for name in BASE_COLUMNS if name not in header]
-    if missing:
-        raise ExportError(f"{path} is not an ab_test.csv export: the header lacks "
-                          f"{', '.join(missing)} (found: {', '.join(header[:12]) or 'nothing'})")
+        missing = [name for name in BASE_COLUMNS if name not in header]
+        if missing:
+            raise ExportError(f"{path} is not an ab_test.csv export: the header lacks "
+                              f"{', '.join(missing)} (found: {', '.join(header[:12]) or 'nothing'})")
+        if not any(line.strip() for line in handle):
+            raise ExportError(f"{path} has the export's header but no data rows")
     return path
 
 
