@@ -1,20 +1,39 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and make:
 #   make run    install into .venv, then run the whole pipeline on generated demo data
 #   make test   install into .venv, then run the test suite
+# Installs take the exact versions in constraints.txt; `make lock` refreshes them.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+LOCK   := constraints.txt
 
-.PHONY: install run test bench clean
+.PHONY: install lock run test bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+# A fresh venv holding exactly the lock. -c pins what is installed;
+# --build-constraint pins the build backend of the editable install.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet -c $(LOCK) pip setuptools
+	$(BIN)/pip install --quiet -c $(LOCK) --build-constraint $(LOCK) -e '.[test]'
 	touch $@
+
+# Newest releases that pyproject admits, in a throwaway venv, frozen into the lock
+# (names normalized, sorted, without recsys). Then run the suite and commit both.
+lock:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp" && \
+	"$$tmp/bin/pip" install --quiet --upgrade pip setuptools && \
+	"$$tmp/bin/pip" install --quiet -e '.[test]' && \
+	{ echo "# The exact versions 'make install' installs: pip, setuptools (the build backend), .[test]."; \
+	  echo "# Written by 'make lock': the newest releases pyproject.toml admits, in a fresh venv."; \
+	  echo "# To upgrade: widen a range in pyproject.toml if needed, 'make lock', 'make test', commit both."; \
+	  "$$tmp/bin/pip" list --format=freeze --exclude-editable \
+	    | awk -F'==' '{n = tolower($$1); gsub(/[-_.]+/, "-", n); print n "==" $$2}' \
+	    | LC_ALL=C sort -t= -k1,1; } > $(LOCK).new && \
+	mv $(LOCK).new $(LOCK)
 
 run: install
 	$(BIN)/recsys run $(ARGS)
