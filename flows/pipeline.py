@@ -1,11 +1,8 @@
 """The recommendation pipeline as a Prefect flow: thin orchestration over ``ml.pipeline``.
 
-ingest -> time scale -> features -> train and evaluate (gate: ranker or the best simple
-baseline) -> write the winning lists -> serving tables -> publish -> log run
-
-An export too thin to train on (no buyers with history in the label windows) still publishes
-its cold-start lists (popular per platform, bought together, items) as long as no ranker's
-lists are published; status ``published_cold_start``.
+ingest -> time scale -> features -> train, judge and choose (the ranker, the best simple
+baseline, or the cold-start lists of an export too thin to train on) -> write the chosen lists
+-> serving tables -> publish -> log run. Every decision is made in the steps (ml/pipeline.py).
 """
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ml import evaluation, pipeline, runs, serving
+from ml import pipeline, runs, serving
 from ml.config import RunConfig, Settings
 from ml.timescale import TimeScale
 
@@ -55,23 +52,13 @@ def build_features(settings: Settings, config: RunConfig, input_path: Path) -> d
 
 
 @task(cache_policy=NO_CACHE)
-def train_and_evaluate(settings: Settings, config: RunConfig, version: str) -> pipeline.TrainOutcome:
-    outcome = pipeline.train_and_evaluate(settings, config, version, _log)
-    directory = pipeline.save_model(settings, outcome)
-    _log(f"model {version} saved to {directory}; gate: {outcome.evaluation['gate']['reason']}")
-    return outcome
+def train_and_choose(settings: Settings, config: RunConfig, version: str) -> pipeline.TrainOutcome:
+    return pipeline.train_and_choose(settings, config, version, _log)
 
 
 @task(cache_policy=NO_CACHE)
 def write_lists(settings: Settings, config: RunConfig, outcome: pipeline.TrainOutcome) -> dict[str, Any]:
     return pipeline.write_lists(settings, config, outcome, _log)
-
-
-@task(cache_policy=NO_CACHE)
-def no_personal_lists(settings: Settings) -> None:
-    from ml.scoring import no_personal_lists as clear
-
-    clear(settings.build_db)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
@@ -118,34 +105,13 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
         run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
                    as_of=counts["as_of"])
         lap("warehouse")
-        try:
-            outcome = train_and_evaluate(settings, config, version)
-        except pipeline.NotEnoughHistory as thin:
-            lap("train_evaluate")
-            decision = evaluation.gate_without_ranker(runs.published_ndcg(settings), str(thin))
-            if not decision.publish:
-                run.update(status="rejected", reason=decision.reason)
-                return _finish(settings, run)
-            no_personal_lists(settings)
-            build_serving_tables(settings, config, source, version, started.replace(tzinfo=None))
-            publish(settings, version, counts["as_of"], "cold_start")
-            lap("publish")
-            run.update(status="published_cold_start", published_list="cold_start", users_scored=0,
-                       recommendations=0, reason=decision.reason)
-            return _finish(settings, run)
-        metrics = outcome.evaluation["metrics"]
-        list_name = outcome.decision.list_name
-        run.update(ndcg=metrics[list_name]["ndcg"] if list_name else None,
-                   popular_ndcg=metrics["popular"]["ndcg"],
-                   train_cutoff=outcome.evaluation["split"]["holdout_cutoff"],
-                   dropped_features=outcome.model.metadata["dropped_features"],
-                   metrics={**metrics, "classifier": outcome.evaluation["classifier"],
-                            "candidate_recall": outcome.evaluation["candidate_recall"]})
+        outcome = train_and_choose(settings, config, version)
+        run.update(outcome.run_facts())
         lap("train_evaluate")
         if not outcome.decision.publish:
-            run.update(status="rejected", reason=outcome.decision.reason)
+            run.update(status="rejected")
             return _finish(settings, run)
-        list_source = "ranker" if list_name == "ranker" else f"baseline:{list_name}"
+        list_source = outcome.decision.list_source
         written = write_lists(settings, config, outcome)
         run.update(published_list=list_source, users_scored=written["users"], recommendations=written["rows"])
         lap("score")
@@ -153,7 +119,7 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
         lap("serving_tables")
         publish(settings, version, counts["as_of"], list_source)
         lap("publish")
-        run.update(status="published", reason=outcome.decision.reason)
+        run.update(status="published_cold_start" if list_source == "cold_start" else "published")
         return _finish(settings, run)
     except Exception as error:
         run["reason"] = f"{type(error).__name__}: {error}"[:2000]

@@ -79,6 +79,7 @@ class RunConfig:
     k: int = 10
     horizon_days: int | None = None  # None: chosen from the export (ml.timescale)
     labelled_cutoffs: int = 3
+    min_holdout_buyers: int = 50  # fewer buyers with history in the newest window cannot judge a list
     model_kind: str = "hgb"
     max_training_rows: int = 400_000
     gate_margin: float = 0.10

@@ -41,11 +41,18 @@ PILOT_TARGETS = {
 
 @dataclass
 class GateDecision:
-    """Whether to publish, why, and which list: ``ranker`` or the name of a baseline."""
+    """Whether to publish, why, and which list: ``ranker``, a baseline's name or ``cold_start``."""
 
     publish: bool
     reason: str
     list_name: str | None = None
+
+    @property
+    def list_source(self) -> str | None:
+        """How the publication names its personal lists: ``ranker``, ``baseline:<name>``, ``cold_start``."""
+        if self.list_name in (None, "ranker", "cold_start"):
+            return self.list_name
+        return f"baseline:{self.list_name}"
 
 
 def ranking_metrics(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,

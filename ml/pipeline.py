@@ -30,12 +30,27 @@ Log = Callable[[str], None]
 
 @dataclass
 class TrainOutcome:
-    """What training and evaluation produced; ``evaluation`` is the report's content."""
+    """What training and evaluation produced and which list to publish; ``evaluation`` is the
+    report's content. ``model`` is None when the export was too thin to train a ranker."""
 
-    model: SavedModel
+    model: SavedModel | None
     evaluation: dict[str, Any]
     decision: evaluation.GateDecision
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def run_facts(self) -> dict[str, Any]:
+        """What the run log records about training and the choice."""
+        facts: dict[str, Any] = {"reason": self.decision.reason}
+        if self.model is None:
+            return facts
+        metrics = self.evaluation["metrics"]
+        name = self.decision.list_name
+        return {**facts, "ndcg": metrics[name]["ndcg"] if name in metrics else None,
+                "popular_ndcg": metrics["popular"]["ndcg"],
+                "train_cutoff": self.evaluation["split"]["holdout_cutoff"],
+                "dropped_features": self.model.metadata["dropped_features"],
+                "metrics": {**metrics, "classifier": self.evaluation["classifier"],
+                            "candidate_recall": self.evaluation["candidate_recall"]}}
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -135,6 +150,11 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
         raise NotEnoughHistory(
             "not enough labelled history to train and judge a ranker: the two newest label windows "
             f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon")
+    judged_buyers = sets[1].frame["user_id"].nunique()
+    if judged_buyers < config.min_holdout_buyers:
+        raise NotEnoughHistory(
+            f"only {judged_buyers} buyers with history in the newest label window: too few to judge a list "
+            f"(at least {config.min_holdout_buyers})")
 
     clock = time.perf_counter()
     def pool(newest: int) -> training.LabelledSet:
@@ -199,14 +219,34 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds)
 
 
+def train_and_choose(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
+    """Train and judge the ranker, choose the list to publish, save the model and its report.
+
+    An export too thin to train on is an answer, not an error: its cold-start lists are chosen
+    while no better list is published (``evaluation.gate_without_ranker``).
+    """
+    try:
+        outcome = train_and_evaluate(settings, config, version, log)
+    except NotEnoughHistory as thin:
+        log(f"no ranker: {thin}")
+        decision = evaluation.gate_without_ranker(runs.published_ndcg(settings), str(thin))
+        return TrainOutcome(model=None, evaluation={"notes": [str(thin)]}, decision=decision)
+    directory = save_model(settings, outcome)
+    log(f"model {version} saved to {directory}; gate: {outcome.decision.reason}")
+    return outcome
+
+
 def write_lists(settings: Settings, config: RunConfig, outcome: TrainOutcome, log: Log = print) -> dict[str, Any]:
     """The personal lists of whichever list won the gate, into the build database's
-    ``ml_recommendations``: the ranker's top N, or the winning baseline's (ml/scoring.py)."""
-    from ml.scoring import score_serving, serve_baseline
+    ``ml_recommendations``: the ranker's top N, the winning baseline's, or none (cold start)."""
+    from ml.scoring import no_personal_lists, score_serving, serve_baseline
 
     name = outcome.decision.list_name
     if name == "ranker":
         return score_serving(settings.build_db, outcome.model.pipeline, config.top_n, log)
+    if name == "cold_start":
+        no_personal_lists(settings.build_db)
+        return {"users": 0, "rows": 0, "candidates": 0}
     return serve_baseline(settings.build_db, spec_named(name), config.horizon_days, config.k, config.top_n, log)
 
 

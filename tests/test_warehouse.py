@@ -151,3 +151,35 @@ def test_ten_column_export_carries_categories(tmp_path):
     assert categories[:2] == [("1", "900"), ("2", "910")]
     scopes = query(settings, "select distinct scope from item_popularity order by 1")
     assert scopes == [("category",), ("global",), ("platform",)]
+
+
+def test_values_never_become_sql(tmp_path):
+    """A quoted file name builds; a crafted setting stops the build with the reason, unrun."""
+    from ml.warehouse import DbtError
+
+    rows = [event(user, "ec.purchase", [1, 2 + user % 3], f"2023-08-{day:02d} 12:00:00")
+            for user in range(1, 20) for day in (1, 4)]
+    export = write_export(tmp_path / "it's \"quoted\".csv", rows)
+    settings = Settings(home=tmp_path / "home")
+    run_dbt(settings, "build", dbt_vars(export), select="tag:ingest")
+    assert query(settings, "select count(*) from int_line_items") == [(len(rows) * 2,)]
+
+    hostile = {"as_of": "2023-08-10' as serve_at, read_text('/etc/hostname') as x --",
+               "min_pair_users": "3 or 1 = 1", "top_n": "20; drop table items"}
+    for name, value in hostile.items():
+        with pytest.raises(DbtError, match=f"var {name} must be"):
+            run_dbt(settings, "compile", dbt_vars(export, **{name: value}),
+                    select="int_export_window co_purchase pub_similar_items")
+
+
+def test_settings_are_refused_before_any_work(tmp_path, capsys):
+    from ml.cli import main
+
+    export = write_export(tmp_path / "export.csv", [event(1, "ec.purchase", [1], "2023-08-01 12:00:00")])
+    home = tmp_path / "home"
+    for flags in (["--as-of", "2023-08-10' || read_text('/etc/hostname') || '"], ["--as-of", "yesterday"],
+                  ["--top-n", "0"], ["--horizon-days", "-3"]):
+        assert main(["--home", str(home), "run", "--input", str(export), *flags]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 4 and all(line.startswith("error: ") for line in errors)
+    assert not (home / "build.duckdb").exists()

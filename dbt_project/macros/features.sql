@@ -10,7 +10,8 @@
 
 {#- Exponential time decay: an event half_life days before the cutoff counts half. -#}
 {% macro decay(event_at, cutoff_at) -%}
-    {%- set half_life = var('popularity_half_life_days') or var('horizon_days') -%}
+    {%- set half_life = number_var('popularity_half_life_days') if var('popularity_half_life_days')
+                        else int_var('horizon_days') -%}
     pow(0.5, date_diff('second', {{ event_at }}, {{ cutoff_at }}) / 86400.0 / {{ half_life }})
 {%- endmacro %}
 
@@ -28,6 +29,6 @@
 
 {#- The columns that stamp a published list with the model and time that made it. -#}
 {% macro publication_stamp() -%}
-    '{{ var("model_version") }}'               as model_version,
-    timestamp '{{ var("generated_at") }}'      as generated_at
+    {{ string_var('model_version') }}          as model_version,
+    {{ timestamp_var('generated_at') }}        as generated_at
 {%- endmacro %}

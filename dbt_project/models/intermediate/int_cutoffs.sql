@@ -2,10 +2,10 @@
 -- (int_export_window); index k >= 1 is T - k * h, labelled by the purchases in
 -- [cutoff_at, label_end_at). The ranker trains on k = 1; model selection and the quality gate
 -- replay the same recipe on older cutoffs (k >= 2), so no decision ever sees its own test window.
-{% set h = var('horizon_days') | int %}
+{% set h = int_var('horizon_days') | int %}
 
 select
     k                                          as cutoff_index,
     serve_at - to_days({{ h }} * k)            as cutoff_at,
     case when k > 0 then serve_at - to_days({{ h }} * (k - 1)) end as label_end_at
-from {{ ref('int_export_window') }}, range(0, {{ var('labelled_cutoffs') | int }} + 1) as indexes(k)
+from {{ ref('int_export_window') }}, range(0, {{ int_var('labelled_cutoffs') | int }} + 1) as indexes(k)

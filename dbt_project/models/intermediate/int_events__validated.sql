@@ -69,8 +69,8 @@ select
         when is_commerce and (coalesce(list_min(prices100), 0) < 0 or coalesce(list_min(quantities), 0) < 0)
             then 'negative_value'
         when is_commerce and (
-                coalesce(list_max(prices100), 0) > {{ var('max_price100') }}
-                or coalesce(list_max(quantities), 0) > {{ var('max_qty') }}
+                coalesce(list_max(prices100), 0) > {{ int_var('max_price100') }}
+                or coalesce(list_max(quantities), 0) > {{ int_var('max_qty') }}
              ) then 'absurd_value'
         when event_date < date '2000-01-01' or event_date > current_date + 1
           or (is_commerce and abs(date_diff('day', event_at::date, event_date)) > 1)

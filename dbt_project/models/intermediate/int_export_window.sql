@@ -4,7 +4,7 @@
 with bounds as (
 
     {% if var('as_of') %}
-    select timestamp '{{ var("as_of") }}'                     as serve_at
+    select {{ timestamp_var('as_of') }}                       as serve_at
     {% else %}
     select date_trunc('day', max(event_at)) + interval 1 day  as serve_at
     from {{ ref('int_line_items') }}

@@ -11,7 +11,7 @@ purchase_days as (
         item_id,
         count(distinct event_date)                          as n_purchase_days,
         count(distinct event_date) filter (
-            where event_at >= cutoff_at - to_days({{ var('horizon_days') }})
+            where event_at >= cutoff_at - to_days({{ int_var('horizon_days') }})
         )                                                   as n_recent_purchase_days,
         sum(quantity)                                       as n_units,
         min(event_at)                                       as first_purchase_at

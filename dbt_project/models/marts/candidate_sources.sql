@@ -25,7 +25,7 @@ from_history as (
     select cutoff_at, user_id, item_id, 'history' as source, interest as source_score,
            null::varchar as anchor_item_id
     from user_items
-    where interest_rank <= {{ var('candidates_history') }}
+    where interest_rank <= {{ int_var('candidates_history') }}
 
 ),
 
@@ -34,7 +34,7 @@ from_repurchase as (
     select cutoff_at, user_id, item_id, 'repurchase' as source,
            n_purchase_days + n_purchases / 100.0 as source_score, null::varchar as anchor_item_id
     from user_items
-    where purchase_rank <= {{ var('candidates_repurchase') }}
+    where purchase_rank <= {{ int_var('candidates_repurchase') }}
 
 ),
 
@@ -54,14 +54,14 @@ from_co_purchase as (
         from {{ ref('co_purchase') }}
         qualify row_number() over (
             partition by cutoff_at, item_id order by confidence * signal_weight desc, other_item_id
-        ) <= {{ var('candidates_neighbours_per_item') }}
+        ) <= {{ int_var('candidates_neighbours_per_item') }}
     ) as pairs
       on pairs.cutoff_at = anchors.cutoff_at and pairs.item_id = anchors.item_id
-    where anchors.interest_rank <= {{ var('candidates_anchor_items') }}
+    where anchors.interest_rank <= {{ int_var('candidates_anchor_items') }}
     group by anchors.cutoff_at, anchors.user_id, pairs.other_item_id
     qualify row_number() over (
         partition by anchors.cutoff_at, anchors.user_id order by source_score desc, pairs.other_item_id
-    ) <= {{ var('candidates_co_purchase') }}
+    ) <= {{ int_var('candidates_co_purchase') }}
 
 ),
 
@@ -101,7 +101,7 @@ from_category as (
        or items.price_rub between users.price_p25_rub / 2 and users.price_p75_rub * 2
     qualify row_number() over (
         partition by users.cutoff_at, users.user_id order by source_score desc, popular.item_id
-    ) <= {{ var('candidates_category') }}
+    ) <= {{ int_var('candidates_category') }}
 
 ),
 
@@ -114,7 +114,7 @@ trending_items as (
     where popular.scope = 'platform' and items.trend > 1
     qualify row_number() over (
         partition by popular.cutoff_at, popular.scope_value order by trend_score desc, popular.item_id
-    ) <= {{ var('candidates_trending') }}
+    ) <= {{ int_var('candidates_trending') }}
 
 ),
 
@@ -136,7 +136,7 @@ from_popular as (
     join {{ ref('item_popularity') }} as popular
       on popular.cutoff_at = users.cutoff_at and popular.scope = 'platform'
      and popular.scope_value = users.platform
-     and popular.popularity_rank <= {{ var('candidates_popular') }}
+     and popular.popularity_rank <= {{ int_var('candidates_popular') }}
 
 ),
 

@@ -22,8 +22,8 @@ recent as (
 
     select * from user_items
     qualify row_number() over (partition by cutoff_at, signal, user_id order by last_at desc, item_id)
-        <= case signal when 'view' then {{ var('max_pair_items_per_user_views') }}
-                       else {{ var('max_pair_items_per_user') }} end
+        <= case signal when 'view' then {{ int_var('max_pair_items_per_user_views') }}
+                       else {{ int_var('max_pair_items_per_user') }} end
 
 ),
 
@@ -46,7 +46,7 @@ pair_items as (
     select recent.cutoff_at, recent.signal, recent.user_id, recent.item_id
     from recent
     join item_users using (cutoff_at, signal, item_id)
-    where item_users.n_users >= {{ var('min_pair_users') }}
+    where item_users.n_users >= {{ int_var('min_pair_users') }}
 
 ),
 
@@ -58,7 +58,7 @@ pairs as (
       on a.cutoff_at = b.cutoff_at and a.signal = b.signal and a.user_id = b.user_id
      and a.item_id <> b.item_id
     group by all
-    having count(*) >= {{ var('min_pair_users') }}
+    having count(*) >= {{ int_var('min_pair_users') }}
 
 )
 

@@ -33,7 +33,7 @@ item_users as (
         count(*)                                        as n_users,
         count(*) filter (where n_purchases > 0)         as n_buyers,
         count(*) filter (where n_purchases > 0 and n_purchase_days >= 2) as n_rebuyers,
-        count(*) filter (where last_purchase_at >= cutoff_at - to_days({{ var('horizon_days') }}))
+        count(*) filter (where last_purchase_at >= cutoff_at - to_days({{ int_var('horizon_days') }}))
                                                         as n_recent_buyers,
         count(*) filter (where last_purchase_at >= cutoff_at - interval 7 day) as n_week_buyers,
         avg(n_purchase_days) filter (where n_purchases > 0) as purchase_days_per_buyer,

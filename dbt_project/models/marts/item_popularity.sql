@@ -34,4 +34,4 @@ select
     score,
     row_number() over (partition by cutoff_at, scope, scope_value order by score desc, item_id) as popularity_rank
 from scored
-qualify popularity_rank <= {{ var('popular_items_per_scope') }}
+qualify popularity_rank <= {{ int_var('popular_items_per_scope') }}

@@ -47,7 +47,7 @@ purchase_days as (
         user_id,
         count(distinct event_date)                      as n_purchase_days,
         count(distinct event_date) filter (
-            where event_at >= cutoff_at - to_days({{ var('horizon_days') }})
+            where event_at >= cutoff_at - to_days({{ int_var('horizon_days') }})
         )                                               as n_recent_purchase_days
     from events
     where event_type = 'purchase'

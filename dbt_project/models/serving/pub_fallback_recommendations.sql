@@ -10,7 +10,7 @@ with popular as (
     from {{ ref('item_popularity') }} as popularity
     where popularity.cutoff_at = {{ serving_cutoff() }}
       and popularity.scope in ('global', 'platform')
-      and popularity.popularity_rank <= {{ var('top_n') }}
+      and popularity.popularity_rank <= {{ int_var('top_n') }}
 
 ),
 

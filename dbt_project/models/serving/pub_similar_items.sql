@@ -38,4 +38,4 @@ select
     confidence,
     lift
 from best_signal
-qualify rank <= {{ var('top_n') }}
+qualify rank <= {{ int_var('top_n') }}
