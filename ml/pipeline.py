@@ -1,7 +1,8 @@
 """The steps of one pipeline run, as plain functions the Prefect flow orchestrates.
 
-build warehouse -> train (with time-respecting CV) and evaluate on the newest window ->
-gate -> score serving candidates -> build the contract-checked serving tables -> publish.
+ingest the export -> choose the time scale -> build the features -> train (time-respecting CV),
+judge the ranker and the simple baselines on the newest window and choose the list to publish
+-> write that list -> build the contract-checked serving tables -> publish.
 """
 from __future__ import annotations
 
