@@ -36,9 +36,9 @@ def prepare_input(settings: Settings, config: RunConfig) -> Path:
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def ingest(settings: Settings, config: RunConfig, input_path: Path) -> None:
-    """Retried once: a transient lock on the build database (another run finishing) clears."""
-    pipeline.ingest(settings, config, input_path, _log)
+def ingest(settings: Settings, config: RunConfig, input_path: Path, version: str) -> None:
+    """Retried once: a transient lock on the build database (a reader finishing) clears."""
+    pipeline.ingest(settings, config, input_path, version, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -49,8 +49,8 @@ def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
 
 
 @task(cache_policy=NO_CACHE)
-def build_features(settings: Settings, config: RunConfig, input_path: Path) -> dict[str, Any]:
-    pipeline.build_features(settings, config, input_path, _log)
+def build_features(settings: Settings, config: RunConfig, input_path: Path, version: str) -> dict[str, Any]:
+    pipeline.build_features(settings, config, input_path, version, _log)
     return pipeline.warehouse_counts(settings)
 
 
@@ -110,11 +110,11 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
         source = prepare_input(settings, config)
         run["input_path"] = str(source)
         lap("input")
-        ingest(settings, config, source)
+        ingest(settings, config, source, version)
         scale = choose_time_scale(settings, config)
         config = replace(config, horizon_days=scale.horizon_days)
         run.update(horizon_days=scale.horizon_days, time_scale=scale.reason)
-        counts = build_features(settings, config, source)
+        counts = build_features(settings, config, source, version)
         run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
                    as_of=counts["as_of"])
         lap("warehouse")

@@ -61,10 +61,16 @@ def _dbt_progress(log: Log) -> Callable[[str, str, float], None]:
     return lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)")
 
 
-def ingest(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+def _run_vars(config: RunConfig, input_path: Path, version: str, **extra: Any) -> dict[str, Any]:
+    """The dbt variables of a run's builds. Each is stamped with the run's version, which every
+    ``pub_*`` table carries on (``build_version()``): publish refuses a build another run mixed into."""
+    return dbt_vars(input_path, config.as_of, **config.dbt_overrides(), model_version=version, **extra)
+
+
+def ingest(settings: Settings, config: RunConfig, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
     setting but the input changes them, and the time scale is chosen from what they hold."""
-    return run_dbt(settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
+    return run_dbt(settings, "build", _run_vars(config, input_path, version),
                    select="tag:ingest", indirect_selection="buildable", on_node=_dbt_progress(log))
 
 
@@ -77,16 +83,18 @@ def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
         return timescale.choose_horizon(con, config.labelled_cutoffs)
 
 
-def build_features(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+def build_features(settings: Settings, config: RunConfig, input_path: Path, version: str,
+                   log: Log = print) -> DbtResult:
     """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables)."""
-    return run_dbt(settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
+    return run_dbt(settings, "build", _run_vars(config, input_path, version),
                    exclude="tag:ingest tag:serving", indirect_selection="buildable", on_node=_dbt_progress(log))
 
 
 def build_warehouse(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
     """Ingest and features in one go, for a horizon that is already known (``recsys evaluate``)."""
-    ingest(settings, config, input_path, log)
-    return build_features(settings, config, input_path, log)
+    version = new_version()
+    ingest(settings, config, input_path, version, log)
+    return build_features(settings, config, input_path, version, log)
 
 
 def warehouse_counts(settings: Settings) -> dict[str, Any]:
@@ -226,6 +234,6 @@ def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
 def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path, version: str,
                          generated_at: datetime, log: Log = print) -> DbtResult:
     """dbt build of the pub_* tables (contracts and tests) from the scores just written."""
-    variables = dbt_vars(input_path, config.as_of, **config.dbt_overrides(), top_n=config.top_n,
-                         model_version=version, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
+    variables = _run_vars(config, input_path, version, top_n=config.top_n,
+                          generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
     return run_dbt(settings, "build", variables, select="tag:serving", on_node=_dbt_progress(log))
