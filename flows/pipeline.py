@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ml import evaluation, pipeline, runs, serving
+from ml import evaluation, pipeline, runlock, runs, serving
 from ml.config import RunConfig, Settings
 from ml.timescale import TimeScale
 
@@ -92,9 +92,16 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
                             as_of: str | None = None, top_n: int = 20,
                             horizon_days: int | None = None) -> dict[str, Any]:
     settings = Settings.from_env(home)
-    settings.ensure_dirs()
     config = RunConfig(input_path=Path(input_path) if input_path else None, as_of=as_of, top_n=top_n,
                        horizon_days=horizon_days)
+    # One run per home, also when a deployment starts the flow (re-entrant: `recsys run` holds it already).
+    with runlock.hold(settings.home):
+        settings.ensure_dirs()
+        return _run(settings, config)
+
+
+def _run(settings: Settings, config: RunConfig) -> dict[str, Any]:
+    """The run's steps, under the run lock; the run's record (also in runs.duckdb)."""
     started = datetime.now(timezone.utc)
     version = pipeline.new_version(started)
     run: dict[str, Any] = {"run_id": version, "model_version": version, "status": "failed",

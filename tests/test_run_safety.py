@@ -2,13 +2,19 @@
 when killed, and cleans what killed runs left (issue 10: items 1, 8 and 9)."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from ml import pipeline
-from ml.config import RunConfig, Settings
+from ml import pipeline, runlock
+from ml.config import PROJECT_ROOT, RunConfig, Settings
 from ml.serving import PublishError, publish
 from tests.exports import event, write_export
 
@@ -28,9 +34,95 @@ def thin_export(path: Path, first_item: int = 101) -> Path:
     return write_export(path, rows)
 
 
+@pytest.fixture()
+def export(tmp_path) -> Path:
+    return thin_export(tmp_path / "thin.csv")
+
+
+def recsys(home: Path, *argv: str, env: dict) -> subprocess.Popen:
+    """`recsys --home HOME ARGV` in its own process, output (stdout and stderr) in one pipe."""
+    return subprocess.Popen([sys.executable, "-m", "ml.cli", "--home", str(home), *argv], cwd=PROJECT_ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def harness_env(**extra: str) -> dict:
+    """The environment for a `recsys` child that uses the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **extra}
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def lock_holder(home: Path) -> int | None:
+    try:
+        return json.loads(runlock.lock_path(home).read_text() or "null")["pid"]
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    return output
+
+
 # --------------------------------------------------------------------------------------------
 # (1) one run per home
 # --------------------------------------------------------------------------------------------
+def test_a_second_run_is_refused_and_one_that_waits_runs_after(prefect_harness, export, tmp_path):
+    home = tmp_path / "home"
+    env = harness_env()
+    first = recsys(home, "run", "--input", str(export), env=env)
+    try:
+        wait_until(lambda: lock_holder(home) == first.pid, 120, "the first run to take the lock")
+        refused = recsys(home, "run", "--input", str(export), env=env)
+        refused_output = finish(refused, 120)
+        waiting = recsys(home, "run", "--input", str(export), "--wait", env=env)
+        assert first.poll() is None, "the first run ended too early for this test"
+    finally:
+        first_output = finish(first)
+    waited_output = finish(waiting)
+
+    assert refused.returncode == 2, refused_output
+    assert refused_output.strip().count("\n") == 0 and "Traceback" not in refused_output, refused_output
+    assert refused_output.startswith(f"error: home {home.resolve()} is busy: pid {first.pid} (started 20")
+    assert first.returncode == 0, first_output[-3000:]
+    assert waiting.returncode == 0, waited_output[-3000:]
+    assert f"waiting for pid {first.pid} (started " in waited_output
+    with duckdb.connect(str(home / "runs.duckdb"), read_only=True) as con:
+        runs = con.execute("select status, started_at, finished_at from model_runs order by started_at").fetchall()
+    assert [status for status, _, _ in runs] == ["published_cold_start"] * 2  # the refused run never started
+    assert runs[1][1] >= runs[0][2]  # the waiting run started after the first one ended
+
+
+def test_the_flow_takes_the_lock_itself_and_a_killed_holder_leaves_none(prefect_harness, export, tmp_path):
+    """A deployment (`recsys serve`) starts the flow without the CLI: the flow refuses a busy home.
+    The lock dies with its holder, even a SIGKILLed one."""
+    from flows.pipeline import recommendation_pipeline
+
+    home = tmp_path / "home"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ml import runlock\n"
+                               "with runlock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)",
+         str(home)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(runlock.HomeBusy, match=f"pid {holder.pid} "):
+            recommendation_pipeline(home=str(home), input_path=str(export))
+    finally:
+        holder.kill()
+        holder.wait()
+    with runlock.hold(home):  # at once: no stale lock
+        assert lock_holder(home) == os.getpid()
+    assert not (home / "build.duckdb").exists()  # the refused flow touched nothing
+
+
 def test_publish_refuses_a_build_another_run_rebuilt_meanwhile(tmp_path):
     """The issue's probe: run A builds its warehouse from X; run B rebuilds it from Y; A builds
     its serving tables and publishes. The stamps show the mix; the old file stays."""
