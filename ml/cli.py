@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ml.config import ConfigError, RunConfig, Settings
 from ml.export import ExportError
+from ml.prefect_server import PrefectServerError
 from ml.published import PublishedError
 from ml.runlock import HomeBusy
 
@@ -90,11 +91,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import recommendation_pipeline
     from ml import runlock
     from ml.export import check_export
+    from ml.prefect_server import prefect_api
 
     RunConfig(top_n=args.top_n, as_of=args.as_of, horizon_days=args.horizon_days)  # refuse bad settings now
     if args.input:
         check_export(args.input)
-    with runlock.hold(args.settings.home, wait=args.wait, on_wait=_progress):
+    # The lock before the server: a busy home is refused at once, and nothing is started.
+    with runlock.hold(args.settings.home, wait=args.wait, on_wait=_progress), prefect_api(args.settings, _progress):
         run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
                                       as_of=args.as_of, top_n=args.top_n, horizon_days=args.horizon_days)
     print(summary(args.settings, run))
@@ -221,8 +224,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from prefect import serve
 
     from flows.pipeline import deployment
+    from ml.prefect_server import prefect_api
 
-    serve(deployment(cron=args.cron, home=str(args.settings.home), input_path=args.input))
+    with prefect_api(args.settings, _progress):  # each scheduled run takes the home's run lock itself
+        serve(deployment(cron=args.cron, home=str(args.settings.home), input_path=args.input))
     return 0
 
 
@@ -329,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, PublishedError, ConfigError, HomeBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except PrefectServerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

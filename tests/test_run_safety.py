@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,28 @@ def harness_env(**extra: str) -> dict:
     from prefect.settings import PREFECT_API_URL
 
     return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **extra}
+
+
+def own_server_env(**extra: str) -> dict:
+    """The environment for a `recsys` child that starts its own temporary Prefect server."""
+    return {**{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}, **extra}
+
+
+def processes_of(home: Path) -> list[str]:
+    """Live processes (not zombies) whose command line or environment names the home: the run
+    itself (--home), dbt (RECSYS_BUILD_DB) and its Prefect server (its database's path)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            text = (proc / "cmdline").read_bytes() + b"\0" + (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if state != "Z" and str(home).encode() in text:
+            found.append(f"{proc.name}: {text[:200]!r}")
+    return found
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -148,3 +171,38 @@ def test_publish_refuses_a_build_another_run_rebuilt_meanwhile(tmp_path):
     result = publish(settings.build_db, settings.serving_db, model_version="run-b", as_of=datetime(2023, 8, 3),
                      require_recommendations=False)  # B's own build is whole: it publishes
     assert result.row_counts["items"] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# (8) the temporary Prefect server
+# --------------------------------------------------------------------------------------------
+def test_nothing_outlives_a_killed_run(export, tmp_path):
+    home = tmp_path / "home"
+    run = recsys(home, "run", "--input", str(export), env=own_server_env(PREFECT_LOGGING_LEVEL="INFO"))
+    lines = []
+    try:
+        for line in run.stdout:  # server up, then the first dbt model: the run has children now
+            lines.append(line)
+            if " dbt " in line:
+                break
+        assert any("temporary Prefect server on" in line for line in lines), "".join(lines)
+        assert processes_of(home)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    wait_until(lambda: not processes_of(home), 15, f"the killed run's processes to end: {processes_of(home)}")
+
+
+def test_the_server_startup_timeout_is_honoured(export, tmp_path):
+    home = tmp_path / "home"
+    started = time.monotonic()
+    run = recsys(home, "run", "--input", str(export), env=own_server_env(RECSYS_PREFECT_STARTUP_TIMEOUT="1"))
+    output = finish(run, 120)
+    assert run.returncode == 1, output
+    assert "error: the temporary Prefect server did not answer within 1 s" in output and "Traceback" not in output
+    assert time.monotonic() - started < 30  # Python's start-up and imports, then 1 s
+    assert not processes_of(home)
+
+    bad = recsys(home, "run", "--input", str(export), env=own_server_env(RECSYS_PREFECT_STARTUP_TIMEOUT="soon"))
+    assert bad.wait(120) == 2
+    assert "RECSYS_PREFECT_STARTUP_TIMEOUT must be a number of seconds" in finish(bad)
