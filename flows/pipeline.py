@@ -1,7 +1,7 @@
 """The recommendation pipeline as a Prefect flow: thin orchestration over ``ml.pipeline``.
 
-ingest -> time scale -> features -> train and evaluate (gate: ranker or the best simple
-baseline) -> write the winning lists -> serving tables -> publish -> log run
+run lock and leftovers -> ingest -> time scale -> features -> train and evaluate (gate: ranker
+or the best simple baseline) -> write the winning lists -> serving tables -> publish -> log run
 
 An export too thin to train on (no buyers with history in the label windows) still publishes
 its cold-start lists (popular per platform, bought together, items) as long as no ranker's
@@ -28,6 +28,11 @@ DEFAULT_CRON = "0 3 * * *"  # nightly, 03:00 UTC
 
 def _log(message: str) -> None:
     get_run_logger().info(message)
+
+
+@task(cache_policy=NO_CACHE)
+def clean_leftovers(settings: Settings) -> None:
+    pipeline.clean_leftovers(settings, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -97,6 +102,7 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
     # One run per home, also when a deployment starts the flow (re-entrant: `recsys run` holds it already).
     with runlock.hold(settings.home):
         settings.ensure_dirs()
+        clean_leftovers(settings)
         return _run(settings, config)
 
 

@@ -6,6 +6,7 @@ gate -> score serving candidates -> build the contract-checked serving tables ->
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ml import dataset, evaluation, runs, timescale, training
+from ml import dataset, evaluation, runs, serving, timescale, training
 from ml.config import RunConfig, Settings
 from ml.evaluate_baselines import gate_specs, judge_baselines, spec_named
 from ml.features import uninformative
@@ -41,6 +42,26 @@ class TrainOutcome:
 def new_version(now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     return now.strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def clean_leftovers(settings: Settings, log: Log = print) -> None:
+    """Remove, and say so, what killed runs left in the home. Called under the run lock, so no
+    other run is using any of it:
+
+    - temp files of a publication killed half-way (``serving.remove_abandoned_temp_files``);
+    - a build database with a WAL, or DuckDB's spill directory beside it: a build was killed.
+      Every run rebuilds every table of the build database, so it goes rather than being replayed.
+    """
+    for path in serving.remove_abandoned_temp_files(settings.serving_db):
+        log(f"removed {path}, left by a publication that was killed half-way")
+    wal, spill = Path(f"{settings.build_db}.wal"), Path(f"{settings.build_db}.tmp")
+    if wal.exists():
+        settings.build_db.unlink(missing_ok=True)
+        wal.unlink()
+        log(f"removed {settings.build_db} and its WAL, left by a killed build; this run builds it anew")
+    if spill.is_dir():
+        shutil.rmtree(spill)
+        log(f"removed {spill}, DuckDB's spill files of a killed build")
 
 
 def resolve_input(settings: Settings, config: RunConfig, log: Log = print) -> Path:

@@ -22,6 +22,7 @@ import fcntl
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -290,15 +291,52 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
 
 
 @contextmanager
-def _publish_lock(serving_db: Path) -> Iterator[None]:
-    """Serialise publishers of the same serving file (readers never take this lock)."""
+def _publish_lock(serving_db: Path, wait: bool = True) -> Iterator[bool]:
+    """Serialise publishers of the same serving file (readers never take this lock). Yields
+    whether it is held: without ``wait``, False when another publisher holds it."""
     lock_path = serving_db.parent / f".{serving_db.name}.publish.lock"
     with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _temp_path(serving_db: Path) -> Path:
+    """Where a publication builds its new file (hidden, unique to this publication)."""
+    return serving_db.parent / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
+
+
+def _temp_glob(serving_db: Path) -> str:
+    """Every :func:`_temp_path`, with its WAL and spill directory; never the serving file."""
+    return f".{serving_db.stem}.*.tmp.duckdb*"
+
+
+def remove_abandoned_temp_files(serving_db: Path) -> list[Path]:
+    """Remove the temp files of publications killed half-way, and return them.
+
+    A publisher holds the publish lock from creating its temp file until it is renamed or
+    removed, so while the lock is free every temp file is abandoned. When another publisher
+    holds it, nothing is touched.
+    """
+    serving_db = Path(serving_db).resolve()
+    if not serving_db.parent.is_dir():
+        return []
+    with _publish_lock(serving_db, wait=False) as held:
+        if not held:
+            return []
+        abandoned = sorted(serving_db.parent.glob(_temp_glob(serving_db)))
+        for path in abandoned:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    return abandoned
 
 
 def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, list[str]]]:
@@ -402,7 +440,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
     as_of = _naive_utc(as_of)
 
     with _publish_lock(serving_db):
-        tmp = serving_db.parent / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
+        tmp = _temp_path(serving_db)
         con = None
         try:
             con = duckdb.connect(str(tmp))

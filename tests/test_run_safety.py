@@ -206,3 +206,27 @@ def test_the_server_startup_timeout_is_honoured(export, tmp_path):
     bad = recsys(home, "run", "--input", str(export), env=own_server_env(RECSYS_PREFECT_STARTUP_TIMEOUT="soon"))
     assert bad.wait(120) == 2
     assert "RECSYS_PREFECT_STARTUP_TIMEOUT must be a number of seconds" in finish(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# (9) leftovers of killed runs
+# --------------------------------------------------------------------------------------------
+def test_the_next_run_removes_what_killed_runs_left_and_says_so(prefect_harness, export, tmp_path):
+    settings = Settings(home=tmp_path / "home")
+    settings.serving_dir.mkdir(parents=True)
+    temp = settings.serving_dir / ".recommendations.4000000.0123456789ab.tmp.duckdb"
+    temp.write_bytes(b"half a database")
+    Path(f"{temp}.wal").write_bytes(b"its log")
+    settings.build_db.write_bytes(b"not a database: opening it would fail the run")
+    Path(f"{settings.build_db}.wal").write_bytes(b"a killed build's log")
+
+    run = recsys(settings.home, "run", "--input", str(export), env=harness_env(PREFECT_LOGGING_LEVEL="INFO"))
+    output = finish(run)
+
+    assert run.returncode == 0, output[-3000:]
+    assert f"removed {temp}, left by a publication that was killed half-way" in output
+    assert f"removed {temp}.wal, left by" in output
+    assert f"removed {settings.build_db} and its WAL, left by a killed build" in output
+    assert sorted(p.name for p in settings.serving_dir.iterdir()) == [
+        ".recommendations.duckdb.publish.lock", "recommendations.duckdb"]
+    assert not Path(f"{settings.build_db}.wal").exists()

@@ -1,6 +1,7 @@
 """Publishing the serving database and the marketplace's queries on it (ml/serving.py)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import subprocess
@@ -166,6 +167,26 @@ def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
     assert message.lower() in str(err.value).lower()
     assert (serving_db.stat().st_ino, serving_db.read_bytes()) == before
     assert sorted(p.name for p in serving_db.parent.iterdir() if not p.name.endswith(".lock")) == [serving_db.name]
+
+
+def test_abandoned_temp_files_are_removed_never_a_publication_under_way(published):
+    """What a publisher killed half-way left; the serving file and the lock stay."""
+    _, serving_db, _ = published
+    before = serving_db.read_bytes()
+    temp = serving_db.parent / ".recommendations.4000000.0123456789ab.tmp.duckdb"
+    abandoned = [temp, Path(f"{temp}.wal"), Path(f"{temp}.tmp")]
+    for path in abandoned[:2]:
+        path.write_bytes(b"half written")
+    abandoned[2].mkdir()  # DuckDB's spill directory
+    (abandoned[2] / "spill.block").write_bytes(b"spilled")
+    with open(serving_db.parent / ".recommendations.duckdb.publish.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a publication under way: its temp file is not abandoned
+        assert serving.remove_abandoned_temp_files(serving_db) == []
+    assert all(path.exists() for path in abandoned)
+    assert serving.remove_abandoned_temp_files(serving_db) == sorted(abandoned)
+    assert sorted(p.name for p in serving_db.parent.iterdir()) == [".recommendations.duckdb.publish.lock",
+                                                                   "recommendations.duckdb"]
+    assert serving_db.read_bytes() == before
 
 
 def test_empty_recommendations_refused_unless_allowed(tmp_path, published):
