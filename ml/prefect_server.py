@@ -148,16 +148,18 @@ def prefect_api(settings: Settings, log: Callable[[str], None] = print) -> Itera
     log(f"starting a temporary Prefect server (up to {server.timeout:g} s; "
         "set PREFECT_API_URL to use a persistent one)")
     server.start()
-    log(f"temporary Prefect server on {server.api_url} (pid {server.process.pid})")
-    # Prefect reads its settings once; refreshing makes every thread, its log and event workers
-    # included, use this server instead of starting an ephemeral one.
-    os.environ["PREFECT_API_URL"] = server.api_url
-    refresh_global_settings_context()
     try:
-        yield server.api_url
-    finally:
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
-        del os.environ["PREFECT_API_URL"]
+        log(f"temporary Prefect server on {server.api_url} (pid {server.process.pid})")
+        # Prefect reads its settings once; refreshing makes every thread, its log and event
+        # workers included, use this server instead of starting an ephemeral one.
+        os.environ["PREFECT_API_URL"] = server.api_url
         refresh_global_settings_context()
+        try:
+            yield server.api_url
+        finally:
+            APILogWorker.drain_all(timeout=10)  # what the flow logged reaches the server first
+            EventsWorker.drain_all(timeout=10)
+            del os.environ["PREFECT_API_URL"]
+            refresh_global_settings_context()
+    finally:
         server.stop()
