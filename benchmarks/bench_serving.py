@@ -60,7 +60,7 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
     con.execute(f"""CREATE TABLE pub_items AS SELECT item_id,
         CAST(1000000 + n % {categories} AS VARCHAR) AS category_id,
         CAST(100 + hash(n, 'p') % 20000 AS DOUBLE) AS price_rub,
-        1000000.0 / (n + 10) AS popularity FROM item_ids""")
+        1000000.0 / (n + 10) AS popularity, 'bench' AS model_version FROM item_ids""")
     gen = "TIMESTAMP '2023-08-14 03:00:00'"
     con.execute(f"""CREATE TABLE pub_recommendations AS
         SELECT g.user_id, it.item_id, g.rank, 1.0 / g.rank AS score,
@@ -73,7 +73,7 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
     con.execute(f"""CREATE TABLE pub_user_profiles AS
         SELECT {uid} AS user_id, (['Site', 'Android', 'iOS'])[1 + i % 3] AS platform,
                CAST(500 + i % 5000 AS DOUBLE) AS price_median_rub, 0.5 AS price_spread,
-               CAST(1000000 + i % {categories} AS VARCHAR) AS top_category_id
+               CAST(1000000 + i % {categories} AS VARCHAR) AS top_category_id, 'bench' AS model_version
         FROM range({users + cold_users}) u(i)""")
     con.execute(f"""CREATE TABLE pub_fallback_recommendations AS
         SELECT p.platform, it.item_id, CAST(it.n + 1 AS INTEGER) AS rank, 1.0 / (it.n + 1) AS score,
@@ -82,7 +82,8 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
     n_sim = items // 5
     con.execute(f"""CREATE TABLE pub_similar_items AS
         SELECT g.item_id, b.item_id AS similar_item_id, g.rank, 1.0 / g.rank AS score,
-               CAST(20 - g.rank AS INTEGER) AS support_users, 0.1 / g.rank AS confidence, 3.0 AS lift
+               CAST(20 - g.rank AS INTEGER) AS support_users, 0.1 / g.rank AS confidence, 3.0 AS lift,
+               'bench' AS model_version
         FROM (SELECT a.item_id, CAST(r AS INTEGER) AS rank, {n_sim} + (a.n * 10 + r) % {items - n_sim} AS other_n
               FROM item_ids a CROSS JOIN range(1, 11) t(r) WHERE a.n < {n_sim}) g
         JOIN item_ids b ON b.n = g.other_n""")
@@ -108,16 +109,16 @@ from datetime import datetime
 from ml.serving import publish
 os.nice(10)  # a batch job beside a latency-sensitive reader: give the reader the CPU first
 for i in range(int(sys.argv[4])):
-    r = publish(sys.argv[2], sys.argv[3], model_version=f"{sys.argv[5]}-{i}", as_of=datetime(2023, 8, 13),
+    r = publish(sys.argv[2], sys.argv[3], model_version="bench", as_of=datetime(2023, 8, 13),
                 threads=1)
     print(f"published {i} in {r.seconds:.1f} s", flush=True)
     time.sleep(0.5)
 """
 
 
-def start_republisher(build: Path, serving_db: Path, times: int, label: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(ROOT), str(build), str(serving_db), str(times),
-                             label], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_republisher(build: Path, serving_db: Path, times: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(ROOT), str(build), str(serving_db), str(times)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def summarise(name: str, lat_ms: list[float], failures: int, empties: int, seconds: float) -> dict:
@@ -285,7 +286,7 @@ def main() -> int:
     server = None
     try:
         samples = make_build(build, args.users, args.recs, args.cold_users, args.items, args.categories)
-        first = serving.publish(build, serving_db, model_version="bench-initial", as_of=AS_OF)
+        first = serving.publish(build, serving_db, model_version="bench", as_of=AS_OF)
         print(f"publish: {first.n_rows:,} rows, {first.bytes / 2**20:.0f} MiB in {first.seconds:.1f} s", flush=True)
         results["publish"] = {"seconds": round(first.seconds, 2), "bytes": first.bytes, "rows": first.row_counts}
 
@@ -327,7 +328,7 @@ def main() -> int:
                  [(sql_work, args.sql_threads), (http_work, args.http_concurrency)])]:
             print(f"phase {key}: {what} while another process publishes {args.republish} times", flush=True)
             sql_reloads, api_reloads = reader.reloads, httpx.get(base + "/health").json()["reloads"]
-            publisher = start_republisher(build, serving_db, args.republish, key)
+            publisher = start_republisher(build, serving_db, args.republish)
             stats, seconds, log = run_workers(workers, proc=publisher, max_requests=args.max_requests)
             health = httpx.get(base + "/health").json()
             results[key] = report(stats, seconds, key)

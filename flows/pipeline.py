@@ -1,8 +1,9 @@
 """The recommendation pipeline as a Prefect flow: thin orchestration over ``ml.pipeline``.
 
-ingest -> time scale -> features -> train, judge and choose (the ranker, the best simple
-baseline, or the cold-start lists of an export too thin to train on) -> write the chosen lists
--> serving tables -> publish -> log run. Every decision is made in the steps (ml/pipeline.py).
+run lock and leftovers -> ingest -> time scale -> features -> train, judge and choose (the
+ranker, the best simple baseline, or the cold-start lists of an export too thin to train on) ->
+write the chosen lists -> serving tables -> publish -> log run. Every decision is made in the
+steps (ml/pipeline.py).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ml import pipeline, runs, serving
+from ml import pipeline, runlock, runs, serving
 from ml.config import RunConfig, Settings
 from ml.timescale import TimeScale
 
@@ -28,14 +29,19 @@ def _log(message: str) -> None:
 
 
 @task(cache_policy=NO_CACHE)
+def clean_leftovers(settings: Settings) -> None:
+    pipeline.clean_leftovers(settings, _log)
+
+
+@task(cache_policy=NO_CACHE)
 def prepare_input(settings: Settings, config: RunConfig) -> Path:
     return pipeline.resolve_input(settings, config, _log)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def ingest(settings: Settings, config: RunConfig, input_path: Path) -> None:
-    """Retried once: a transient lock on the build database (another run finishing) clears."""
-    pipeline.ingest(settings, config, input_path, _log)
+def ingest(settings: Settings, config: RunConfig, input_path: Path, version: str) -> None:
+    """Retried once: a transient lock on the build database (a reader finishing) clears."""
+    pipeline.ingest(settings, config, input_path, version, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -46,8 +52,8 @@ def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
 
 
 @task(cache_policy=NO_CACHE)
-def build_features(settings: Settings, config: RunConfig, input_path: Path) -> dict[str, Any]:
-    pipeline.build_features(settings, config, input_path, _log)
+def build_features(settings: Settings, config: RunConfig, input_path: Path, version: str) -> dict[str, Any]:
+    pipeline.build_features(settings, config, input_path, version, _log)
     return pipeline.warehouse_counts(settings)
 
 
@@ -79,9 +85,17 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
                             as_of: str | None = None, top_n: int = 20,
                             horizon_days: int | None = None) -> dict[str, Any]:
     settings = Settings.from_env(home)
-    settings.ensure_dirs()
     config = RunConfig(input_path=Path(input_path) if input_path else None, as_of=as_of, top_n=top_n,
                        horizon_days=horizon_days)
+    # One run per home, also when a deployment starts the flow (re-entrant: `recsys run` holds it already).
+    with runlock.hold(settings.home):
+        settings.ensure_dirs()
+        clean_leftovers(settings)
+        return _run(settings, config)
+
+
+def _run(settings: Settings, config: RunConfig) -> dict[str, Any]:
+    """The run's steps, under the run lock; the run's record (also in runs.duckdb)."""
     started = datetime.now(timezone.utc)
     version = pipeline.new_version(started)
     run: dict[str, Any] = {"run_id": version, "model_version": version, "status": "failed",
@@ -97,11 +111,11 @@ def recommendation_pipeline(home: str | None = None, input_path: str | None = No
         source = prepare_input(settings, config)
         run["input_path"] = str(source)
         lap("input")
-        ingest(settings, config, source)
+        ingest(settings, config, source, version)
         scale = choose_time_scale(settings, config)
         config = replace(config, horizon_days=scale.horizon_days)
         run.update(horizon_days=scale.horizon_days, time_scale=scale.reason)
-        counts = build_features(settings, config, source)
+        counts = build_features(settings, config, source, version)
         run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
                    as_of=counts["as_of"])
         lap("warehouse")

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from ml.config import ConfigError, RunConfig, Settings
 from ml.export import ExportError
+from ml.prefect_server import PrefectServerError
 from ml.published import PublishedError
+from ml.runlock import HomeBusy
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -81,21 +83,29 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(message: str) -> None:
+    print(message, flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import recommendation_pipeline
+    from ml import runlock
     from ml.export import check_export
+    from ml.prefect_server import prefect_api
 
     RunConfig(top_n=args.top_n, as_of=args.as_of, horizon_days=args.horizon_days)  # refuse bad settings now
     if args.input:
         check_export(args.input)
-    run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
-                                  as_of=args.as_of, top_n=args.top_n, horizon_days=args.horizon_days)
+    # The lock before the server: a busy home is refused at once, and nothing is started.
+    with runlock.hold(args.settings.home, wait=args.wait, on_wait=_progress), prefect_api(args.settings, _progress):
+        run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
+                                      as_of=args.as_of, top_n=args.top_n, horizon_days=args.horizon_days)
     print(summary(args.settings, run))
     return RUN_EXIT_CODES.get(run["status"], 1)
 
 
-# What cron and Prefect see: 0 published, 2 refused input (see main), 3 rejected by the gate
-# (the old lists stay), 1 anything else.
+# What cron and Prefect see: 0 published, 2 refused input or a busy home (see main), 3 rejected
+# by the gate (the old lists stay), 1 anything else.
 RUN_EXIT_CODES = {"published": 0, "published_cold_start": 0, "rejected": 3}
 
 
@@ -160,8 +170,13 @@ def _metrics_table(metrics: dict[str, dict]) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.published:
-        return _evaluate_published(args)
+    from ml import runlock
+
+    with runlock.hold(args.settings.home, wait=args.wait, on_wait=_progress):  # it builds in the home too
+        return _evaluate_published(args) if args.published else _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from ml.evaluate import evaluate_export
 
     out = Path(args.out) if args.out else args.settings.reports_dir / "evaluation"
@@ -209,8 +224,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from prefect import serve
 
     from flows.pipeline import deployment
+    from ml.prefect_server import prefect_api
 
-    serve(deployment(cron=args.cron, home=str(args.settings.home), input_path=args.input))
+    with prefect_api(args.settings, _progress):  # each scheduled run takes the home's run lock itself
+        serve(deployment(cron=args.cron, home=str(args.settings.home), input_path=args.input))
     return 0
 
 
@@ -225,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-n", type=int, default=20, help="recommendations per user")
     run.add_argument("--horizon-days", type=int,
                      help="label window in days (default: chosen from the export's span and purchase rhythm)")
+    run.add_argument("--wait", action="store_true",
+                     help="when another run holds the home, wait for it instead of refusing (exit code 2)")
     run.set_defaults(func=_cmd_run)
 
     info = sub.add_parser("info", help="where everything lives, and the last run")
@@ -241,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-baselines", action="store_true", help="judge the ranker against popularity only")
     ev.add_argument("--published", help="judge these lists instead of training: a serving database "
                                         "(.duckdb) or a parquet of user_id, item_id, rank")
+    ev.add_argument("--wait", action="store_true", help="when a run holds the home, wait for it")
     ev.set_defaults(func=_cmd_evaluate)
 
     query = sub.add_parser("query", help="run SQL against the published serving database (read-only)")
@@ -311,9 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     args.settings = Settings.from_env(args.home)
     try:
         return args.func(args)
-    except (ExportError, PublishedError, ConfigError) as error:
+    except (ExportError, PublishedError, ConfigError, HomeBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except PrefectServerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

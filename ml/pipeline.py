@@ -7,6 +7,7 @@ judge the ranker and the simple baselines on the newest window and choose the li
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ml import dataset, evaluation, runs, timescale, training
+from ml import dataset, evaluation, runs, serving, timescale, training
 from ml.config import RunConfig, Settings
 from ml.evaluate_baselines import gate_specs, judge_baselines, spec_named
 from ml.features import uninformative
@@ -59,6 +60,26 @@ def new_version(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S%fZ")
 
 
+def clean_leftovers(settings: Settings, log: Log = print) -> None:
+    """Remove, and say so, what killed runs left in the home. Called under the run lock, so no
+    other run is using any of it:
+
+    - temp files of a publication killed half-way (``serving.remove_abandoned_temp_files``);
+    - a build database with a WAL, or DuckDB's spill directory beside it: a build was killed.
+      Every run rebuilds every table of the build database, so it goes rather than being replayed.
+    """
+    for path in serving.remove_abandoned_temp_files(settings.serving_db):
+        log(f"removed {path}, left by a publication that was killed half-way")
+    wal, spill = Path(f"{settings.build_db}.wal"), Path(f"{settings.build_db}.tmp")
+    if wal.exists():
+        settings.build_db.unlink(missing_ok=True)
+        wal.unlink()
+        log(f"removed {settings.build_db} and its WAL, left by a killed build; this run builds it anew")
+    if spill.is_dir():
+        shutil.rmtree(spill)
+        log(f"removed {spill}, DuckDB's spill files of a killed build")
+
+
 def resolve_input(settings: Settings, config: RunConfig, log: Log = print) -> Path:
     """The export to use: the given one, or the generated demo export (made once per home)."""
     if config.input_path is not None:
@@ -77,10 +98,16 @@ def _dbt_progress(log: Log) -> Callable[[str, str, float], None]:
     return lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)")
 
 
-def ingest(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+def _run_vars(config: RunConfig, input_path: Path, version: str, **extra: Any) -> dict[str, Any]:
+    """The dbt variables of a run's builds. Each is stamped with the run's version, which every
+    ``pub_*`` table carries on (``build_version()``): publish refuses a build another run mixed into."""
+    return dbt_vars(input_path, config.as_of, **config.dbt_overrides(), model_version=version, **extra)
+
+
+def ingest(settings: Settings, config: RunConfig, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
     setting but the input changes them, and the time scale is chosen from what they hold."""
-    return run_dbt(settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
+    return run_dbt(settings, "build", _run_vars(config, input_path, version),
                    select="tag:ingest", indirect_selection="buildable", on_node=_dbt_progress(log))
 
 
@@ -93,16 +120,18 @@ def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
         return timescale.choose_horizon(con, config.labelled_cutoffs)
 
 
-def build_features(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+def build_features(settings: Settings, config: RunConfig, input_path: Path, version: str,
+                   log: Log = print) -> DbtResult:
     """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables)."""
-    return run_dbt(settings, "build", dbt_vars(input_path, config.as_of, **config.dbt_overrides()),
+    return run_dbt(settings, "build", _run_vars(config, input_path, version),
                    exclude="tag:ingest tag:serving", indirect_selection="buildable", on_node=_dbt_progress(log))
 
 
 def build_warehouse(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
     """Ingest and features in one go, for a horizon that is already known (``recsys evaluate``)."""
-    ingest(settings, config, input_path, log)
-    return build_features(settings, config, input_path, log)
+    version = new_version()
+    ingest(settings, config, input_path, version, log)
+    return build_features(settings, config, input_path, version, log)
 
 
 def warehouse_counts(settings: Settings) -> dict[str, Any]:
@@ -267,6 +296,6 @@ def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
 def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path, version: str,
                          generated_at: datetime, log: Log = print) -> DbtResult:
     """dbt build of the pub_* tables (contracts and tests) from the scores just written."""
-    variables = dbt_vars(input_path, config.as_of, **config.dbt_overrides(), top_n=config.top_n,
-                         model_version=version, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
+    variables = _run_vars(config, input_path, version, top_n=config.top_n,
+                          generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
     return run_dbt(settings, "build", variables, select="tag:serving", on_node=_dbt_progress(log))

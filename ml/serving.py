@@ -22,6 +22,7 @@ import fcntl
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -146,6 +147,9 @@ def _columns(ddl: str) -> list[str]:
 
 
 COLUMNS = {name: _columns(ddl) for name, ddl in TABLES.items()}
+# Every pub_* table carries the version of the run whose build made it (dbt's build_version());
+# items, similar_items and user_profiles keep it in the build only.
+STAMP = "model_version"
 ALL_TABLES = (*TABLES, "category_top_items", "publication")
 
 # --------------------------------------------------------------------------------------------
@@ -287,15 +291,52 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
 
 
 @contextmanager
-def _publish_lock(serving_db: Path) -> Iterator[None]:
-    """Serialise publishers of the same serving file (readers never take this lock)."""
+def _publish_lock(serving_db: Path, wait: bool = True) -> Iterator[bool]:
+    """Serialise publishers of the same serving file (readers never take this lock). Yields
+    whether it is held: without ``wait``, False when another publisher holds it."""
     lock_path = serving_db.parent / f".{serving_db.name}.publish.lock"
     with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _temp_path(serving_db: Path) -> Path:
+    """Where a publication builds its new file (hidden, unique to this publication)."""
+    return serving_db.parent / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
+
+
+def _temp_glob(serving_db: Path) -> str:
+    """Every :func:`_temp_path`, with its WAL and spill directory; never the serving file."""
+    return f".{serving_db.stem}.*.tmp.duckdb*"
+
+
+def remove_abandoned_temp_files(serving_db: Path) -> list[Path]:
+    """Remove the temp files of publications killed half-way, and return them.
+
+    A publisher holds the publish lock from creating its temp file until it is renamed or
+    removed, so while the lock is free every temp file is abandoned. When another publisher
+    holds it, nothing is touched.
+    """
+    serving_db = Path(serving_db).resolve()
+    if not serving_db.parent.is_dir():
+        return []
+    with _publish_lock(serving_db, wait=False) as held:
+        if not held:
+            return []
+        abandoned = sorted(serving_db.parent.glob(_temp_glob(serving_db)))
+        for path in abandoned:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    return abandoned
 
 
 def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, list[str]]]:
@@ -310,6 +351,19 @@ def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, l
         if name in TABLES and name not in found:
             found[name] = (f'build."{schema}"."{table}"', list(cols))
     return found
+
+
+def _other_builds(con: duckdb.DuckDBPyConnection, found: dict[str, tuple[str, list[str]]],
+                  model_version: str) -> list[str]:
+    """The pub_* tables holding rows stamped by another build than ``model_version``'s: another
+    run rebuilt part of the warehouse under this one (a mixed file must never be published)."""
+    problems = []
+    for name in TABLES:
+        stamps = con.execute(f"SELECT DISTINCT {STAMP} FROM {found[name][0]} ORDER BY 1").fetchall()
+        others = [version for (version,) in stamps if version != model_version]
+        if others:
+            problems.append(f"pub_{name} comes from build(s) {', '.join(map(str, others))}")
+    return problems
 
 
 def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> tuple[list[str], list[str]]:
@@ -374,7 +428,8 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
     The build database is attached READ_ONLY: the caller must not hold a read-write
     connection to it in this same process (DuckDB refuses to attach a file twice).
     Raises :class:`PublishError` (old serving file untouched, temp file removed) when a table
-    is missing, a column is missing, a constraint fails or a validation rule is broken.
+    is missing, a column is missing (the ``model_version`` stamp included), a table holds rows
+    of another build than ``model_version``'s, a constraint fails or a validation rule is broken.
     ``threads`` caps DuckDB's threads for the copy (leave CPU to readers on the same host).
     """
     t0 = time.perf_counter()
@@ -385,7 +440,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
     as_of = _naive_utc(as_of)
 
     with _publish_lock(serving_db):
-        tmp = serving_db.parent / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
+        tmp = _temp_path(serving_db)
         con = None
         try:
             con = duckdb.connect(str(tmp))
@@ -404,11 +459,16 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                 if name not in found:
                     problems.append(f"table pub_{name} is missing")
                     continue
-                absent = [c for c in cols if c not in found[name][1]]
+                required = dict.fromkeys([*cols, STAMP])  # the stamp, also where the serving table drops it
+                absent = [c for c in required if c not in found[name][1]]
                 if absent:
                     problems.append(f"pub_{name} lacks column(s) {', '.join(absent)}")
             if problems:
                 raise PublishError("refusing to publish: " + "; ".join(problems))
+            mixed = _other_builds(con, found, model_version)
+            if mixed:
+                raise PublishError(f"refusing to publish a mixed build: publishing {model_version}, but "
+                                   + "; ".join(mixed) + " (did another run rebuild the warehouse meanwhile?)")
 
             for name, ddl in TABLES.items():
                 con.execute(f"CREATE TABLE {name} ({ddl})")
@@ -437,11 +497,6 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             gen_fb = con.execute("SELECT max(generated_at) FROM fallback_recommendations").fetchone()[0]
             generated_at = max([g for g in (gen, gen_fb) if g is not None],
                                default=_naive_utc(datetime.now(timezone.utc)))
-            mv = {r[0] for r in con.execute(
-                "SELECT DISTINCT model_version FROM recommendations UNION "
-                "SELECT DISTINCT model_version FROM fallback_recommendations").fetchall()}
-            if mv - {model_version}:
-                warnings.append(f"rows carry model_version(s) {sorted(mv)} but publishing {model_version!r}")
             con.execute(PUBLICATION_DDL)
             con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?, ?)",
                         [model_version, generated_at, as_of, n_users, n_rows, list_source])

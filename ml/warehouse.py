@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ml.children import dies_with_us
 from ml.config import PROJECT_ROOT, Settings
 
 PROFILES_DIR = PROJECT_ROOT / "dbt_project"
@@ -78,8 +79,9 @@ def run_dbt(
 
     result = DbtResult(command=command)
     errors: list[str] = []
+    # dies_with_us: a killed run must not leave dbt writing the build database under the next one
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env, cwd=PROJECT_ROOT) as process:
+                          env=env, cwd=PROJECT_ROOT, preexec_fn=dies_with_us()) as process:
         assert process.stdout is not None
         for line in process.stdout:
             event = _parse_event(line)

@@ -1,6 +1,7 @@
 """Publishing the serving database and the marketplace's queries on it (ml/serving.py)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import subprocess
@@ -39,11 +40,12 @@ def _items():
 
 def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
                   extra_sql: str = "") -> Path:
-    """A small build database with the ``pub_*`` tables the pipeline produces."""
+    """A small build database with the ``pub_*`` tables the pipeline produces, every row
+    stamped with ``model_version`` (the build's run)."""
     con = duckdb.connect(str(path))
     con.execute("""CREATE OR REPLACE TABLE pub_items (item_id VARCHAR, category_id VARCHAR,
-                   price_rub DOUBLE, popularity DOUBLE)""")
-    con.executemany("INSERT INTO pub_items VALUES (?, ?, ?, ?)", _items())
+                   price_rub DOUBLE, popularity DOUBLE, model_version VARCHAR)""")
+    con.executemany("INSERT INTO pub_items VALUES (?, ?, ?, ?, ?)", [(*row, model_version) for row in _items()])
     con.execute("""CREATE OR REPLACE TABLE pub_recommendations (user_id VARCHAR, item_id VARCHAR,
                    rank INTEGER, score DOUBLE, reason VARCHAR, model_version VARCHAR,
                    generated_at TIMESTAMP)""")
@@ -65,17 +67,18 @@ def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
             fb.append((platform, str(item), r, 1.0 / r, f"popular:{platform}", model_version, GEN))
     con.executemany("INSERT INTO pub_fallback_recommendations VALUES (?, ?, ?, ?, ?, ?, ?)", fb)
     con.execute("""CREATE OR REPLACE TABLE pub_similar_items (item_id VARCHAR, similar_item_id VARCHAR,
-                   rank INTEGER, score DOUBLE, support_users INTEGER, confidence DOUBLE, lift DOUBLE)""")
-    sim = [(ITEM_WITH_PAIRS, s, r, 1.0 / r, 10 - r, 0.5 / r, 2.0)
+                   rank INTEGER, score DOUBLE, support_users INTEGER, confidence DOUBLE, lift DOUBLE,
+                   model_version VARCHAR)""")
+    sim = [(ITEM_WITH_PAIRS, s, r, 1.0 / r, 10 - r, 0.5 / r, 2.0, model_version)
            for r, s in enumerate(["1005", "1002", "1010", "1003", "1025"], start=1)]
-    sim += [("1002", "1001", 1, 1.0, 9, 0.4, 2.0)]
-    con.executemany("INSERT INTO pub_similar_items VALUES (?, ?, ?, ?, ?, ?, ?)", sim)
+    sim += [("1002", "1001", 1, 1.0, 9, 0.4, 2.0, model_version)]
+    con.executemany("INSERT INTO pub_similar_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", sim)
     con.execute("""CREATE OR REPLACE TABLE pub_user_profiles (user_id VARCHAR, platform VARCHAR,
-                   price_median_rub DOUBLE, price_spread DOUBLE, top_category_id VARCHAR)""")
-    con.executemany("INSERT INTO pub_user_profiles VALUES (?, ?, ?, ?, ?)", [
-        (WARM_FULL, "iOS", 300.0, 0.5, "502"),
-        (WARM_SHORT, "Android", 300.0, 0.5, "501"),
-        (KNOWN_COLD, "Android", 250.0, 0.5, "501"),
+                   price_median_rub DOUBLE, price_spread DOUBLE, top_category_id VARCHAR, model_version VARCHAR)""")
+    con.executemany("INSERT INTO pub_user_profiles VALUES (?, ?, ?, ?, ?, ?)", [
+        (WARM_FULL, "iOS", 300.0, 0.5, "502", model_version),
+        (WARM_SHORT, "Android", 300.0, 0.5, "501", model_version),
+        (KNOWN_COLD, "Android", 250.0, 0.5, "501", model_version),
     ])
     if extra_sql:
         con.execute(extra_sql)
@@ -137,8 +140,15 @@ def test_publish_result_and_schema(published):
 
 
 @pytest.mark.parametrize("extra_sql, message", [
-    ("INSERT INTO pub_recommendations VALUES ('101', '1001', 3, 0.1, 'x', 'v1', TIMESTAMP '2023-08-14')",
+    ("INSERT INTO pub_recommendations VALUES ('101', '1001', 3, 0.1, 'x', 'v2', TIMESTAMP '2023-08-14')",
      "duplicate (user_id, rank)"),
+    # another run rebuilt the features under this one: its items, profiles, pairs and popular lists
+    ("UPDATE pub_items SET model_version = 'v9'; UPDATE pub_user_profiles SET model_version = 'v9'; "
+     "UPDATE pub_similar_items SET model_version = 'v9'; UPDATE pub_fallback_recommendations SET model_version = 'v9'",
+     "mixed build: publishing v2, but pub_fallback_recommendations comes from build(s) v9; pub_similar_items "
+     "comes from build(s) v9; pub_items comes from build(s) v9; pub_user_profiles comes from build(s) v9 "),
+    ("UPDATE pub_items SET model_version = 'v9' WHERE item_id = '1001'", "pub_items comes from build(s) v9"),
+    ("ALTER TABLE pub_user_profiles DROP COLUMN model_version", "pub_user_profiles lacks column(s) model_version"),
     ("UPDATE pub_recommendations SET rank = rank + 1 WHERE user_id = '102'", "not 1..n"),
     ("UPDATE pub_recommendations SET item_id = '1003' WHERE user_id = '102' AND rank = 2", "repeat an item"),
     ("DELETE FROM pub_fallback_recommendations WHERE platform = 'iOS'", "platform(s) iOS"),
@@ -146,7 +156,7 @@ def test_publish_result_and_schema(published):
     ("ALTER TABLE pub_items DROP COLUMN popularity", "lacks column(s) popularity"),
     ("UPDATE pub_recommendations SET item_id = NULL WHERE rank = 1", "NOT NULL"),
     ("UPDATE pub_recommendations SET score = 'nan'::DOUBLE WHERE rank = 1", "non-finite"),
-    ("INSERT INTO pub_user_profiles VALUES ('101', 'iOS', 1, 1, '1')", "PRIMARY KEY"),
+    ("INSERT INTO pub_user_profiles VALUES ('101', 'iOS', 1, 1, '1', 'v2')", "PRIMARY KEY"),
 ])
 def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
     _, serving_db, _ = published
@@ -159,9 +169,29 @@ def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
     assert sorted(p.name for p in serving_db.parent.iterdir() if not p.name.endswith(".lock")) == [serving_db.name]
 
 
+def test_abandoned_temp_files_are_removed_never_a_publication_under_way(published):
+    """What a publisher killed half-way left; the serving file and the lock stay."""
+    _, serving_db, _ = published
+    before = serving_db.read_bytes()
+    temp = serving_db.parent / ".recommendations.4000000.0123456789ab.tmp.duckdb"
+    abandoned = [temp, Path(f"{temp}.wal"), Path(f"{temp}.tmp")]
+    for path in abandoned[:2]:
+        path.write_bytes(b"half written")
+    abandoned[2].mkdir()  # DuckDB's spill directory
+    (abandoned[2] / "spill.block").write_bytes(b"spilled")
+    with open(serving_db.parent / ".recommendations.duckdb.publish.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a publication under way: its temp file is not abandoned
+        assert serving.remove_abandoned_temp_files(serving_db) == []
+    assert all(path.exists() for path in abandoned)
+    assert serving.remove_abandoned_temp_files(serving_db) == sorted(abandoned)
+    assert sorted(p.name for p in serving_db.parent.iterdir()) == [".recommendations.duckdb.publish.lock",
+                                                                   "recommendations.duckdb"]
+    assert serving_db.read_bytes() == before
+
+
 def test_empty_recommendations_refused_unless_allowed(tmp_path, published):
     _, serving_db, _ = published
-    cold = make_build_db(tmp_path / "cold.duckdb", recs_users=0)
+    cold = make_build_db(tmp_path / "cold.duckdb", model_version="v2", recs_users=0)
     with pytest.raises(PublishError, match="recommendations is empty"):
         publish(cold, serving_db, model_version="v2", as_of=AS_OF)
     result = publish(cold, serving_db, model_version="v2", as_of=AS_OF, require_recommendations=False)
@@ -401,21 +431,21 @@ PAGE_SQL = """
 UPDATE pub_items SET price_rub = 1800 WHERE item_id = '1019';
 UPDATE pub_items SET price_rub = NULL WHERE item_id = '1012';
 INSERT INTO pub_similar_items
-SELECT '1011', s, r, 1.0 / r, 5, 0.1, 2.0
+SELECT '1011', s, r, 1.0 / r, 5, 0.1, 2.0, 'v1'
 FROM (VALUES ('1019', 1), ('1013', 2), ('1014', 3), ('1012', 4), ('1099', 5), ('1040', 6), ('1005', 7),
              ('1022', 8), ('1031', 9), ('1023', 10), ('1002', 11), ('1004', 12)) t(s, r);
 INSERT INTO pub_recommendations VALUES
     ('103', '1023', 1, 1.0, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
     ('103', '1014', 2, 0.5, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
     ('103', '2150', 3, 0.3, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00');
-INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, NULL), ('203', 'iOS', 0.0, 0.5, '501'),
-    ('204', 'Site', 400.0, 0.5, '503'), ('205', 'Windows', 300.0, 0.5, '501');
-INSERT INTO pub_items VALUES ('3001', '504', 300.0, 10.0), ('3002', '501', NULL, 10.0),
-    ('2300', '503', 300.0, 0.5);
+INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, NULL, 'v1'), ('203', 'iOS', 0.0, 0.5, '501', 'v1'),
+    ('204', 'Site', 400.0, 0.5, '503', 'v1'), ('205', 'Windows', 300.0, 0.5, '501', 'v1');
+INSERT INTO pub_items VALUES ('3001', '504', 300.0, 10.0, 'v1'), ('3002', '501', NULL, 10.0, 'v1'),
+    ('2300', '503', 300.0, 0.5, 'v1');
 INSERT INTO pub_items
 SELECT CAST(i AS VARCHAR), '503',
        CASE WHEN i > 2200 THEN 300.0 ELSE 1000.0 + 100 * (((i - 2000) // 2) % 20) END,
-       1000.0 - (i - 2000) // 2
+       1000.0 - (i - 2000) // 2, 'v1'
 FROM range(2001, 2251) r(i);
 """
 

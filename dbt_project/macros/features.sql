@@ -27,8 +27,15 @@
     (select cutoff_at from {{ ref('int_cutoffs') }} where cutoff_index = 0)
 {%- endmacro %}
 
-{#- The columns that stamp a published list with the model and time that made it. -#}
+{#- The version of the run whose build the features at hand come from: stamped on ingest
+    (int_export_window), carried by int_cutoffs, which every feature build rebuilds first. Every
+    published table carries it, so publish can refuse tables another run rebuilt meanwhile. -#}
+{% macro build_version() -%}
+    (select model_version from {{ ref('int_cutoffs') }} where cutoff_index = 0)
+{%- endmacro %}
+
+{#- The columns that stamp a published list with the build and time that made it. -#}
 {% macro publication_stamp() -%}
-    {{ string_var('model_version') }}          as model_version,
+    {{ build_version() }}                      as model_version,
     {{ timestamp_var('generated_at') }}        as generated_at
 {%- endmacro %}

@@ -7,5 +7,6 @@
 select
     k                                          as cutoff_index,
     serve_at - to_days({{ h }} * k)            as cutoff_at,
-    case when k > 0 then serve_at - to_days({{ h }} * (k - 1)) end as label_end_at
+    case when k > 0 then serve_at - to_days({{ h }} * (k - 1)) end as label_end_at,
+    model_version                              -- the build these cutoffs belong to (build_version())
 from {{ ref('int_export_window') }}, range(0, {{ int_var('labelled_cutoffs') | int }} + 1) as indexes(k)

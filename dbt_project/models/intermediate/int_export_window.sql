@@ -19,6 +19,7 @@ select
     min(line_items.event_at) filter (where line_items.event_at < bounds.serve_at) as first_event_at,
     max(line_items.event_at) filter (where line_items.event_at < bounds.serve_at) as last_event_at,
     count(*) filter (where line_items.event_at < bounds.serve_at and line_items.event_type = 'purchase')
-                                                              as n_purchase_lines
+                                                              as n_purchase_lines,
+    {{ string_var('model_version') }}                         as model_version
 from {{ ref('int_line_items') }} as line_items
 cross join bounds

@@ -36,6 +36,7 @@ select
     score,
     support_users::integer                     as support_users,
     confidence,
-    lift
+    lift,
+    {{ build_version() }}                      as model_version
 from best_signal
 qualify rank <= {{ int_var('top_n') }}

@@ -5,6 +5,7 @@ select
     users.platform,
     users.price_median_rub,
     users.price_spread,
-    users.top_category_id
+    users.top_category_id,
+    {{ build_version() }}                      as model_version
 from {{ ref('user_features') }} as users
 where users.cutoff_at = {{ serving_cutoff() }}
