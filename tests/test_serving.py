@@ -353,7 +353,10 @@ READER_SCRIPT = textwrap.dedent("""
     stop = pathlib.Path(sys.argv[3])
     held = serving.open_serving(sys.argv[2])  # a connection held open on the first file throughout
     print("ready", flush=True)
-    while not stop.exists():
+    final = deadline = None  # the stop file names the last version: read until it is seen (30 s at most)
+    while final is None or (final not in seen and time.monotonic() < deadline):
+        if final is None and stop.exists():
+            final, deadline = stop.read_text(), time.monotonic() + 30
         try:
             cur = reader.cursor()
             for uid in ("101", "102", "201", "999"):
@@ -384,7 +387,7 @@ def test_publish_while_another_process_reads(tmp_path, published):
         for i, b in enumerate(builds, start=2):
             publish(b, serving_db, model_version=f"v{i}", as_of=AS_OF)
             time.sleep(0.3)
-        stop.touch()
+        stop.write_text("v5")
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
