@@ -42,8 +42,17 @@ SERVING_ALIAS = "serving"
 # Re-ordering of the product-page list for a known user (see docs/serving.md).
 IN_LIST_BOOST = 0.5          # +50 % when the item is also in the user's personal list
 TOP_CATEGORY_BOOST = 0.25    # +25 % when the item is in the user's top category
-PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's median price are penalised ...
+PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's tier price are penalised ...
 # ... by the factor (ceiling / price): an item at 2 x the ceiling keeps half its score.
+# user_profiles.price_tier is floor(log2(the user's median price in RUB)), so the median lies in
+# [2^tier, 2^(tier + 1)) RUB (docs/privacy.md: the exact median is not published); the tier
+# price is that band's geometric middle.
+TIER_PRICE_SQL = "pow(2.0, {tier} + 0.5)"
+
+# The only reasons a personal list may give (plus 'baseline:<name>'): none tells which items
+# the user bought or viewed (docs/privacy.md).
+PUBLISHED_REASONS = ("personal", "trending", "popular")
+_REASONS = ", ".join(f"'{reason}'" for reason in PUBLISHED_REASONS)
 
 # Product page of a new item (no bought-together rows): the candidates are its category's
 # CATEGORY_TOP_K most popular items (table category_top_items, built on publish), re-ranked by
@@ -57,12 +66,12 @@ SAME_CATEGORY_SCORE = ("t.popularity / (1 + abs(ln((coalesce(t.price_rub, 0) + 1
 # Schema of the serving database (docs/architecture.md). Order of the dict = creation order.
 # --------------------------------------------------------------------------------------------
 TABLES: dict[str, str] = {
-    "recommendations": """
+    "recommendations": f"""
         user_id        VARCHAR   NOT NULL,
         item_id        VARCHAR   NOT NULL,
         rank           INTEGER   NOT NULL CHECK (rank >= 1),
         score          DOUBLE    NOT NULL,
-        reason         VARCHAR,
+        reason         VARCHAR   CHECK (reason IN ({_REASONS}) OR reason LIKE 'baseline:%'),
         model_version  VARCHAR   NOT NULL,
         generated_at   TIMESTAMP NOT NULL""",
     "fallback_recommendations": """
@@ -90,8 +99,7 @@ TABLES: dict[str, str] = {
     "user_profiles": """
         user_id          VARCHAR NOT NULL PRIMARY KEY,
         platform         VARCHAR NOT NULL,
-        price_median_rub DOUBLE,
-        price_spread     DOUBLE,
+        price_tier       INTEGER,
         top_category_id  VARCHAR""",
 }
 
@@ -187,8 +195,8 @@ WITH anchor AS (
     SELECT i.item_id, i.category_id, i.price_rub FROM items i WHERE i.item_id = CAST(item AS VARCHAR)
 ),
 prof AS (
-    SELECT p.platform, p.price_median_rub, p.top_category_id FROM user_profiles p
-    WHERE p.user_id = CAST(uid AS VARCHAR)
+    SELECT p.platform, {TIER_PRICE_SQL.format(tier="p.price_tier")} AS tier_price, p.top_category_id
+    FROM user_profiles p WHERE p.user_id = CAST(uid AS VARCHAR)
 ),
 mine AS (
     SELECT r.item_id FROM recommendations r WHERE r.user_id = CAST(uid AS VARCHAR)
@@ -228,9 +236,8 @@ scored AS (
                * (CASE WHEN it.category_id IS NOT NULL
                         AND it.category_id = (SELECT top_category_id FROM prof)
                        THEN {1 + TOP_CATEGORY_BOOST} ELSE 1.0 END)
-               * (CASE WHEN it.price_rub > {PRICE_CEILING_FACTOR} * (SELECT price_median_rub FROM prof)
-                        AND (SELECT price_median_rub FROM prof) > 0
-                       THEN {PRICE_CEILING_FACTOR} * (SELECT price_median_rub FROM prof) / it.price_rub
+               * (CASE WHEN it.price_rub > {PRICE_CEILING_FACTOR} * (SELECT tier_price FROM prof)
+                       THEN {PRICE_CEILING_FACTOR} * (SELECT tier_price FROM prof) / it.price_rub
                        ELSE 1.0 END)
            ELSE 1.0 / log2(c.src_rank + 1) END AS final_score,
            k.is_known AS personalised
@@ -553,7 +560,8 @@ FROM similar_items WHERE item_id = ? ORDER BY rank LIMIT ?"""
 # (primary key), its category's top items (index); no category or no other top item: the
 # fallback list of the user's platform.
 _BOUGHT_ALL_SQL = "SELECT similar_item_id, rank, score FROM similar_items WHERE item_id = ? ORDER BY rank"
-_PROFILE_SQL = "SELECT price_median_rub, top_category_id, platform FROM user_profiles WHERE user_id = ?"
+_PROFILE_SQL = (f"SELECT {TIER_PRICE_SQL.format(tier='price_tier')}, top_category_id, platform "
+                "FROM user_profiles WHERE user_id = ?")
 _MINE_SQL = "SELECT item_id FROM recommendations WHERE user_id = ?"
 _ITEM_ATTRS_SQL = "SELECT item_id, category_id, price_rub FROM items WHERE item_id = ANY(?)"
 _ANCHOR_SQL = "SELECT category_id, price_rub FROM items WHERE item_id = ?"
@@ -618,7 +626,7 @@ def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | N
 class _User(NamedTuple):
     known: bool                    # has a profile or a list: the re-ordering applies
     mine: frozenset[str]           # the items of the user's list
-    median: float | None
+    tier_price: float | None
     top_category: str | None
     platform: str | None
 
@@ -631,8 +639,8 @@ def _user(con: duckdb.DuckDBPyConnection, user_id: str | None) -> _User:
         return _ANONYMOUS
     profile = con.execute(_PROFILE_SQL, [user_id]).fetchone()
     mine = frozenset(r[0] for r in con.execute(_MINE_SQL, [user_id]).fetchall())
-    median, top_category, platform = profile if profile is not None else (None, None, None)
-    return _User(profile is not None or bool(mine), mine, median, top_category, platform)
+    tier_price, top_category, platform = profile if profile is not None else (None, None, None)
+    return _User(profile is not None or bool(mine), mine, tier_price, top_category, platform)
 
 
 def _with_attrs(con: duckdb.DuckDBPyConnection, rows: list[tuple], user: _User) -> list[tuple]:
@@ -645,7 +653,7 @@ def _with_attrs(con: duckdb.DuckDBPyConnection, rows: list[tuple], user: _User) 
 
 
 def _final_score(src_rank: int, in_list: bool, category: str | None, price: float | None,
-                 median: float | None, top_category: str | None) -> float:
+                 tier_price: float | None, top_category: str | None) -> float:
     """``final_score`` of the related_items macro (no factor applies without a profile or a
     list); the factors are applied in the macro's order, so the floats are identical."""
     score = 1.0 / math.log2(src_rank + 1)
@@ -653,8 +661,8 @@ def _final_score(src_rank: int, in_list: bool, category: str | None, price: floa
         score *= 1 + IN_LIST_BOOST
     if category is not None and category == top_category:
         score *= 1 + TOP_CATEGORY_BOOST
-    if price is not None and median is not None and median > 0 and price > PRICE_CEILING_FACTOR * median:
-        score *= PRICE_CEILING_FACTOR * median / price
+    if price is not None and tier_price is not None and price > PRICE_CEILING_FACTOR * tier_price:
+        score *= PRICE_CEILING_FACTOR * tier_price / price
     return score
 
 
@@ -662,7 +670,7 @@ def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User,
                n: int) -> list[dict[str, Any]]:
     """The macro's ``scored`` and final order for ``candidates`` = (item, src_rank, score,
     category, price), cut to ``n``."""
-    scored = sorted(((_final_score(src_rank, cand in user.mine, category, price, user.median, user.top_category),
+    scored = sorted(((_final_score(src_rank, cand in user.mine, category, price, user.tier_price, user.top_category),
                       src_rank, cand, score) for cand, src_rank, score, category, price in candidates),
                     key=lambda r: (-r[0], r[1], r[2]))  # final_score DESC, src_rank, item_id
     return [{"for_item_id": item_id, "item_id": cand, "rank": rank, "score": score,

@@ -46,7 +46,7 @@ def test_recommendations_warm_and_cold(shared_client):
     body = client.get(f"/recommendations/{WARM_FULL}").json()
     assert body["source"] == "personal" and body["model_version"] == "v1"
     assert len(body["items"]) == 20 and body["items"][0] == {
-        "item_id": "1021", "rank": 1, "score": 1.0, "reason": "ranker", "source": "personal"}
+        "item_id": "1021", "rank": 1, "score": 1.0, "reason": "personal", "source": "personal"}
     assert body["generated_at"] == "2023-08-14T03:00:00"
     assert len(client.get(f"/recommendations/{WARM_FULL}?n=3").json()["items"]) == 3
     assert client.get(f"/recommendations/{KNOWN_COLD}").json()["source"] == "fallback:Android"

@@ -23,7 +23,7 @@ CUTOFF = datetime(2023, 8, 10)
 K = 10
 # A profile whose platform has no fallback list: the macro falls back to 'all'.
 ODD_PLATFORM = "205"
-ODD_PLATFORM_SQL = f"INSERT INTO pub_user_profiles VALUES ('{ODD_PLATFORM}', 'TV', NULL, NULL, NULL)"
+ODD_PLATFORM_SQL = f"INSERT INTO pub_user_profiles VALUES ('{ODD_PLATFORM}', 'TV', NULL, NULL)"
 
 # The serving fixture of tests/test_serving.py: 101 has items 1021..1040 at ranks 1..20,
 # 102 has 1003, 1002, 1004 (Android), 201 has a profile (Android) and no list. The Android
