@@ -77,15 +77,19 @@ def _cmd_api(args: argparse.Namespace) -> int:
     from ml.api import serve
 
     print(f"serving {args.settings.serving_db} on http://{args.host}:{args.port}", flush=True)
-    serve(args.settings.serving_db, host=args.host, port=args.port, log_level=args.log_level)
+    serve(args.settings.serving_db, host=args.host, port=args.port, log_level=args.log_level,
+          home=args.settings.home)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import recommendation_pipeline
+    from ml import privacy
     from ml.export import check_export
 
     RunConfig(top_n=args.top_n, as_of=args.as_of, horizon_days=args.horizon_days)  # refuse bad settings now
+    privacy.serving_file_mode()
+    privacy.publish_key(args.settings.home)
     if args.input:
         check_export(args.input)
     run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,

@@ -33,6 +33,8 @@ from typing import Any, Iterator, NamedTuple
 
 import duckdb
 
+from ml import privacy
+
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("Site", "Android", "iOS")
@@ -140,7 +142,9 @@ CREATE TABLE publication (
     as_of         TIMESTAMP NOT NULL,
     n_users       BIGINT    NOT NULL,
     n_rows        BIGINT    NOT NULL,
-    list_source   VARCHAR   NOT NULL
+    list_source   VARCHAR   NOT NULL,
+    pseudonymized BOOLEAN   NOT NULL,
+    pseudonym_key_id VARCHAR
 )"""
 
 
@@ -250,6 +254,7 @@ FROM scored
 ORDER BY final_score DESC, src_rank, item_id
 LIMIT n
 """,
+    "pseudonym": privacy.PSEUDONYM_MACRO,
 }
 
 
@@ -303,6 +308,26 @@ def _publish_lock(serving_db: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _private_dir(serving_db: Path) -> Path:
+    """Where the new file is built: a directory only the owner may enter, so the temp file, its
+    WAL and DuckDB's spill files (created with the process umask) are never open to others."""
+    private = serving_db.parent / f".{serving_db.stem}.publishing"
+    private.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(private, 0o700)
+    return private
+
+
+def _register_pseudonyms(con: duckdb.DuckDBPyConnection, key: bytes,
+                         found: dict[str, tuple[str, list[str]]]) -> None:
+    """``pseudonyms (user_id, pseudonym)`` for every user of the build, made by the API's own
+    function, as a TEMP table: it lives in this connection's memory, never in the file."""
+    users = [row[0] for row in con.execute(" UNION ".join(
+        f"SELECT user_id FROM {found[name][0]}" for name in TABLES if "user_id" in COLUMNS[name])).fetchall()
+        if row[0] is not None]
+    con.execute("CREATE TEMP TABLE pseudonyms AS SELECT unnest($1::VARCHAR[]) AS user_id, "
+                "unnest($2::VARCHAR[]) AS pseudonym", [users, privacy.pseudonyms(key, users)])
 
 
 def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, list[str]]]:
@@ -371,7 +396,8 @@ def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> 
 
 def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: datetime,
             list_source: str = "ranker", require_recommendations: bool = True,
-            threads: int | None = None) -> PublishResult:
+            threads: int | None = None, pseudonym_key: bytes | None = None,
+            file_mode: int | None = None) -> PublishResult:
     """Build a new serving file from ``build_db``'s ``pub_*`` tables and swap it in atomically.
 
     ``list_source`` says what made the personal lists (``ranker``, ``baseline:<name>`` when a
@@ -383,6 +409,12 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
     Raises :class:`PublishError` (old serving file untouched, temp file removed) when a table
     is missing, a column is missing, a constraint fails or a validation rule is broken.
     ``threads`` caps DuckDB's threads for the copy (leave CPU to readers on the same host).
+
+    Privacy (docs/privacy.md): the file is built in a directory only the owner can enter and
+    gets ``file_mode`` (default :func:`ml.privacy.serving_file_mode`, 0600) before it is swapped
+    in, so no other user can open it, its WAL or its temp files at any point. With
+    ``pseudonym_key`` every user id is written as its pseudonym (never the raw id, not even in
+    free pages), and the publication records the key's id.
     """
     t0 = time.perf_counter()
     build_db, serving_db = Path(build_db).resolve(), Path(serving_db).resolve()
@@ -390,9 +422,11 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
         raise PublishError(f"build database {build_db} does not exist")
     serving_db.parent.mkdir(parents=True, exist_ok=True)
     as_of = _naive_utc(as_of)
+    file_mode = privacy.serving_file_mode() if file_mode is None else file_mode
 
     with _publish_lock(serving_db):
-        tmp = serving_db.parent / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
+        private = _private_dir(serving_db)
+        tmp = private / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
         con = None
         try:
             con = duckdb.connect(str(tmp))
@@ -416,12 +450,18 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                     problems.append(f"pub_{name} lacks column(s) {', '.join(absent)}")
             if problems:
                 raise PublishError("refusing to publish: " + "; ".join(problems))
+            if pseudonym_key is not None:
+                _register_pseudonyms(con, pseudonym_key, found)
 
             for name, ddl in TABLES.items():
                 con.execute(f"CREATE TABLE {name} ({ddl})")
                 cols = ", ".join(COLUMNS[name])
+                source = found[name][0]
+                if pseudonym_key is not None and "user_id" in COLUMNS[name]:
+                    source = (f"(SELECT b.* REPLACE (p.pseudonym AS user_id) FROM {source} b "
+                              "LEFT JOIN pseudonyms p ON p.user_id = b.user_id)")
                 try:
-                    con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {found[name][0]} "
+                    con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {source} "
                                 f"ORDER BY {SORT_KEYS[name]}")
                 except duckdb.Error as exc:
                     raise PublishError(f"refusing to publish: copying pub_{name} failed: {exc}") from exc
@@ -450,8 +490,10 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             if mv - {model_version}:
                 warnings.append(f"rows carry model_version(s) {sorted(mv)} but publishing {model_version!r}")
             con.execute(PUBLICATION_DDL)
-            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?, ?)",
-                        [model_version, generated_at, as_of, n_users, n_rows, list_source])
+            key_id = None if pseudonym_key is None else privacy.key_id(pseudonym_key)
+            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [model_version, generated_at, as_of, n_users, n_rows, list_source,
+                         key_id is not None, key_id])
             row_counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                           for name in ALL_TABLES}
             con.execute("CHECKPOINT")
@@ -467,6 +509,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                 log.warning("removing stale %s (the serving db must only be opened read-only)", stale_wal)
                 stale_wal.unlink()
             size = tmp.stat().st_size
+            os.chmod(tmp, file_mode)
             os.replace(tmp, serving_db)
             _fsync_path(serving_db.parent, directory=True)
         except BaseException:
@@ -678,6 +721,13 @@ def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User,
             for rank, (final, src_rank, cand, score) in enumerate(scored[:n], start=1)]
 
 
+def pseudonym_key_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The id of the key the file's user ids were made with; None: they are the raw ids (also
+    in files published before pseudonyms existed)."""
+    rows = _rows(con.execute("SELECT * FROM publication"))
+    return rows[0].get("pseudonym_key_id") if rows else None
+
+
 def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """The publication row plus row counts of every serving table."""
     info = _rows(con.execute("SELECT * FROM publication"))
@@ -724,6 +774,7 @@ class ServingReader:
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._sig: tuple | None = None
+        self._key_id: str | None = None        # pseudonym_key_id of the current file
         self._checked = 0.0
         self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
         self._loading: tuple | None = None      # signature of the file being opened and warmed
@@ -779,6 +830,7 @@ class ServingReader:
             self._retired.append((time.monotonic(), self._con))
             self.reloads += 1
         self._con, self._sig = con, sig
+        self._key_id = pseudonym_key_id(con)
         self.opened_at = datetime.now(timezone.utc)
 
     def _reap(self, now: float) -> None:
@@ -796,11 +848,16 @@ class ServingReader:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A fresh cursor on the current file; use one per request, close it afterwards."""
+        return self.session()[0]
+
+    def session(self) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+        """:meth:`cursor` and that file's :func:`pseudonym_key_id`, taken together: the file
+        may be replaced between two separate calls."""
         with self._lock:
             self._refresh()
             if self._con is None:
                 raise ServingUnavailable(f"no serving database at {self.path}")
-            return cursor(self._con)
+            return cursor(self._con), self._key_id
 
     def close(self) -> None:
         if self._loader is not None:

@@ -115,6 +115,7 @@ def test_publish_result_and_schema(published):
     assert result.row_counts["fallback_recommendations"] == 100
     assert result.generated_at == GEN and result.as_of == AS_OF
     assert [p.name for p in serving_db.parent.iterdir() if ".tmp" in p.name] == []
+    assert list(serving._private_dir(serving_db).iterdir()) == []
     c = duckdb.connect(str(serving_db), read_only=True)
     try:
         cols = c.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
@@ -122,8 +123,10 @@ def test_publish_result_and_schema(published):
         assert dict(cols)["recommendations"] == ["user_id", "item_id", "rank", "score", "reason",
                                                  "model_version", "generated_at"]
         assert dict(cols)["publication"] == ["model_version", "generated_at", "as_of", "n_users", "n_rows",
-                                               "list_source"]
-        assert c.execute("SELECT model_version, n_users, n_rows FROM publication").fetchall() == [("v1", 2, 23)]
+                                               "list_source", "pseudonymized", "pseudonym_key_id"]
+        assert dict(cols)["user_profiles"] == ["user_id", "platform", "price_tier", "top_category_id"]
+        assert c.execute("SELECT model_version, n_users, n_rows, pseudonymized, pseudonym_key_id "
+                         "FROM publication").fetchall() == [("v1", 2, 23, False, None)]
         nullable = c.execute("SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'recommendations' "
                              "AND column_name = 'user_id'").fetchone()[0]
         assert nullable is False
@@ -156,7 +159,10 @@ def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
         publish(bad, serving_db, model_version="v2", as_of=AS_OF)
     assert message.lower() in str(err.value).lower()
     assert (serving_db.stat().st_ino, serving_db.read_bytes()) == before
-    assert sorted(p.name for p in serving_db.parent.iterdir() if not p.name.endswith(".lock")) == [serving_db.name]
+    private = serving._private_dir(serving_db)
+    assert sorted(p.name for p in serving_db.parent.iterdir()
+                  if not p.name.endswith(".lock") and p != private) == [serving_db.name]
+    assert list(private.iterdir()) == []
 
 
 def test_empty_recommendations_refused_unless_allowed(tmp_path, published):
