@@ -13,7 +13,8 @@ that a publisher waits for: publishers write a different file and ``os.replace``
 When the serving file's user ids are pseudonyms (``publication.pseudonymized``, see
 ``ml.privacy``), requests still name users by their raw id: the service maps it with the key
 it was given (``recsys api`` reads the home's ``secrets/pseudonym.key``), and answers 503 when
-it has no key or another one.
+it has no key or another one. The interactive ``/docs`` page loads Swagger UI from a CDN, so it
+is off unless asked for (``recsys api --docs``); ``/openapi.json`` is always served.
 """
 from __future__ import annotations
 
@@ -50,11 +51,12 @@ def _json(body: dict) -> Response:
 
 
 def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key: bytes | None = None,
-               key_source: str = "given to the service") -> FastAPI:
+               key_source: str = "given to the service", docs: bool = False) -> FastAPI:
     """The ASGI app; ``check_interval`` bounds how often the file is ``stat``-ed.
 
     ``pseudonym_key`` maps raw user ids when the file holds pseudonyms (``key_source`` says
-    where it came from, for the error).
+    where it came from, for the error). ``docs`` serves the Swagger page, whose script and
+    style come from a CDN: development only.
     """
     reader = serving.ServingReader(Path(serving_db), check_interval=check_interval)
 
@@ -75,7 +77,7 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
         yield
         reader.close()
 
-    app = FastAPI(title="recsys serving", version="1", docs_url="/docs", redoc_url=None,
+    app = FastAPI(title="recsys serving", version="1", docs_url="/docs" if docs else None, redoc_url=None,
                   lifespan=lifespan)
     app.state.reader = reader
 
@@ -168,12 +170,12 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
 
 
 def serve(serving_db: Path, host: str = "127.0.0.1", port: int = 8000, *,
-          log_level: str = "warning", home: Path | None = None) -> None:
+          log_level: str = "warning", home: Path | None = None, docs: bool = False) -> None:
     """Run the service with uvicorn (blocking); ``home``'s pseudonym key, if it has one, maps
     user ids when the file holds pseudonyms."""
     import uvicorn
 
     key = privacy.load_key(home) if home is not None else None
     where = str(privacy.key_path(home)) if home is not None else "no home given"
-    uvicorn.run(create_app(serving_db, pseudonym_key=key, key_source=where), host=host, port=port,
+    uvicorn.run(create_app(serving_db, pseudonym_key=key, key_source=where, docs=docs), host=host, port=port,
                 log_level=log_level, access_log=False)

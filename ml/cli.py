@@ -78,7 +78,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
     print(f"serving {args.settings.serving_db} on http://{args.host}:{args.port}", flush=True)
     serve(args.settings.serving_db, host=args.host, port=args.port, log_level=args.log_level,
-          home=args.settings.home)
+          home=args.settings.home, docs=args.docs)
     return 0
 
 
@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--log-level", default="warning", help="uvicorn log level")
+    api.add_argument("--docs", action="store_true",
+                     help="serve the interactive /docs page (loads Swagger UI from a CDN: development only)")
     api.set_defaults(func=_cmd_api)
 
     return parser

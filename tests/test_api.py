@@ -165,3 +165,16 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_no_page_loads_assets_from_a_cdn(serving_db):
+    """/docs (Swagger UI from a CDN) and /redoc are off by default; the schema stays."""
+    with TestClient(api.create_app(serving_db)) as client:
+        assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+        assert client.get("/openapi.json").json()["paths"].keys() >= {"/recommendations/{user_id}", "/health"}
+        for route in client.app.routes:
+            if "GET" in getattr(route, "methods", ()) and "{" not in route.path:
+                body = client.get(route.path).text
+                assert "cdn" not in body and "<script" not in body, route.path
+    with TestClient(api.create_app(serving_db, docs=True)) as client:  # recsys api --docs: development
+        assert "cdn.jsdelivr.net" in client.get("/docs").text
