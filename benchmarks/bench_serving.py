@@ -64,7 +64,7 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
     gen = "TIMESTAMP '2023-08-14 03:00:00'"
     con.execute(f"""CREATE TABLE pub_recommendations AS
         SELECT g.user_id, it.item_id, g.rank, 1.0 / g.rank AS score,
-               'ranker' AS reason, 'bench' AS model_version, {gen} AS generated_at
+               'personal' AS reason, 'bench' AS model_version, {gen} AS generated_at
         FROM (SELECT {uid} AS user_id, CAST(r AS INTEGER) AS rank,
                      (hash(i) % {items // recs}) * {recs} + r - 1 AS item_n
               FROM range({users}) u(i) CROSS JOIN range(1, {recs} + 1) t(r)) g
@@ -72,7 +72,7 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
     # (each user gets a block of consecutive item numbers, so a list never repeats an item)
     con.execute(f"""CREATE TABLE pub_user_profiles AS
         SELECT {uid} AS user_id, (['Site', 'Android', 'iOS'])[1 + i % 3] AS platform,
-               CAST(500 + i % 5000 AS DOUBLE) AS price_median_rub, 0.5 AS price_spread,
+               CAST(floor(log2(500 + i % 5000)) AS INTEGER) AS price_tier,
                CAST(1000000 + i % {categories} AS VARCHAR) AS top_category_id, 'bench' AS model_version
         FROM range({users + cold_users}) u(i)""")
     con.execute(f"""CREATE TABLE pub_fallback_recommendations AS

@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ml import pipeline, runlock, runs, serving
+from ml import pipeline, privacy, runlock, runs, serving
 from ml.config import RunConfig, Settings
 from ml.timescale import TimeScale
 
@@ -75,9 +75,11 @@ def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def publish(settings: Settings, version: str, as_of: datetime, list_source: str) -> dict[str, Any]:
-    """Retried: publishing only ever swaps in a complete file, so a retry is always safe."""
+    """Retried: publishing only ever swaps in a complete file, so a retry is always safe.
+    User ids are pseudonymised when the home's pseudonym mode is on (ml/privacy.py)."""
     return asdict(serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of,
-                                  list_source=list_source, require_recommendations=list_source != "cold_start"))
+                                  list_source=list_source, require_recommendations=list_source != "cold_start",
+                                  pseudonym_key=privacy.publish_key(settings.home)))
 
 
 @flow(name="recommendation-pipeline", log_prints=True)

@@ -9,6 +9,12 @@ runs, and queries are always parameterised. The serving file is opened read-only
 see ``ml.serving``) and reopened when a new file is published (checked by ``stat`` at most
 every ``check_interval`` seconds), so no restart is needed. The service never takes a lock
 that a publisher waits for: publishers write a different file and ``os.replace`` it.
+
+When the serving file's user ids are pseudonyms (``publication.pseudonymized``, see
+``ml.privacy``), requests still name users by their raw id: the service maps it with the key
+it was given (``recsys api`` reads the home's ``secrets/pseudonym.key``), and answers 503 when
+it has no key or another one. The interactive ``/docs`` page loads Swagger UI from a CDN, so it
+is off unless asked for (``recsys api --docs``); ``/openapi.json`` is always served.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from ml import serving
+from ml import privacy, serving
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +50,34 @@ def _json(body: dict) -> Response:
     return Response(json.dumps(body, default=_iso, separators=(",", ":")), media_type="application/json")
 
 
-def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
-    """The ASGI app; ``check_interval`` bounds how often the file is ``stat``-ed."""
+def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key: bytes | None = None,
+               key_source: str = "given to the service", docs: bool = False) -> FastAPI:
+    """The ASGI app; ``check_interval`` bounds how often the file is ``stat``-ed.
+
+    ``pseudonym_key`` maps raw user ids when the file holds pseudonyms (``key_source`` says
+    where it came from, for the error). ``docs`` serves the Swagger page, whose script and
+    style come from a CDN: development only.
+    """
     reader = serving.ServingReader(Path(serving_db), check_interval=check_interval)
+
+    def session(user_id: str | None) -> tuple[duckdb.DuckDBPyConnection, str | None, bool]:
+        """A cursor, the user id as the file spells it, and whether the file's ids are pseudonyms."""
+        cur, key_id = reader.session()
+        try:
+            key = privacy.reader_key(key_id, pseudonym_key, key_source)
+        except privacy.PseudonymKeyError:
+            cur.close()
+            raise
+        if key is not None and user_id is not None:
+            user_id = privacy.pseudonym(key, user_id)
+        return cur, user_id, key is not None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         reader.close()
 
-    app = FastAPI(title="recsys serving", version="1", docs_url="/docs", redoc_url=None,
+    app = FastAPI(title="recsys serving", version="1", docs_url="/docs" if docs else None, redoc_url=None,
                   lifespan=lifespan)
     app.state.reader = reader
 
@@ -69,6 +93,12 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
     async def _unavailable(request: Request, exc: serving.ServingUnavailable) -> JSONResponse:
         return JSONResponse(status_code=503, content={"error": "no serving database published yet"})
 
+    @app.exception_handler(privacy.PseudonymKeyError)
+    async def _no_key(request: Request, exc: privacy.PseudonymKeyError) -> JSONResponse:
+        log.error("%s", exc)
+        return JSONResponse(status_code=503, content={"error": "the service cannot map user ids to the "
+                                                               "serving file's pseudonyms", "detail": str(exc)})
+
     @app.exception_handler(ValueError)
     async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"error": "invalid request", "rule": ID_RULE,
@@ -83,9 +113,9 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
     def recommendations(user_id: UserId,
                         n: Annotated[int, Query(ge=1, le=MAX_N)] = 20,
                         platform: Literal["Site", "Android", "iOS"] | None = None) -> Response:
-        cur = reader.cursor()
+        cur, file_user_id, _ = session(user_id)
         try:
-            rows = serving.recommendations_for_user(cur, user_id, n=n, platform=platform)
+            rows = serving.recommendations_for_user(cur, file_user_id, n=n, platform=platform)
         finally:
             cur.close()
         first = rows[0] if rows else {}
@@ -102,9 +132,9 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
     def similar(item_id: ItemId,
                 user_id: Annotated[str | None, Query(pattern=ID_PATTERN, description=ID_RULE)] = None,
                 n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> Response:
-        cur = reader.cursor()
+        cur, file_user_id, _ = session(user_id)
         try:
-            rows = serving.similar_items(cur, item_id, user_id=user_id, n=n)
+            rows = serving.similar_items(cur, item_id, user_id=file_user_id, n=n)
         finally:
             cur.close()
         return _json({
@@ -118,7 +148,7 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
 
     @app.get("/health")
     def health() -> Response:
-        cur = reader.cursor()
+        cur, _, pseudonymized = session(None)
         try:
             info = serving.publication_info(cur)
         finally:
@@ -131,6 +161,7 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
             "n_users": info.get("n_users"),
             "n_rows": info.get("n_rows"),
             "row_counts": info["row_counts"],
+            "pseudonymized": pseudonymized,
             "opened_at": _iso(reader.opened_at),
             "reloads": reader.reloads,
         })
@@ -139,9 +170,12 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05) -> FastAPI:
 
 
 def serve(serving_db: Path, host: str = "127.0.0.1", port: int = 8000, *,
-          log_level: str = "warning") -> None:
-    """Run the service with uvicorn (blocking)."""
+          log_level: str = "warning", home: Path | None = None, docs: bool = False) -> None:
+    """Run the service with uvicorn (blocking); ``home``'s pseudonym key, if it has one, maps
+    user ids when the file holds pseudonyms."""
     import uvicorn
 
-    uvicorn.run(create_app(serving_db), host=host, port=port, log_level=log_level,
-                access_log=False)
+    key = privacy.load_key(home) if home is not None else None
+    where = str(privacy.key_path(home)) if home is not None else "no home given"
+    uvicorn.run(create_app(serving_db, pseudonym_key=key, key_source=where, docs=docs), host=host, port=port,
+                log_level=log_level, access_log=False)

@@ -79,7 +79,8 @@ def _cmd_api(args: argparse.Namespace) -> int:
     from ml.api import serve
 
     print(f"serving {args.settings.serving_db} on http://{args.host}:{args.port}", flush=True)
-    serve(args.settings.serving_db, host=args.host, port=args.port, log_level=args.log_level)
+    serve(args.settings.serving_db, host=args.host, port=args.port, log_level=args.log_level,
+          home=args.settings.home, docs=args.docs)
     return 0
 
 
@@ -89,11 +90,13 @@ def _progress(message: str) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import recommendation_pipeline
-    from ml import runlock
+    from ml import privacy, runlock
     from ml.export import check_export
     from ml.prefect_server import prefect_api
 
     RunConfig(top_n=args.top_n, as_of=args.as_of, horizon_days=args.horizon_days)  # refuse bad settings now
+    privacy.serving_file_mode()
+    privacy.publish_key(args.settings.home)
     if args.input:
         check_export(args.input)
     # The lock before the server: a busy home is refused at once, and nothing is started.
@@ -319,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--log-level", default="warning", help="uvicorn log level")
+    api.add_argument("--docs", action="store_true",
+                     help="serve the interactive /docs page (loads Swagger UI from a CDN: development only)")
     api.set_defaults(func=_cmd_api)
 
     return parser

@@ -22,6 +22,8 @@ Rows of the report (``evaluation.json`` in the out dir, default ``<home>/reports
 
 A parquet has no fallback: only its lists, as given, on the warm buyers. When the
 publication's ``as_of`` is after T its lists have seen the window and the result says so.
+When the serving database's user ids are pseudonyms, the export's ids are mapped with the
+home's key (``ml.privacy``); without it, or with another key, the evaluation is refused.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from ml import privacy
 from ml.config import Settings
 from ml.export import check_export
 from ml.metrics import evaluate_lists
@@ -154,6 +157,15 @@ def _attach_serving(con: duckdb.DuckDBPyConnection, path: Path) -> PublishedList
     return PublishedLists(con, served=True, publication=publication)
 
 
+def _published_key(settings: Settings, lists: PublishedLists) -> bytes | None:
+    """The home's pseudonym key when the lists' user ids are pseudonyms, else None."""
+    key_id = (lists.publication or {}).get("pseudonym_key_id")
+    try:
+        return privacy.reader_key(key_id, privacy.load_key(settings.home), str(privacy.key_path(settings.home)))
+    except privacy.PseudonymKeyError as error:
+        raise PublishedError(str(error)) from None
+
+
 def _first_line(error: Exception) -> str:
     return str(error).splitlines()[0]
 
@@ -231,7 +243,11 @@ def evaluate_published(settings: Settings, input_path: Path, published_path: Pat
     check_export(input_path)
     cutoff_at = pd.Timestamp(cutoff).to_pydatetime()
     with open_published(published_path) as lists:
+        key = _published_key(settings, lists)
         history, truth = window(settings, input_path, cutoff_at, horizon_days)
+        if key is not None:  # judge the lists under the ids they were published with
+            history, truth = (frame.assign(user_id=privacy.pseudonyms(key, frame["user_id"]))
+                              for frame in (history, truth))
         result = judge(lists, history, truth, cutoff_at, k)
         result["published"] = {"path": str(published_path),
                                "kind": "serving database" if lists.served else "parquet",

@@ -34,6 +34,8 @@ from typing import Any, Iterator, NamedTuple
 
 import duckdb
 
+from ml import privacy
+
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("Site", "Android", "iOS")
@@ -43,8 +45,17 @@ SERVING_ALIAS = "serving"
 # Re-ordering of the product-page list for a known user (see docs/serving.md).
 IN_LIST_BOOST = 0.5          # +50 % when the item is also in the user's personal list
 TOP_CATEGORY_BOOST = 0.25    # +25 % when the item is in the user's top category
-PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's median price are penalised ...
+PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's tier price are penalised ...
 # ... by the factor (ceiling / price): an item at 2 x the ceiling keeps half its score.
+# user_profiles.price_tier is floor(log2(the user's median price in RUB)), so the median lies in
+# [2^tier, 2^(tier + 1)) RUB (docs/privacy.md: the exact median is not published); the tier
+# price is that band's geometric middle.
+TIER_PRICE_SQL = "pow(2.0, {tier} + 0.5)"
+
+# The only reasons a personal list may give (plus 'baseline:<name>'): none tells which items
+# the user bought or viewed (docs/privacy.md).
+PUBLISHED_REASONS = ("personal", "trending", "popular")
+_REASONS = ", ".join(f"'{reason}'" for reason in PUBLISHED_REASONS)
 
 # Product page of a new item (no bought-together rows): the candidates are its category's
 # CATEGORY_TOP_K most popular items (table category_top_items, built on publish), re-ranked by
@@ -58,12 +69,12 @@ SAME_CATEGORY_SCORE = ("t.popularity / (1 + abs(ln((coalesce(t.price_rub, 0) + 1
 # Schema of the serving database (docs/architecture.md). Order of the dict = creation order.
 # --------------------------------------------------------------------------------------------
 TABLES: dict[str, str] = {
-    "recommendations": """
+    "recommendations": f"""
         user_id        VARCHAR   NOT NULL,
         item_id        VARCHAR   NOT NULL,
         rank           INTEGER   NOT NULL CHECK (rank >= 1),
         score          DOUBLE    NOT NULL,
-        reason         VARCHAR,
+        reason         VARCHAR   CHECK (reason IN ({_REASONS}) OR reason LIKE 'baseline:%'),
         model_version  VARCHAR   NOT NULL,
         generated_at   TIMESTAMP NOT NULL""",
     "fallback_recommendations": """
@@ -91,8 +102,7 @@ TABLES: dict[str, str] = {
     "user_profiles": """
         user_id          VARCHAR NOT NULL PRIMARY KEY,
         platform         VARCHAR NOT NULL,
-        price_median_rub DOUBLE,
-        price_spread     DOUBLE,
+        price_tier       INTEGER,
         top_category_id  VARCHAR""",
 }
 
@@ -133,7 +143,9 @@ CREATE TABLE publication (
     as_of         TIMESTAMP NOT NULL,
     n_users       BIGINT    NOT NULL,
     n_rows        BIGINT    NOT NULL,
-    list_source   VARCHAR   NOT NULL
+    list_source   VARCHAR   NOT NULL,
+    pseudonymized BOOLEAN   NOT NULL,
+    pseudonym_key_id VARCHAR
 )"""
 
 
@@ -191,8 +203,8 @@ WITH anchor AS (
     SELECT i.item_id, i.category_id, i.price_rub FROM items i WHERE i.item_id = CAST(item AS VARCHAR)
 ),
 prof AS (
-    SELECT p.platform, p.price_median_rub, p.top_category_id FROM user_profiles p
-    WHERE p.user_id = CAST(uid AS VARCHAR)
+    SELECT p.platform, {TIER_PRICE_SQL.format(tier="p.price_tier")} AS tier_price, p.top_category_id
+    FROM user_profiles p WHERE p.user_id = CAST(uid AS VARCHAR)
 ),
 mine AS (
     SELECT r.item_id FROM recommendations r WHERE r.user_id = CAST(uid AS VARCHAR)
@@ -232,9 +244,8 @@ scored AS (
                * (CASE WHEN it.category_id IS NOT NULL
                         AND it.category_id = (SELECT top_category_id FROM prof)
                        THEN {1 + TOP_CATEGORY_BOOST} ELSE 1.0 END)
-               * (CASE WHEN it.price_rub > {PRICE_CEILING_FACTOR} * (SELECT price_median_rub FROM prof)
-                        AND (SELECT price_median_rub FROM prof) > 0
-                       THEN {PRICE_CEILING_FACTOR} * (SELECT price_median_rub FROM prof) / it.price_rub
+               * (CASE WHEN it.price_rub > {PRICE_CEILING_FACTOR} * (SELECT tier_price FROM prof)
+                       THEN {PRICE_CEILING_FACTOR} * (SELECT tier_price FROM prof) / it.price_rub
                        ELSE 1.0 END)
            ELSE 1.0 / log2(c.src_rank + 1) END AS final_score,
            k.is_known AS personalised
@@ -247,6 +258,7 @@ FROM scored
 ORDER BY final_score DESC, src_rank, item_id
 LIMIT n
 """,
+    "pseudonym": privacy.PSEUDONYM_MACRO,
 }
 
 
@@ -307,9 +319,18 @@ def _publish_lock(serving_db: Path, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def _private_dir(serving_db: Path) -> Path:
+    """Where the new file is built: a directory only the owner may enter, so the temp file, its
+    WAL and DuckDB's spill files (created with the process umask) are never open to others."""
+    private = serving_db.parent / f".{serving_db.stem}.publishing"
+    private.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(private, 0o700)
+    return private
+
+
 def _temp_path(serving_db: Path) -> Path:
-    """Where a publication builds its new file (hidden, unique to this publication)."""
-    return serving_db.parent / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
+    """Where a publication builds its new file (hidden, private, unique to this publication)."""
+    return _private_dir(serving_db) / f".{serving_db.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp.duckdb"
 
 
 def _temp_glob(serving_db: Path) -> str:
@@ -330,13 +351,24 @@ def remove_abandoned_temp_files(serving_db: Path) -> list[Path]:
     with _publish_lock(serving_db, wait=False) as held:
         if not held:
             return []
-        abandoned = sorted(serving_db.parent.glob(_temp_glob(serving_db)))
+        abandoned = sorted(_private_dir(serving_db).glob(_temp_glob(serving_db)))
         for path in abandoned:
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink()
     return abandoned
+
+
+def _register_pseudonyms(con: duckdb.DuckDBPyConnection, key: bytes,
+                         found: dict[str, tuple[str, list[str]]]) -> None:
+    """``pseudonyms (user_id, pseudonym)`` for every user of the build, made by the API's own
+    function, as a TEMP table: it lives in this connection's memory, never in the file."""
+    users = [row[0] for row in con.execute(" UNION ".join(
+        f"SELECT user_id FROM {found[name][0]}" for name in TABLES if "user_id" in COLUMNS[name])).fetchall()
+        if row[0] is not None]
+    con.execute("CREATE TEMP TABLE pseudonyms AS SELECT unnest($1::VARCHAR[]) AS user_id, "
+                "unnest($2::VARCHAR[]) AS pseudonym", [users, privacy.pseudonyms(key, users)])
 
 
 def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, list[str]]]:
@@ -418,7 +450,8 @@ def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> 
 
 def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: datetime,
             list_source: str = "ranker", require_recommendations: bool = True,
-            threads: int | None = None) -> PublishResult:
+            threads: int | None = None, pseudonym_key: bytes | None = None,
+            file_mode: int | None = None) -> PublishResult:
     """Build a new serving file from ``build_db``'s ``pub_*`` tables and swap it in atomically.
 
     ``list_source`` says what made the personal lists (``ranker``, ``baseline:<name>`` when a
@@ -431,6 +464,12 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
     is missing, a column is missing (the ``model_version`` stamp included), a table holds rows
     of another build than ``model_version``'s, a constraint fails or a validation rule is broken.
     ``threads`` caps DuckDB's threads for the copy (leave CPU to readers on the same host).
+
+    Privacy (docs/privacy.md): the file is built in a directory only the owner can enter and
+    gets ``file_mode`` (default :func:`ml.privacy.serving_file_mode`, 0600) before it is swapped
+    in, so no other user can open it, its WAL or its temp files at any point. With
+    ``pseudonym_key`` every user id is written as its pseudonym (never the raw id, not even in
+    free pages), and the publication records the key's id.
     """
     t0 = time.perf_counter()
     build_db, serving_db = Path(build_db).resolve(), Path(serving_db).resolve()
@@ -438,6 +477,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
         raise PublishError(f"build database {build_db} does not exist")
     serving_db.parent.mkdir(parents=True, exist_ok=True)
     as_of = _naive_utc(as_of)
+    file_mode = privacy.serving_file_mode() if file_mode is None else file_mode
 
     with _publish_lock(serving_db):
         tmp = _temp_path(serving_db)
@@ -469,12 +509,18 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             if mixed:
                 raise PublishError(f"refusing to publish a mixed build: publishing {model_version}, but "
                                    + "; ".join(mixed) + " (did another run rebuild the warehouse meanwhile?)")
+            if pseudonym_key is not None:
+                _register_pseudonyms(con, pseudonym_key, found)
 
             for name, ddl in TABLES.items():
                 con.execute(f"CREATE TABLE {name} ({ddl})")
                 cols = ", ".join(COLUMNS[name])
+                source = found[name][0]
+                if pseudonym_key is not None and "user_id" in COLUMNS[name]:
+                    source = (f"(SELECT b.* REPLACE (p.pseudonym AS user_id) FROM {source} b "
+                              "LEFT JOIN pseudonyms p ON p.user_id = b.user_id)")
                 try:
-                    con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {found[name][0]} "
+                    con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {source} "
                                 f"ORDER BY {SORT_KEYS[name]}")
                 except duckdb.Error as exc:
                     raise PublishError(f"refusing to publish: copying pub_{name} failed: {exc}") from exc
@@ -498,8 +544,10 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             generated_at = max([g for g in (gen, gen_fb) if g is not None],
                                default=_naive_utc(datetime.now(timezone.utc)))
             con.execute(PUBLICATION_DDL)
-            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?, ?)",
-                        [model_version, generated_at, as_of, n_users, n_rows, list_source])
+            key_id = None if pseudonym_key is None else privacy.key_id(pseudonym_key)
+            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [model_version, generated_at, as_of, n_users, n_rows, list_source,
+                         key_id is not None, key_id])
             row_counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                           for name in ALL_TABLES}
             con.execute("CHECKPOINT")
@@ -515,6 +563,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                 log.warning("removing stale %s (the serving db must only be opened read-only)", stale_wal)
                 stale_wal.unlink()
             size = tmp.stat().st_size
+            os.chmod(tmp, file_mode)
             os.replace(tmp, serving_db)
             _fsync_path(serving_db.parent, directory=True)
         except BaseException:
@@ -608,7 +657,8 @@ FROM similar_items WHERE item_id = ? ORDER BY rank LIMIT ?"""
 # (primary key), its category's top items (index); no category or no other top item: the
 # fallback list of the user's platform.
 _BOUGHT_ALL_SQL = "SELECT similar_item_id, rank, score FROM similar_items WHERE item_id = ? ORDER BY rank"
-_PROFILE_SQL = "SELECT price_median_rub, top_category_id, platform FROM user_profiles WHERE user_id = ?"
+_PROFILE_SQL = (f"SELECT {TIER_PRICE_SQL.format(tier='price_tier')}, top_category_id, platform "
+                "FROM user_profiles WHERE user_id = ?")
 _MINE_SQL = "SELECT item_id FROM recommendations WHERE user_id = ?"
 _ITEM_ATTRS_SQL = "SELECT item_id, category_id, price_rub FROM items WHERE item_id = ANY(?)"
 _ANCHOR_SQL = "SELECT category_id, price_rub FROM items WHERE item_id = ?"
@@ -673,7 +723,7 @@ def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | N
 class _User(NamedTuple):
     known: bool                    # has a profile or a list: the re-ordering applies
     mine: frozenset[str]           # the items of the user's list
-    median: float | None
+    tier_price: float | None
     top_category: str | None
     platform: str | None
 
@@ -686,8 +736,8 @@ def _user(con: duckdb.DuckDBPyConnection, user_id: str | None) -> _User:
         return _ANONYMOUS
     profile = con.execute(_PROFILE_SQL, [user_id]).fetchone()
     mine = frozenset(r[0] for r in con.execute(_MINE_SQL, [user_id]).fetchall())
-    median, top_category, platform = profile if profile is not None else (None, None, None)
-    return _User(profile is not None or bool(mine), mine, median, top_category, platform)
+    tier_price, top_category, platform = profile if profile is not None else (None, None, None)
+    return _User(profile is not None or bool(mine), mine, tier_price, top_category, platform)
 
 
 def _with_attrs(con: duckdb.DuckDBPyConnection, rows: list[tuple], user: _User) -> list[tuple]:
@@ -700,7 +750,7 @@ def _with_attrs(con: duckdb.DuckDBPyConnection, rows: list[tuple], user: _User) 
 
 
 def _final_score(src_rank: int, in_list: bool, category: str | None, price: float | None,
-                 median: float | None, top_category: str | None) -> float:
+                 tier_price: float | None, top_category: str | None) -> float:
     """``final_score`` of the related_items macro (no factor applies without a profile or a
     list); the factors are applied in the macro's order, so the floats are identical."""
     score = 1.0 / math.log2(src_rank + 1)
@@ -708,8 +758,8 @@ def _final_score(src_rank: int, in_list: bool, category: str | None, price: floa
         score *= 1 + IN_LIST_BOOST
     if category is not None and category == top_category:
         score *= 1 + TOP_CATEGORY_BOOST
-    if price is not None and median is not None and median > 0 and price > PRICE_CEILING_FACTOR * median:
-        score *= PRICE_CEILING_FACTOR * median / price
+    if price is not None and tier_price is not None and price > PRICE_CEILING_FACTOR * tier_price:
+        score *= PRICE_CEILING_FACTOR * tier_price / price
     return score
 
 
@@ -717,12 +767,19 @@ def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User,
                n: int) -> list[dict[str, Any]]:
     """The macro's ``scored`` and final order for ``candidates`` = (item, src_rank, score,
     category, price), cut to ``n``."""
-    scored = sorted(((_final_score(src_rank, cand in user.mine, category, price, user.median, user.top_category),
+    scored = sorted(((_final_score(src_rank, cand in user.mine, category, price, user.tier_price, user.top_category),
                       src_rank, cand, score) for cand, src_rank, score, category, price in candidates),
                     key=lambda r: (-r[0], r[1], r[2]))  # final_score DESC, src_rank, item_id
     return [{"for_item_id": item_id, "item_id": cand, "rank": rank, "score": score,
              "final_score": final, "source": source, "src_rank": src_rank, "personalised": user.known}
             for rank, (final, src_rank, cand, score) in enumerate(scored[:n], start=1)]
+
+
+def pseudonym_key_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The id of the key the file's user ids were made with; None: they are the raw ids (also
+    in files published before pseudonyms existed)."""
+    rows = _rows(con.execute("SELECT * FROM publication"))
+    return rows[0].get("pseudonym_key_id") if rows else None
 
 
 def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -771,6 +828,7 @@ class ServingReader:
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._sig: tuple | None = None
+        self._key_id: str | None = None        # pseudonym_key_id of the current file
         self._checked = 0.0
         self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
         self._loading: tuple | None = None      # signature of the file being opened and warmed
@@ -826,6 +884,7 @@ class ServingReader:
             self._retired.append((time.monotonic(), self._con))
             self.reloads += 1
         self._con, self._sig = con, sig
+        self._key_id = pseudonym_key_id(con)
         self.opened_at = datetime.now(timezone.utc)
 
     def _reap(self, now: float) -> None:
@@ -843,11 +902,16 @@ class ServingReader:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A fresh cursor on the current file; use one per request, close it afterwards."""
+        return self.session()[0]
+
+    def session(self) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+        """:meth:`cursor` and that file's :func:`pseudonym_key_id`, taken together: the file
+        may be replaced between two separate calls."""
         with self._lock:
             self._refresh()
             if self._con is None:
                 raise ServingUnavailable(f"no serving database at {self.path}")
-            return cursor(self._con)
+            return cursor(self._con), self._key_id
 
     def close(self) -> None:
         if self._loader is not None:

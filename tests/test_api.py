@@ -46,7 +46,7 @@ def test_recommendations_warm_and_cold(shared_client):
     body = client.get(f"/recommendations/{WARM_FULL}").json()
     assert body["source"] == "personal" and body["model_version"] == "v1"
     assert len(body["items"]) == 20 and body["items"][0] == {
-        "item_id": "1021", "rank": 1, "score": 1.0, "reason": "ranker", "source": "personal"}
+        "item_id": "1021", "rank": 1, "score": 1.0, "reason": "personal", "source": "personal"}
     assert body["generated_at"] == "2023-08-14T03:00:00"
     assert len(client.get(f"/recommendations/{WARM_FULL}?n=3").json()["items"]) == 3
     assert client.get(f"/recommendations/{KNOWN_COLD}").json()["source"] == "fallback:Android"
@@ -165,3 +165,16 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_no_page_loads_assets_from_a_cdn(serving_db):
+    """/docs (Swagger UI from a CDN) and /redoc are off by default; the schema stays."""
+    with TestClient(api.create_app(serving_db)) as client:
+        assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+        assert client.get("/openapi.json").json()["paths"].keys() >= {"/recommendations/{user_id}", "/health"}
+        for route in client.app.routes:
+            if "GET" in getattr(route, "methods", ()) and "{" not in route.path:
+                body = client.get(route.path).text
+                assert "cdn" not in body and "<script" not in body, route.path
+    with TestClient(api.create_app(serving_db, docs=True)) as client:  # recsys api --docs: development
+        assert "cdn.jsdelivr.net" in client.get("/docs").text

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml import published, serving
+from ml import privacy, published, serving
 from ml.cli import main as cli_main
 from ml.config import Settings
 from ml.export import read_line_items
@@ -23,7 +23,7 @@ CUTOFF = datetime(2023, 8, 10)
 K = 10
 # A profile whose platform has no fallback list: the macro falls back to 'all'.
 ODD_PLATFORM = "205"
-ODD_PLATFORM_SQL = f"INSERT INTO pub_user_profiles VALUES ('{ODD_PLATFORM}', 'TV', NULL, NULL, NULL, 'v1')"
+ODD_PLATFORM_SQL = f"INSERT INTO pub_user_profiles VALUES ('{ODD_PLATFORM}', 'TV', NULL, NULL, 'v1')"
 
 # The serving fixture of tests/test_serving.py: 101 has items 1021..1040 at ranks 1..20,
 # 102 has 1003, 1002, 1004 (Android), 201 has a profile (Android) and no list. The Android
@@ -221,6 +221,27 @@ def test_cli_prints_the_rows_and_writes_json(export, serving_path, tmp_path, cap
     assert report["published"]["kind"] == "serving database"
     assert report["published"]["publication"]["model_version"] == "v1"
     assert report["dataset"]["horizon_days"] == 3
+
+
+def test_pseudonymous_lists_are_judged_with_the_homes_key(export, tmp_path, capsys):
+    """The export's raw ids are mapped with the home's key; without it nothing is built."""
+    home = tmp_path / "home"
+    key = privacy.publish_key(home, env={"RECSYS_PSEUDONYMIZE": "1"})
+    path = tmp_path / "serving" / "recommendations.duckdb"
+    publish(make_build_db(tmp_path / "build.duckdb", extra_sql=ODD_PLATFORM_SQL), path, model_version="v1",
+            as_of=AS_OF, pseudonym_key=key)
+    args = ["evaluate", "--input", str(export), "--cutoff", "2023-08-10", "--horizon-days", "3", "--k", str(K),
+            "--published", str(path)]
+    assert cli_main(["--home", str(home), *args]) == 0
+    metrics = json.loads((home / "reports" / "published" / "evaluation.json").read_text())["metrics"]
+    assert metrics["served (warm buyers)"]["ndcg"] == pytest.approx((1 + dcg(4) + 1) / 3)  # as with raw ids
+    assert metrics["personal only (warm buyers)"]["n_users_with_list"] == 2
+    assert metrics["served (cold buyers)"]["ndcg"] == pytest.approx(0.5)
+    capsys.readouterr()
+    other = tmp_path / "other"
+    assert cli_main(["--home", str(other), *args]) == 2
+    assert "pseudonyms but no key was found" in capsys.readouterr().err
+    assert not (other / "build.duckdb").exists()
 
 
 def _no_recommendations(path: Path) -> Path:

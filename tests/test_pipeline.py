@@ -88,6 +88,27 @@ def test_run_publishes_recommendations_and_logs_the_run(published):
     assert run["published_list"] == "ranker" and run["horizon_days"] == 3 and "horizon 3 d" in run["time_scale"]
 
 
+def test_the_serving_file_names_no_item_a_user_has_and_no_exact_price(published):
+    """docs/privacy.md: the build's reasons name the user's own items (history, repurchase,
+    co_purchase:<item>); the published ones do not, and profiles carry a price band."""
+    settings, _ = published
+    reasons = {row[0] for row in serving_query(settings, "select distinct reason from recommendations")}
+    assert "personal" in reasons and reasons <= {"personal", "trending", "popular"}
+    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+        named = con.execute("""select count(*) from ml_recommendations r join int_line_items b
+                               on b.user_id = r.user_id and b.event_type = 'purchase'
+                               and r.reason = 'co_purchase:' || b.item_id""").fetchone()[0]
+        medians = dict(con.execute("""select user_id, price_median_rub from user_features
+                                      where cutoff_at = (select max(cutoff_at) from user_features)""").fetchall())
+    assert named > 0  # what the serving file used to show
+    profiles = serving_query(settings, "select * from user_profiles")
+    assert len(profiles) > 1000 and len(profiles[0]) == 4
+    for user_id, _, tier, _ in profiles:
+        median = medians[user_id]
+        assert (tier is None) == (median is None)
+        assert median is None or 2 ** tier <= median < 2 ** (tier + 1)
+
+
 def test_ranker_beats_popularity_on_the_holdout(published):
     settings, run = published
     evaluation = json.loads((settings.models_dir / run["model_version"] / "evaluation.json").read_text())

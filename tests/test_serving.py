@@ -51,9 +51,9 @@ def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
                    generated_at TIMESTAMP)""")
     recs = []
     if recs_users >= 1:  # 101: items 1021..1040 (category 502), best first
-        recs += [(WARM_FULL, str(1020 + r), r, 1.0 / r, "ranker", model_version, GEN) for r in range(1, 21)]
+        recs += [(WARM_FULL, str(1020 + r), r, 1.0 / r, "personal", model_version, GEN) for r in range(1, 21)]
     if recs_users >= 2:  # 102: three items
-        recs += [(WARM_SHORT, str(i), r, 1.0 / r, "ranker", model_version, GEN)
+        recs += [(WARM_SHORT, str(i), r, 1.0 / r, "personal", model_version, GEN)
                  for r, i in enumerate((1003, 1002, 1004), start=1)]
     if recs:
         con.executemany("INSERT INTO pub_recommendations VALUES (?, ?, ?, ?, ?, ?, ?)", recs)
@@ -74,11 +74,11 @@ def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
     sim += [("1002", "1001", 1, 1.0, 9, 0.4, 2.0, model_version)]
     con.executemany("INSERT INTO pub_similar_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", sim)
     con.execute("""CREATE OR REPLACE TABLE pub_user_profiles (user_id VARCHAR, platform VARCHAR,
-                   price_median_rub DOUBLE, price_spread DOUBLE, top_category_id VARCHAR, model_version VARCHAR)""")
-    con.executemany("INSERT INTO pub_user_profiles VALUES (?, ?, ?, ?, ?, ?)", [
-        (WARM_FULL, "iOS", 300.0, 0.5, "502", model_version),
-        (WARM_SHORT, "Android", 300.0, 0.5, "501", model_version),
-        (KNOWN_COLD, "Android", 250.0, 0.5, "501", model_version),
+                   price_tier INTEGER, top_category_id VARCHAR, model_version VARCHAR)""")
+    con.executemany("INSERT INTO pub_user_profiles VALUES (?, ?, ?, ?, ?)", [  # tier 8: 256..511 RUB
+        (WARM_FULL, "iOS", 8, "502", model_version),
+        (WARM_SHORT, "Android", 8, "501", model_version),
+        (KNOWN_COLD, "Android", 7, "501", model_version),
     ])
     if extra_sql:
         con.execute(extra_sql)
@@ -118,6 +118,7 @@ def test_publish_result_and_schema(published):
     assert result.row_counts["fallback_recommendations"] == 100
     assert result.generated_at == GEN and result.as_of == AS_OF
     assert [p.name for p in serving_db.parent.iterdir() if ".tmp" in p.name] == []
+    assert list(serving._private_dir(serving_db).iterdir()) == []
     c = duckdb.connect(str(serving_db), read_only=True)
     try:
         cols = c.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
@@ -125,8 +126,10 @@ def test_publish_result_and_schema(published):
         assert dict(cols)["recommendations"] == ["user_id", "item_id", "rank", "score", "reason",
                                                  "model_version", "generated_at"]
         assert dict(cols)["publication"] == ["model_version", "generated_at", "as_of", "n_users", "n_rows",
-                                               "list_source"]
-        assert c.execute("SELECT model_version, n_users, n_rows FROM publication").fetchall() == [("v1", 2, 23)]
+                                               "list_source", "pseudonymized", "pseudonym_key_id"]
+        assert dict(cols)["user_profiles"] == ["user_id", "platform", "price_tier", "top_category_id"]
+        assert c.execute("SELECT model_version, n_users, n_rows, pseudonymized, pseudonym_key_id "
+                         "FROM publication").fetchall() == [("v1", 2, 23, False, None)]
         nullable = c.execute("SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'recommendations' "
                              "AND column_name = 'user_id'").fetchone()[0]
         assert nullable is False
@@ -140,7 +143,7 @@ def test_publish_result_and_schema(published):
 
 
 @pytest.mark.parametrize("extra_sql, message", [
-    ("INSERT INTO pub_recommendations VALUES ('101', '1001', 3, 0.1, 'x', 'v2', TIMESTAMP '2023-08-14')",
+    ("INSERT INTO pub_recommendations VALUES ('101', '1001', 3, 0.1, 'personal', 'v2', TIMESTAMP '2023-08-14')",
      "duplicate (user_id, rank)"),
     # another run rebuilt the features under this one: its items, profiles, pairs and popular lists
     ("UPDATE pub_items SET model_version = 'v9'; UPDATE pub_user_profiles SET model_version = 'v9'; "
@@ -156,7 +159,7 @@ def test_publish_result_and_schema(published):
     ("ALTER TABLE pub_items DROP COLUMN popularity", "lacks column(s) popularity"),
     ("UPDATE pub_recommendations SET item_id = NULL WHERE rank = 1", "NOT NULL"),
     ("UPDATE pub_recommendations SET score = 'nan'::DOUBLE WHERE rank = 1", "non-finite"),
-    ("INSERT INTO pub_user_profiles VALUES ('101', 'iOS', 1, 1, '1', 'v2')", "PRIMARY KEY"),
+    ("INSERT INTO pub_user_profiles VALUES ('101', 'iOS', 1, '1', 'v2')", "PRIMARY KEY"),
 ])
 def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
     _, serving_db, _ = published
@@ -166,7 +169,10 @@ def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
         publish(bad, serving_db, model_version="v2", as_of=AS_OF)
     assert message.lower() in str(err.value).lower()
     assert (serving_db.stat().st_ino, serving_db.read_bytes()) == before
-    assert sorted(p.name for p in serving_db.parent.iterdir() if not p.name.endswith(".lock")) == [serving_db.name]
+    private = serving._private_dir(serving_db)
+    assert sorted(p.name for p in serving_db.parent.iterdir()
+                  if not p.name.endswith(".lock") and p != private) == [serving_db.name]
+    assert list(private.iterdir()) == []
 
 
 def test_abandoned_temp_files_are_removed_never_a_publication_under_way(published):
@@ -267,7 +273,7 @@ def test_similar_items_anonymous(con):
 
 
 def test_similar_items_reordered_for_known_user(con):
-    # 102: 1002/1003 in the personal list, top category 501 (1025 is 502), median 300 => 1005 at
+    # 102: 1002/1003 in the personal list, top category 501 (1025 is 502), tier 8 (362 RUB) => 1005 at
     # 5000 RUB is far above the tier and drops to the end.
     rows = serving.similar_items(con, ITEM_WITH_PAIRS, user_id=WARM_SHORT, n=20)
     ids = [r["item_id"] for r in rows]
@@ -419,9 +425,10 @@ def test_fast_paths_match_the_macros(con):
 
 
 # Product-page cases on top of the shared fixture: item 1011 bought together with 12 items
-# (category 501 unless noted; 1019 at 1800 RUB, 1012 without a price, 1099 not in items, 1040
-# without a category, 1005 at 5000 RUB, 1022/1031/1023 in 502, 1002/1004 in 102's list);
-# 103 has a list but no profile, 202 a profile without price or category, 203 a median of 0,
+# (category 501 unless noted; 1019 at 2172 RUB = 6 x tier 8's price, 1012 without a price,
+# 1099 not in items, 1040 without a category, 1005 at 5000 RUB, 1022/1031/1023 in 502,
+# 1002/1004 in 102's list);
+# 103 has a list but no profile, 202 a profile without price or category, 203 a tier below 1 RUB,
 # 204 top category 503, 205 a platform without a fallback list.
 # New items (no bought-together rows): 1015 in 501; 3002 in 501 without a price; 3001 alone in
 # 504 (no other item: the fallback). Category 503 is larger than CATEGORY_TOP_K: 2001..2250,
@@ -431,18 +438,18 @@ def test_fast_paths_match_the_macros(con):
 PAGE_ITEM = "1011"
 BIG_CATEGORY_NEW_ITEM = "2300"
 PAGE_SQL = """
-UPDATE pub_items SET price_rub = 1800 WHERE item_id = '1019';
+UPDATE pub_items SET price_rub = 6 * pow(2, 8.5) WHERE item_id = '1019';
 UPDATE pub_items SET price_rub = NULL WHERE item_id = '1012';
 INSERT INTO pub_similar_items
 SELECT '1011', s, r, 1.0 / r, 5, 0.1, 2.0, 'v1'
 FROM (VALUES ('1019', 1), ('1013', 2), ('1014', 3), ('1012', 4), ('1099', 5), ('1040', 6), ('1005', 7),
              ('1022', 8), ('1031', 9), ('1023', 10), ('1002', 11), ('1004', 12)) t(s, r);
 INSERT INTO pub_recommendations VALUES
-    ('103', '1023', 1, 1.0, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
-    ('103', '1014', 2, 0.5, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
-    ('103', '2150', 3, 0.3, 'ranker', 'v1', TIMESTAMP '2023-08-14 03:00:00');
-INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, NULL, 'v1'), ('203', 'iOS', 0.0, 0.5, '501', 'v1'),
-    ('204', 'Site', 400.0, 0.5, '503', 'v1'), ('205', 'Windows', 300.0, 0.5, '501', 'v1');
+    ('103', '1023', 1, 1.0, 'personal', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
+    ('103', '1014', 2, 0.5, 'personal', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
+    ('103', '2150', 3, 0.3, 'personal', 'v1', TIMESTAMP '2023-08-14 03:00:00');
+INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, 'v1'), ('203', 'iOS', -2, '501', 'v1'),
+    ('204', 'Site', 8, '503', 'v1'), ('205', 'Windows', 8, '501', 'v1');
 INSERT INTO pub_items VALUES ('3001', '504', 300.0, 10.0, 'v1'), ('3002', '501', NULL, 10.0, 'v1'),
     ('2300', '503', 300.0, 0.5, 'v1');
 INSERT INTO pub_items
@@ -535,11 +542,11 @@ def test_long_id_lists_probe_the_items_key(page_con):
 
 def test_personalised_product_page_order(page_con):
     """What the equivalence above covers, spelled out (the macro and the fast path could both
-    be wrong): 102 (top category 501, median 300 RUB, 1002/1004 in the list)."""
+    be wrong): 102 (top category 501, price tier 8: 2^8.5 = 362 RUB, 1002/1004 in the list)."""
     rows = serving.similar_items(page_con, PAGE_ITEM, user_id=WARM_SHORT, n=5)
     assert [(r["item_id"], r["src_rank"]) for r in rows] == [
         ("1013", 2),    # 0.631 x 1.25
-        ("1019", 1),    # 1.0 x 1.25 x 900 / 1800 = 0.625 ...
+        ("1019", 1),    # 1.0 x 1.25 x (3 x 362) / 2172 = 0.625 ...
         ("1014", 3),    # ... 0.5 x 1.25 = 0.625 as well: the tie goes to the lower src_rank
         ("1012", 4),    # no price: no penalty
         ("1002", 11),   # in the list, from beyond n: the whole list is re-ordered, then cut
