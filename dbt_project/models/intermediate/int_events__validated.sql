@@ -41,8 +41,9 @@ events as (
 select
     *,
     case
-        -- A short line leaves list fields NULL (real rows always write `[]`); a long one extra fields.
-        when len(extra_fields) > 0 or raw_item_ids is null or raw_price100 is null or raw_qty is null
+        -- A line that does not split into the header's fields (an unbalanced quote, too few or too
+        -- many fields); or a list field left empty (real rows always write `[]`).
+        when not line_well_formed or raw_item_ids = '' or raw_price100 = '' or raw_qty = ''
             then 'malformed_row'
         when raw_user_id is null or trim(raw_user_id) = '' then 'missing_user_id'
         when user_id is null then 'bad_user_id'
