@@ -1,5 +1,5 @@
-"""Reading an export: one bad line is one quarantined line, and a file that is not a text
-export is refused with one line."""
+"""Reading an export: one bad line is one quarantined line, no value is silently lost, and a
+file that is not a text export is refused with one line."""
 from __future__ import annotations
 
 import gzip
@@ -49,6 +49,25 @@ def plain_lines(n: int, first_user: int = 1) -> list[str]:
     """n good single-item view lines: no quote anywhere in them."""
     return [f"Android,2023-08-01 10:{i % 60:02d}:00+00:00,2023-08-01,{first_user + i},ec.view_item,[15600],[1],[501]"
             for i in range(n)]
+
+
+def test_a_value_that_cannot_be_represented_is_quarantined_not_nulled(tmp_path):
+    lines = [
+        HEADER,
+        *plain_lines(3),
+        "Android,2023-08-01 10:00:00+00:00,2023-08-01,21,ec.view_item,[12345678901234567890123456],[1],[505]",
+        'Android,2023-08-01 10:00:00+00:00,2023-08-01,22,ec.purchase,"[100, 200]","[1, 99999999999999999999]","[505, 506]"',
+        "Site,2023-08-01 25:61:00+00:00,2023-08-01,23,pageview,[],[],[]",
+        f"Android,2023-08-01 10:00:00+00:00,2023-08-01,{'9' * 40},ec.view_item,[100],[1],[505]",
+        f"Android,2023-08-01 10:00:00+00:00,2023-08-01,24,ec.view_item,[100],[1],[{'9' * 40}]",
+    ]
+    settings = ingest(tmp_path, write_raw_lines(tmp_path / "big_values.csv", lines))
+
+    assert reasons(settings) == {"unrepresentable_value": 2, "bad_timestamp": 1, "bad_user_id": 1,
+                                 "malformed_list": 1}
+    assert query(settings, "select raw_price100 from rejected_rows where raw_user_id = '21'") == [
+        ("[12345678901234567890123456]",)]
+    assert query(settings, "select count(*) from int_line_items where price100 is null or quantity is null") == [(0,)]
 
 
 def test_a_stray_quote_quarantines_only_its_line(tmp_path):

@@ -52,7 +52,8 @@ select
             then 'unknown_event_type'
         when platform is null or platform not in ('Site', 'Android', 'iOS') then 'unknown_platform'
         when event_date is null then 'bad_event_date'
-        when is_commerce and event_at is null then 'bad_timestamp'
+        -- Engagement and pageview rows may leave the time empty, but a time that is written must parse.
+        when event_at is null and (is_commerce or raw_event_time <> '') then 'bad_timestamp'
         when is_commerce and (
                 not lists_well_formed
                 or list_count(item_ids) <> len(item_ids)
@@ -60,6 +61,9 @@ select
                 or list_count(sub_category_ids) <> len(sub_category_ids)
              ) then 'malformed_list'
         when is_commerce and len(item_ids) = 0 then 'no_items'
+        -- A well-formed number that BIGINT cannot hold parses to NULL: quarantined, never kept as NULL.
+        when is_commerce and (list_count(prices100) <> len(prices100) or list_count(quantities) <> len(quantities))
+            then 'unrepresentable_value'
         -- An empty price or quantity list beside items means "unknown", not misaligned.
         when is_commerce and (
                 (len(prices100) > 0 and len(prices100) <> len(item_ids))
