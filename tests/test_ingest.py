@@ -1,9 +1,10 @@
-"""Reading an export: one bad line is one quarantined line, no value is silently lost, and a
-file that is not a text export is refused with one line."""
+"""Reading an export: one bad line is one quarantined line, dates are judged against the
+export's own body, no value is silently lost, and a file that is not a text export is refused
+with one line."""
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from ml.cli import main
 from ml.config import Settings
 from ml.export import ExportError, check_export
 from ml.warehouse import dbt_vars, run_dbt
-from tests.exports import event, write_export, write_raw_lines
+from tests.exports import activity, event, write_export, write_raw_lines
 from tests.test_warehouse import query
 
 HEADER = "platform,utc_event_time,utc_event_date,user_id,event_type,ecom.price100,ecom.qty,ecom.nm"
@@ -49,6 +50,36 @@ def plain_lines(n: int, first_user: int = 1) -> list[str]:
     """n good single-item view lines: no quote anywhere in them."""
     return [f"Android,2023-08-01 10:{i % 60:02d}:00+00:00,2023-08-01,{first_user + i},ec.view_item,[15600],[1],[501]"
             for i in range(n)]
+
+
+def test_rows_dated_far_from_the_export_are_outliers_and_do_not_move_the_cutoff(tmp_path):
+    today = date.today()
+    future = [event(7, "ec.purchase", [1], f"{today:%Y-%m-%d} 09:0{i}:00") for i in range(6)]
+    past = [activity(8, "pageview", "2019-05-01")]
+    settings = ingest(tmp_path, write_export(tmp_path / "e.csv", dense_rows() + future + past))
+
+    assert reasons(settings) == {"outlier_date": 7}
+    assert query(settings, "select serve_at from int_export_window") == [(datetime(2023, 8, 14),)]
+    span = query(settings, "select min(event_date), max(event_date) from int_export_days where in_span")
+    assert span == [(date(2023, 7, 31), date(2023, 8, 13))]
+
+
+def test_a_sparse_year_long_log_keeps_every_row(tmp_path):
+    # 400 purchases over a year: 4 a day on days 2 to 6 days apart, and at each end 4 single
+    # purchases a week apart. Those 8 are the 1 % trimmed off each end of the body: only the
+    # gap rule keeps them.
+    days = [date(2022, 1, 3) + timedelta(days=7 * i) for i in range(4)]
+    for n in range(98):
+        days += [days[-1] + timedelta(days=2 + n % 5)] * 4
+    days += [days[-1] + timedelta(days=7 * i) for i in range(1, 5)]
+    rows = [event(100 + n % 40, "ec.purchase", [n % 17], f"{day:%Y-%m-%d} {8 + n % 10}:00:00")
+            for n, day in enumerate(days)]
+    settings = ingest(tmp_path, write_export(tmp_path / "sparse.csv", rows))
+
+    assert len(rows) == 400 and (days[-1] - days[0]).days > 365
+    assert reasons(settings) == {}
+    assert query(settings, "select count(*) from int_line_items") == [(400,)]
+    assert query(settings, "select count(*) from int_export_days where not in_span") == [(0,)]
 
 
 def test_a_value_that_cannot_be_represented_is_quarantined_not_nulled(tmp_path):

@@ -27,6 +27,15 @@ copies as (
 
 ),
 
+span as (
+
+    -- The export's dense span of dates, one row.
+    select min(event_date) as first_date, max(event_date) as last_date
+    from {{ ref('int_export_days') }}
+    where in_span
+
+),
+
 events as (
 
     select
@@ -76,10 +85,11 @@ select
         when is_commerce and (
                 coalesce(list_max(prices100), 0) > {{ var('max_price100') }}
                 or coalesce(list_max(quantities), 0) > {{ var('max_qty') }}
+                or abs(date_diff('day', event_at::date, event_date)) > 1
              ) then 'absurd_value'
-        when event_date < date '2000-01-01' or event_date > current_date + 1
-          or (is_commerce and abs(date_diff('day', event_at::date, event_date)) > 1)
-            then 'absurd_value'
+        -- Judged against the export's own body, not the wall clock (see int_export_days).
+        when event_date not between (select first_date from span) and (select last_date from span)
+            then 'outlier_date'
         -- Only commerce rows carry a time to the second: identical engagement or pageview rows
         -- (dated, untimed) are genuine repeated activity, not copies.
         when is_commerce and copy_number > 1 then 'duplicate_row'
