@@ -2,13 +2,18 @@
 
 The export is read as text, exactly as written, so that nothing is lost to type sniffing:
 typing and validation happen downstream (dbt staging), where bad rows are quarantined.
-This module is the Python-side reader used by the generator's checks, the importers and
-the baselines; the warehouse reads the same file with the same ``read_csv`` options.
+This module checks a file before any work (``check_export``), reads its header (which tells
+the warehouse the layout) and is the lenient Python-side reader used by the generator's
+checks, the importers, the baselines and the profile report.
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import gzip
+import io
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import duckdb
 import pandas as pd
@@ -33,35 +38,95 @@ class ExportError(ValueError):
     is nothing to quarantine; the whole file is refused with the reason."""
 
 
+KNOWN_COLUMNS = BASE_COLUMNS + CATEGORY_COLUMNS
+GZIP_MAGIC = b"\x1f\x8b"
+TEXT_CHECK_BYTES = 65_536
+
+
 def check_export(path: str | Path) -> Path:
-    """The path, if it is a file whose header has the export's columns and at least one line
-    after it; else ExportError (nothing to build, so nothing to quarantine)."""
+    """The path, if it is a text file (or a ``.gz`` of one) whose header has the export's
+    columns and at least one line after it; else ExportError with a one-line reason that never
+    echoes the file's bytes (nothing to build, so nothing to quarantine)."""
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"input export {path} is a directory, not a file")
     if not path.is_file():
         raise ExportError(f"input export not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
-        header = [name.strip() for name in next(csv.reader(handle), [])]
-        missing = [name for name in BASE_COLUMNS if name not in header]
-        if missing:
-            raise ExportError(f"{path} is not an ab_test.csv export: the header lacks "
-                              f"{', '.join(missing)} (found: {', '.join(header[:12]) or 'nothing'})")
+    header = read_header(path)
+    missing = [name for name in BASE_COLUMNS if name not in header]
+    if missing:
+        found = _printable(", ".join(header[:12])) or "nothing"
+        raise ExportError(f"{path} is not an ab_test.csv export: the header lacks "
+                          f"{', '.join(missing)} (found: {found})")
+    with _open_text(path) as handle:
+        handle.readline()
         if not any(line.strip() for line in handle):
             raise ExportError(f"{path} has the export's header but no data rows")
     return path
 
 
-def read_csv_sql(path: str | Path) -> str:
-    """The ``read_csv`` call for an export: every column as text, 8 or 10 columns accepted.
+def read_header(path: str | Path) -> list[str]:
+    """The column names on the export's first line, after checking that the file is text.
 
-    ``null_padding`` turns short lines into rows with missing fields (rejected later with a
-    reason) instead of aborting the whole load.
+    The warehouse reads lines, not CSV records, and is told the layout (8 or 10 columns, any
+    order) by this header (``ml.warehouse.dbt_vars``). A binary file or a gzip file not named
+    ``.gz`` (DuckDB picks the compression by the name) is an ExportError.
     """
+    path = Path(path)
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+    if path.suffix == ".gz" and magic != GZIP_MAGIC:
+        raise ExportError(f"{path} is named .gz but is not gzip-compressed")
+    if path.suffix != ".gz" and magic == GZIP_MAGIC:
+        raise ExportError(f"{path} is gzip-compressed: name it .csv.gz to have it read")
+    try:
+        with _open_binary(path) as raw:
+            sample = raw.read(TEXT_CHECK_BYTES)
+    except (OSError, EOFError) as error:
+        raise ExportError(f"{path} is a damaged gzip file ({type(error).__name__})") from None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        text = b"\0" not in sample
+    except UnicodeDecodeError:
+        text = False
+    if not text:
+        raise ExportError(f"{path} is not a CSV export: its first bytes are binary, not UTF-8 text "
+                          "(gzip is read when the name ends in .gz; other compressions are not)")
+    with _open_text(path) as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _open_text(path: Path) -> TextIO:
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors="replace", newline="")
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """The text for a one-line message: control and other unprintable characters as '?'."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+
+
+def read_csv_sql(path: str | Path) -> str:
+    """The ``read_csv`` call for an export: every column as text, named by its header.
+
+    An explicit dialect and column list, no sniffing (a sniffer can fail on one odd line and
+    refuse the whole file). Lenient, for analysis: lines that do not parse are skipped (a stray
+    quote takes the lines up to the next quote with it). The warehouse does not use it: it
+    reads lines and splits them itself, so that every line is a staged row or a quarantined
+    one (dbt_project/models/staging). Header names other than the export's become
+    ``column<n>``: nothing from the file is pasted into the SQL.
+    """
+    header = read_header(path)
+    names = [name if name in KNOWN_COLUMNS and name not in header[:i] else f"column{i + 1}"
+             for i, name in enumerate(header)]
+    columns = ", ".join(f"'{name}': 'VARCHAR'" for name in names)
     escaped = str(path).replace("'", "''")
     return (
-        f"read_csv('{escaped}', header = true, delim = ',', quote = '\"', escape = '\"', "
-        "all_varchar = true, null_padding = true, auto_detect = true)"
+        f"read_csv('{escaped}', header = true, auto_detect = false, columns = {{{columns}}}, "
+        "delim = ',', quote = '\"', escape = '\"', max_line_size = 2000000, ignore_errors = true)"
     )
 
 

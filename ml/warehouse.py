@@ -17,6 +17,7 @@ from typing import Any
 
 from ml.children import dies_with_us
 from ml.config import PROJECT_ROOT, Settings
+from ml.export import read_header
 
 PROFILES_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -35,8 +36,13 @@ class DbtResult:
 
 
 def dbt_vars(input_path: Path, as_of: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """The variables a build needs; anything in ``dbt_project.yml`` ``vars`` can be overridden."""
-    values: dict[str, Any] = {"input_path": str(Path(input_path).resolve()), "as_of": as_of or ""}
+    """The variables a build needs; anything in ``dbt_project.yml`` ``vars`` can be overridden.
+
+    ``export_columns`` is the export's header: staging reads lines without sniffing and needs
+    to know which field is which (8 or 10 columns).
+    """
+    values: dict[str, Any] = {"input_path": str(Path(input_path).resolve()), "as_of": as_of or "",
+                              "export_columns": read_header(input_path)}
     values.update(overrides)
     return values
 

@@ -1,5 +1,7 @@
--- Conservation: every exported row is either used (as line items or as activity) or quarantined
--- with a reason, exactly once. Returns a row (a failure) when the counts disagree.
+-- Conservation: every line of the export (blank lines aside) is either used (as line items or as
+-- activity) or quarantined with a reason, exactly once: staging reads one row per line, and the
+-- lines the reader cannot take are counted from its rejects. Returns a row (a failure) when the
+-- counts disagree.
 with exported as (
     select (select count(*) from {{ ref('stg_ab_test__events') }})
          + (select count(*) from {{ ref('stg_ab_test__unreadable_lines') }}) as n

@@ -27,6 +27,15 @@ copies as (
 
 ),
 
+span as (
+
+    -- The export's dense span of dates, one row.
+    select min(event_date) as first_date, max(event_date) as last_date
+    from {{ ref('int_export_days') }}
+    where in_span
+
+),
+
 events as (
 
     select
@@ -41,8 +50,9 @@ events as (
 select
     *,
     case
-        -- A short line leaves list fields NULL (real rows always write `[]`); a long one extra fields.
-        when len(extra_fields) > 0 or raw_item_ids is null or raw_price100 is null or raw_qty is null
+        -- A line that does not split into the header's fields (an unbalanced quote, too few or too
+        -- many fields); or a list field left empty (real rows always write `[]`).
+        when not line_well_formed or raw_item_ids = '' or raw_price100 = '' or raw_qty = ''
             then 'malformed_row'
         when raw_user_id is null or trim(raw_user_id) = '' then 'missing_user_id'
         when user_id is null then 'bad_user_id'
@@ -51,7 +61,8 @@ select
             then 'unknown_event_type'
         when platform is null or platform not in ('Site', 'Android', 'iOS') then 'unknown_platform'
         when event_date is null then 'bad_event_date'
-        when is_commerce and event_at is null then 'bad_timestamp'
+        -- Engagement and pageview rows may leave the time empty, but a time that is written must parse.
+        when event_at is null and (is_commerce or raw_event_time <> '') then 'bad_timestamp'
         when is_commerce and (
                 not lists_well_formed
                 or list_count(item_ids) <> len(item_ids)
@@ -59,6 +70,9 @@ select
                 or list_count(sub_category_ids) <> len(sub_category_ids)
              ) then 'malformed_list'
         when is_commerce and len(item_ids) = 0 then 'no_items'
+        -- A well-formed number that BIGINT cannot hold parses to NULL: quarantined, never kept as NULL.
+        when is_commerce and (list_count(prices100) <> len(prices100) or list_count(quantities) <> len(quantities))
+            then 'unrepresentable_value'
         -- An empty price or quantity list beside items means "unknown", not misaligned.
         when is_commerce and (
                 (len(prices100) > 0 and len(prices100) <> len(item_ids))
@@ -71,10 +85,11 @@ select
         when is_commerce and (
                 coalesce(list_max(prices100), 0) > {{ int_var('max_price100') }}
                 or coalesce(list_max(quantities), 0) > {{ int_var('max_qty') }}
+                or abs(date_diff('day', event_at::date, event_date)) > 1
              ) then 'absurd_value'
-        when event_date < date '2000-01-01' or event_date > current_date + 1
-          or (is_commerce and abs(date_diff('day', event_at::date, event_date)) > 1)
-            then 'absurd_value'
+        -- Judged against the export's own body, not the wall clock (see int_export_days).
+        when event_date not between (select first_date from span) and (select last_date from span)
+            then 'outlier_date'
         -- Only commerce rows carry a time to the second: identical engagement or pageview rows
         -- (dated, untimed) are genuine repeated activity, not copies.
         when is_commerce and copy_number > 1 then 'duplicate_row'

@@ -1,5 +1,6 @@
 -- The quarantine: every exported row that could not be used, with why and the row as written.
--- Rows the reader could split keep their fields; lines it could not split keep the raw line.
+-- Rows keep their fields as written; a line that could not be split into fields, or that the
+-- reader could not take at all, keeps the raw line.
 select
     event_row_id,
     null::bigint                               as line_number,
@@ -15,7 +16,7 @@ select
     raw_main_category,
     raw_sub_category,
     nullif(array_to_string(extra_fields, ','), '') as raw_extra_fields,
-    null::varchar                              as raw_line
+    raw_line
 from {{ ref('int_events__validated') }}
 where reject_reason is not null
 

@@ -1,29 +1,45 @@
--- One typed row per exported row. Parsing only: values that do not parse become NULL here and
--- are judged (kept or quarantined with a reason) in int_events__validated.
--- Lines the CSV reader cannot split into the header's columns are kept by DuckDB's
--- store_rejects; the post-hook saves them (same connection) for stg_ab_test__unreadable_lines.
+-- One typed row per exported line. Parsing only: each line is split into its fields here (the
+-- source is the lines as written, see _ab_test__sources.yml), the header (var export_columns)
+-- says which field is which, values that do not parse become NULL, and int_events__validated
+-- judges them (kept or quarantined with a reason).
+-- Lines the reader cannot take at all are kept by DuckDB's store_rejects; the post-hook saves
+-- them (same connection) for stg_ab_test__unreadable_lines.
 {{ config(post_hook="create or replace table " ~ this.schema ~ ".ab_test_reader_rejects as
     select line as line_number, error_type, csv_line, error_message from reject_errors") }}
-with source as (
+{%- set n_columns = var('export_columns') | length %}
+with lines as (
 
-    -- The 8-column export has no category lists; this makes both layouts read the same. Fields
-    -- beyond the layout (a line with too many commas) land in extra columns, kept as extra_fields.
-    select null::varchar as main_category, null::varchar as sub_category,
-           null::varchar as extra_field where false
-    union all by name
-    select * from {{ source('ab_test', 'events') }}
+    select row_number() over () as event_row_id, line, overflow
+    from {{ source('ab_test', 'events') }}
 
 ),
 
-numbered as (
+split as (
+
+    select event_row_id, line, overflow, {{ csv_fields('line') }} as fields
+    from lines
+    -- A blank line holds no row (and a CRLF line end in an LF file leaves one behind).
+    where line is not null
+
+),
+
+named as (
 
     select
-        row_number() over () as event_row_id,
-        *,
-        list_value(*columns(lambda c: c not in (
-            'platform', 'utc_event_time', 'utc_event_date', 'user_id', 'event_type',
-            'ecom.price100', 'ecom.qty', 'ecom.nm', 'main_category', 'sub_category'))) as extra_values
-    from source
+        event_row_id,
+        {%- for column in ['platform', 'utc_event_time', 'utc_event_date', 'user_id', 'event_type',
+                           'ecom.price100', 'ecom.qty', 'ecom.nm'] %}
+        {{ export_field('fields', column) }} as "{{ column }}",
+        {%- endfor %}
+        -- An empty category field means no categories, as in an 8-column export.
+        nullif({{ export_field('fields', 'main_category') }}, '') as main_category,
+        nullif({{ export_field('fields', 'sub_category') }}, '') as sub_category,
+        -- Exactly the header's number of fields: fewer or more means the line is not a row.
+        coalesce(overflow is null and len(fields) = {{ n_columns }}, false) as line_well_formed,
+        case when len(fields) > {{ n_columns }} then fields[{{ n_columns + 1 }}:] else [] end as extra_fields,
+        -- The line itself only where its fields cannot show it (kept rows do not copy it).
+        case when fields is null or overflow is not null then concat_ws(chr(31), line, overflow) end as raw_line
+    from split
 
 )
 
@@ -66,6 +82,8 @@ select
     try_cast("ecom.qty" as bigint[])           as quantities,
     try_cast(main_category as varchar[])       as category_ids,
     try_cast(sub_category as varchar[])        as sub_category_ids,
-    list_filter(extra_values, lambda v: v is not null) as extra_fields
+    line_well_formed,
+    extra_fields,
+    raw_line
 
-from numbered
+from named
