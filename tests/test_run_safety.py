@@ -214,7 +214,9 @@ def test_the_server_startup_timeout_is_honoured(export, tmp_path):
 def test_the_next_run_removes_what_killed_runs_left_and_says_so(prefect_harness, export, tmp_path):
     settings = Settings(home=tmp_path / "home")
     settings.serving_dir.mkdir(parents=True)
-    temp = settings.serving_dir / ".recommendations.4000000.0123456789ab.tmp.duckdb"
+    private = settings.serving_dir / ".recommendations.publishing"  # where publish builds its file
+    private.mkdir(mode=0o700)
+    temp = private / ".recommendations.4000000.0123456789ab.tmp.duckdb"
     temp.write_bytes(b"half a database")
     Path(f"{temp}.wal").write_bytes(b"its log")
     settings.build_db.write_bytes(b"not a database: opening it would fail the run")
@@ -228,5 +230,6 @@ def test_the_next_run_removes_what_killed_runs_left_and_says_so(prefect_harness,
     assert f"removed {temp}.wal, left by" in output
     assert f"removed {settings.build_db} and its WAL, left by a killed build" in output
     assert sorted(p.name for p in settings.serving_dir.iterdir()) == [
-        ".recommendations.duckdb.publish.lock", "recommendations.duckdb"]
+        ".recommendations.duckdb.publish.lock", ".recommendations.publishing", "recommendations.duckdb"]
+    assert list(private.iterdir()) == []
     assert not Path(f"{settings.build_db}.wal").exists()

@@ -179,7 +179,8 @@ def test_abandoned_temp_files_are_removed_never_a_publication_under_way(publishe
     """What a publisher killed half-way left; the serving file and the lock stay."""
     _, serving_db, _ = published
     before = serving_db.read_bytes()
-    temp = serving_db.parent / ".recommendations.4000000.0123456789ab.tmp.duckdb"
+    private = serving._private_dir(serving_db)
+    temp = private / ".recommendations.4000000.0123456789ab.tmp.duckdb"
     abandoned = [temp, Path(f"{temp}.wal"), Path(f"{temp}.tmp")]
     for path in abandoned[:2]:
         path.write_bytes(b"half written")
@@ -190,8 +191,9 @@ def test_abandoned_temp_files_are_removed_never_a_publication_under_way(publishe
         assert serving.remove_abandoned_temp_files(serving_db) == []
     assert all(path.exists() for path in abandoned)
     assert serving.remove_abandoned_temp_files(serving_db) == sorted(abandoned)
-    assert sorted(p.name for p in serving_db.parent.iterdir()) == [".recommendations.duckdb.publish.lock",
-                                                                   "recommendations.duckdb"]
+    assert sorted(p.name for p in serving_db.parent.iterdir()) == [
+        ".recommendations.duckdb.publish.lock", ".recommendations.publishing", "recommendations.duckdb"]
+    assert list(private.iterdir()) == []
     assert serving_db.read_bytes() == before
 
 
