@@ -117,3 +117,11 @@ def intervals(per_user: Mapping[str, pd.DataFrame], reference: str | None = None
 def _number(value: float) -> float | None:
     """JSON has no NaN: a metric nobody counts in is None."""
     return None if np.isnan(value) else float(value)
+
+
+def within_noise(intervals: Mapping[str, Any], a: str, b: str, metric: str = "ndcg") -> bool | None:
+    """Whether lists ``a`` and ``b`` cannot be told apart on ``metric`` (the interval of their
+    paired difference covers 0); None unless one of them is the reference of ``intervals``."""
+    reference, differences = intervals.get("reference"), intervals.get("differences") or {}
+    other = b if reference == a else a if reference == b else None
+    return ((differences.get(other) or {}).get(metric) or {}).get("within_noise")

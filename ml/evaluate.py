@@ -48,10 +48,9 @@ def compare(metrics: dict[str, dict[str, Any]], intervals: dict[str, Any] | None
     best_name = best_baseline(metrics)
     best = metrics[best_name]["ndcg"] if best_name else float("nan")
     ranker = metrics.get("ranker", {}).get("ndcg", float("nan"))
-    paired = ((intervals or {}).get("differences") or {}).get(best_name, {}).get("ndcg", {})
     return {"best_baseline": best_name, "best_baseline_ndcg": best, "ranker_ndcg": ranker,
             "ranker_vs_best": ranker / best - 1 if best and pd.notna(best) else float("nan"),
-            "within_noise": paired.get("within_noise")}
+            "within_noise": bootstrap.within_noise(intervals or {}, "ranker", best_name) if best_name else None}
 
 
 def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_days: int, k: int,
@@ -85,7 +84,9 @@ def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_d
             judged[name] = row["params"]
 
     if per_user:  # again, with this command's baselines: the lists are not recomputed, only resampled
-        reference = "ranker" if "ranker" in per_user else best_baseline(result["metrics"])
+        reference = (result.get("gate") or {}).get("list")
+        if reference not in per_user:  # no ranker was trained: the best baseline
+            reference = best_baseline(result["metrics"])
         result["intervals"] = bootstrap.intervals(per_user, reference=reference)
     result["comparison"] = compare(result["metrics"], result.get("intervals"))
     log(f"NDCG@{k}: {result['comparison']}")

@@ -185,11 +185,13 @@ def classifier_curves(labels: np.ndarray, model_scores: np.ndarray, threshold: f
         return {}
     fpr, tpr, _ = roc_curve(labels, model_scores)
     precision, recall, _ = precision_recall_curve(labels, model_scores)
+    fpr, tpr = _thin(fpr, tpr, points)
+    recall, precision = _thin(recall, precision, points)
     predicted = model_scores >= threshold
     negatives = labels == 0
     return {
-        "roc": {"fpr": _thin(fpr, points), "tpr": _thin(tpr, points)},
-        "pr": {"recall": _thin(recall, points), "precision": _thin(precision, points)},
+        "roc": {"fpr": fpr, "tpr": tpr},
+        "pr": {"recall": recall, "precision": precision},
         "positive_rate": float(labels.mean()),
         "threshold": threshold,
         "at_threshold": {"fpr": float(predicted[negatives].mean()), "tpr": float(predicted[~negatives].mean()),
@@ -197,10 +199,13 @@ def classifier_curves(labels: np.ndarray, model_scores: np.ndarray, threshold: f
     }
 
 
-def _thin(values: np.ndarray, points: int) -> list[float]:
-    """About ``points`` evenly spaced entries, first and last kept, rounded for a small JSON."""
-    keep = np.unique(np.linspace(0, len(values) - 1, min(points, len(values))).round().astype(int))
-    return np.round(values[keep], 5).tolist()
+def _thin(x: np.ndarray, y: np.ndarray, points: int) -> tuple[list[float], list[float]]:
+    """About ``points`` points evenly spaced along the curve (not along its thresholds: most
+    thresholds crowd where scores are low), both ends kept, rounded for a small JSON."""
+    along = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+    keep = np.unique(np.concatenate([np.searchsorted(along, np.linspace(0.0, along[-1], points)),
+                                     [0, len(x) - 1]]).clip(0, len(x) - 1))
+    return np.round(x[keep], 5).tolist(), np.round(y[keep], 5).tolist()
 
 
 def _score_histogram(labels: np.ndarray, model_scores: np.ndarray, bins: int = 30) -> dict[str, Any]:

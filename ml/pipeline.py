@@ -222,10 +222,6 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
         f"{name} {result['metrics'][name]['ndcg']:.4f}" for name in ("ranker", *baselines)))
 
     clock = time.perf_counter()
-    result["intervals"] = bootstrap.intervals(per_user, reference="ranker")
-    seconds["intervals"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
     result["validation_curves"] = training.validation_curves(config.model_kind, judged_params, pool(2),
                                                              sets[1], config.k)
     result["feature_importance"] = training.feature_importance(judged, sets[1])
@@ -236,10 +232,13 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     final = training.fit(config.model_kind, final_params, final_data)
     seconds["final_fit"] = time.perf_counter() - clock
 
-    decision = evaluation.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin,
-                               ["ranker", *baselines])
+    candidates = ["ranker", *baselines]
+    decision = evaluation.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin, candidates)
     result["gate"] = {"decision": "published" if decision.publish else "rejected", "reason": decision.reason,
-                      "list": decision.list_name}
+                      "list": decision.list_name, "candidates": candidates}
+    clock = time.perf_counter()  # every list against the gate's choice: is its lead more than noise?
+    result["intervals"] = bootstrap.intervals(per_user, reference=decision.list_name)
+    seconds["intervals"] = time.perf_counter() - clock
     result["cross_validation"] = [{"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
                                   for r in search]
     result["judged_params"], result["final_params"] = judged_params, final_params

@@ -100,3 +100,13 @@ def test_a_hundred_thousand_users_and_ten_lists_take_seconds():
     started = time.perf_counter()
     bootstrap.intervals(lists, reference="list0")
     assert time.perf_counter() - started < 30
+
+
+def test_within_noise_reads_the_pair_whichever_side_is_the_reference():
+    better, worse = _per_user(2_000, 0.6, seed=1), _per_user(2_000, 0.2, seed=2)
+    out = bootstrap.intervals({"ranker": better.per_user, "weak": worse.per_user, "twin": better.per_user},
+                              reference="ranker", n_resamples=200)
+    assert bootstrap.within_noise(out, "ranker", "weak") is False
+    assert bootstrap.within_noise(out, "weak", "ranker") is False
+    assert bootstrap.within_noise(out, "twin", "ranker") is True
+    assert bootstrap.within_noise(out, "weak", "twin") is None  # neither is the reference

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ml.evaluation import _classifier_metrics, _score_histogram, classifier_curves
 
@@ -20,7 +21,15 @@ def test_curves_are_thinned_and_place_the_threshold_on_them():
     metrics = _classifier_metrics(labels, scores, threshold=0.05)
     curves = classifier_curves(labels, scores, threshold=0.05)
     roc, pr = curves["roc"], curves["pr"]
-    assert len(roc["fpr"]) <= 200 and len(pr["recall"]) <= 200
+    assert len(roc["fpr"]) <= 202 and len(pr["recall"]) <= 202
+    # Evenly along the curve: no gap between two kept points is longer than a few average steps
+    # beyond the longest straight segment of the full curve.
+    fpr, tpr, _ = roc_curve(labels, scores)
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    for (xs, ys), (full_x, full_y) in (((roc["fpr"], roc["tpr"]), (fpr, tpr)),
+                                       ((pr["recall"], pr["precision"]), (recall, precision))):
+        full = np.hypot(np.diff(full_x), np.diff(full_y))
+        assert np.hypot(np.diff(xs), np.diff(ys)).max() <= full.max() + 3 * full.sum() / 200
     assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
     assert curves["at_threshold"]["tpr"] == pytest.approx(metrics["recall"])
     assert curves["at_threshold"]["precision"] == pytest.approx(metrics["precision"])
