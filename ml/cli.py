@@ -62,7 +62,7 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from ml.report import profile_export, render_profile_report
+    from ml.reports import profile_export, render_profile_report
 
     settings = args.settings
     out = Path(args.out) if args.out else settings.reports_dir / "profile.html"

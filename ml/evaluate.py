@@ -93,7 +93,7 @@ def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_d
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2, default=str))
-    from ml.report import render_evaluation_report
+    from ml.reports import render_evaluation_report
 
     render_evaluation_report({"title": f"Evaluation of {Path(input_path).name} at {cutoff_at:%Y-%m-%d}", **result},
                              out_dir / "evaluation.html")

@@ -295,7 +295,7 @@ def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
     directory = outcome.model.save(settings.models_dir)
     (directory / "evaluation.json").write_text(json.dumps(outcome.evaluation, indent=2, default=str))
     try:
-        from ml.report import render_evaluation_report
+        from ml.reports import render_evaluation_report
     except ImportError:
         return directory
     render_evaluation_report({"title": f"Model {outcome.model.version}", **outcome.evaluation},
