@@ -68,6 +68,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else settings.reports_dir / "profile.html"
     profile = profile_export(Path(args.input), settings.home)
     render_profile_report(profile, out)
+    for warning in profile["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     rejected = profile.get("rejected", {})
     verdict = (f"rejected rows: {rejected['error']}" if "error" in rejected
                else f"{rejected.get('total', 0):,} rows rejected")

@@ -13,6 +13,7 @@ import pytest
 
 from ml.cli import main as cli_main
 from ml.reports import render_evaluation_report, render_profile_report
+from ml.reports.profile import training_gaps
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_PNG = re.compile(r'<img[^>]+src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"')
@@ -195,16 +196,20 @@ BROKEN_ROWS = [
 ]
 
 
-def test_profile_cli_reports_sections_and_warehouse_reject_reasons(tmp_path):
-    export = tmp_path / "ab.csv"
+def test_profile_cli_reports_sections_reject_reasons_and_what_training_lacks(tmp_path, capsys):
+    export = tmp_path / "ab.csv"  # 8 columns: no categories
     assert cli_main(["generate", "--rows", "20000", "--seed", "1", "--out", str(export)]) == 0
     with export.open("a") as handle:  # a few rows the warehouse must quarantine
         handle.write("\n".join(BROKEN_ROWS) + "\n")
     home = tmp_path / "home"
     assert cli_main(["--home", str(home), "profile", "--input", str(export)]) == 0
 
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "no category columns (8-column export)" in warnings[0]
+    assert "left out of the fit" in warnings[0]
     page = (home / "reports" / "profile.html").read_text()
-    for anchor in ("quality", "events", "prices", "activity", "tails"):
+    assert "Warning: no category columns (8-column export)" in _section(page, "training")
+    for anchor in ("training", "quality", "events", "prices", "activity", "tails"):
         assert f'id="{anchor}"' in page
     # event mix, funnel, prices, daily, hourly, rank-frequency
     assert len(EMBEDDED_PNG.findall(page)) == 6
@@ -217,12 +222,42 @@ def test_profile_cli_reports_sections_and_warehouse_reject_reasons(tmp_path):
     assert sorted(p.name for p in home.iterdir()) == ["reports"]
 
 
+def _profile(columns: int = 10, purchases: int = 5, platforms: tuple[str, ...] = ("Site", "iOS")) -> dict:
+    names = ["platform", "utc_event_time", "utc_event_date", "user_id", "event_type", "ecom.price100",
+             "ecom.qty", "ecom.nm", "main_category", "sub_category"][:columns]
+    return {"rows": 100, "columns": names,
+            "missing": [{"column": name, "missing": 0, "empty_list": 0} for name in names],
+            "event_mix": [{"event_type": "ec.view_item", "rows": 95}, {"event_type": "ec.purchase", "rows": purchases}],
+            "platforms": [{"platform": name} for name in platforms]}
+
+
+@pytest.mark.parametrize("profile, lacks", [
+    (_profile(), []),
+    (_profile(columns=8), ["no category columns"]),
+    (_profile(purchases=0), ["no purchases"]),
+    (_profile(platforms=("iOS",)), ["a single platform (iOS)"]),
+    (_profile(columns=8, purchases=0, platforms=("Site", "(missing)")),
+     ["no category columns", "no purchases", "a single platform (Site)"]),
+])
+def test_training_gaps_name_each_lack_once(profile, lacks):
+    gaps = training_gaps(profile)
+    assert len(gaps) == len(lacks) and all(gap.startswith(lack) for gap, lack in zip(gaps, lacks))
+
+
+def test_empty_category_columns_are_a_lack_too():
+    profile = _profile()
+    for entry in profile["missing"]:
+        if entry["column"] in ("main_category", "sub_category"):
+            entry.update(missing=60, empty_list=40)
+    assert training_gaps(profile)[0].startswith("the category columns are empty")
+
+
 def test_profile_report_renders_without_warehouse_or_activity(tmp_path):
-    profile = {"input": "x.csv", "rows": 0, "rejected": {"error": "dbt run failed: boom"},
+    profile = {"input": "x.csv", "rows": 0, "rejected": {"error": "dbt run failed: boom"}, "warnings": [],
                "missing": [{"column": "user_id", "missing": 0, "empty_list": 0}]}
     page = render_profile_report(profile, tmp_path / "p.html").read_text()
     assert "could not validate" in page and "boom" in page
-    assert 'id="events"' not in page
+    assert 'id="events"' not in page and "The export has what training uses" in page
 
 
 def test_a_file_that_is_not_an_export_is_refused_with_the_reason(tmp_path, capsys):

@@ -1,8 +1,9 @@
-"""The export profile: what an export holds before any training.
+"""The export profile: what an export holds before any training, and what training will lack.
 
 The numbers come from the data code: the warehouse's own quarantine
 (``ml.warehouse.rejected_rows_summary``) and DuckDB aggregates over the file
-(``ml.export.profile_aggregates``); this module draws the page.
+(``ml.export.profile_aggregates``); this module adds what training will do without the parts
+an export lacks, and draws the page.
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ml.export import check_export, profile_aggregates
+from ml.export import CATEGORY_COLUMNS, check_export, profile_aggregates
 from ml.reports import kit, plots
 from ml.reports.plots import EVENT_COLORS, MUTED, PALETTE, Embedded
 from ml.warehouse import rejected_rows_summary
 
 TITLES = {
+    "training": "Before training",
     "quality": "Data quality",
     "events": "Events and funnel",
     "prices": "Prices",
@@ -31,7 +33,8 @@ def profile_export(input_path: Path, settings_home: Path) -> dict[str, Any]:
     """Describe an export (``ab_test.csv`` layout) before any training; a JSON-able dict.
 
     Rejected rows come from dbt run into a temporary home under ``settings_home`` (deleted
-    afterwards), so the reasons are exactly those a build would quarantine.
+    afterwards), so the reasons are exactly those a build would quarantine; ``warnings`` say
+    what training will lack (:func:`training_gaps`).
     """
     input_path = check_export(input_path).resolve()
     settings_home = Path(settings_home)
@@ -42,13 +45,37 @@ def profile_export(input_path: Path, settings_home: Path) -> dict[str, Any]:
     settings_home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="profile-spill-", dir=settings_home) as spill:
         profile.update(profile_aggregates(input_path, Path(spill)))
+    profile["warnings"] = training_gaps(profile)
     profile["seconds"] = time.perf_counter() - started
     return profile
 
 
+def training_gaps(profile: Mapping[str, Any]) -> list[str]:
+    """One line per part of the export training uses that it lacks, and what training does
+    without it: a run still works, but the reader should know before wondering why."""
+    gaps = []
+    columns = profile.get("columns") or []
+    rows = profile.get("rows") or 0
+    missing = {m["column"]: m["missing"] + m["empty_list"] for m in profile.get("missing") or []}
+    without_categories = ("the item category, the category candidate source and the buyer's category share "
+                          "are left out of the fit, and new items get no category list")
+    if not set(CATEGORY_COLUMNS) <= set(columns):
+        gaps.append(f"no category columns (8-column export): {without_categories}")
+    elif rows and all(missing.get(column, 0) >= rows for column in CATEGORY_COLUMNS):
+        gaps.append(f"the category columns are empty: {without_categories}")
+    if not any(r["event_type"] == "ec.purchase" and r["rows"] for r in profile.get("event_mix") or []):
+        gaps.append("no purchases: the ranker learns from purchases and is judged on them, so none can be "
+                    "trained; a run publishes the cold-start lists only (popular by weighted events)")
+    platforms = [p["platform"] for p in profile.get("platforms") or [] if p["platform"] != "(missing)"]
+    if len(platforms) == 1:
+        gaps.append(f"a single platform ({platforms[0]}): the platform feature is constant and left out of "
+                    "the fit, and the per-platform cold-start lists are the same as the overall one")
+    return gaps
+
+
 def render_profile_report(profile: Mapping[str, Any], path: Path) -> Path:
     """Write the export profile (from :func:`profile_export`) as a self-contained HTML page."""
-    sections: dict[str, Any] = {"quality": _quality(profile)}
+    sections: dict[str, Any] = {"training": profile.get("warnings"), "quality": _quality(profile)}
     if profile.get("event_mix"):
         sections["events"] = _events(profile)
     if profile.get("prices"):
@@ -57,6 +84,8 @@ def render_profile_report(profile: Mapping[str, Any], path: Path) -> Path:
         sections["activity"] = _activity(profile)
     if profile.get("tails"):
         sections["tails"] = _tails(profile["tails"])
+    if sections["training"] is None:  # a profile from before the check
+        del sections["training"]
     seconds = profile.get("seconds")
     return kit.render("profile.html.j2", path, title=f"Export profile: {Path(str(profile.get('input', 'export'))).name}",
                       chips=_chips(profile), sections=sections, titles=TITLES,
