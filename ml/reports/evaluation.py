@@ -50,7 +50,7 @@ def render_evaluation_report(result: Mapping[str, Any], path: Path) -> Path:
     if result.get("feature_importance"):
         sections["importance"] = _importance(result["feature_importance"])
     if result.get("cold_users"):
-        sections["cold"] = _cold(result["cold_users"], result.get("cold_users_baselines") or {}, metrics, k)
+        sections["cold"] = _cold(result["cold_users"], result.get("cold_users_baselines") or {}, metrics)
     if result.get("notes"):
         sections["notes"] = list(result["notes"])
     return kit.render(
@@ -272,11 +272,11 @@ def _ranking_chart(metrics: Mapping[str, Mapping[str, Any]], ranking: Sequence[s
         ax.set_title(kit.label(metric, k), loc="left")
         ax.set_xlabel("higher is better")
         plots.style(ax, "x")
+    role = "the list the others are compared with" if compared else "the gate's list"
     caption = ("Each panel is one metric on its own scale, averaged over the judged buyers"
                + (" (precision over all judged users)" if "precision" in ranking else "")
                + (f"; whiskers: {level:.0%} bootstrap interval over users" if bounds else "")
-               + (f"; dark bar: {highlight}, " + ("the list the others are compared with." if compared
-                                                    else "the gate's list.") if highlight else "."))
+               + (f"; dark bar: {highlight}, {role}." if highlight else "."))
     return plots.embed(fig, caption, "Ranking metrics per list")
 
 
@@ -495,7 +495,9 @@ def _importance(importance: Sequence[Mapping[str, Any]], top: int = 20) -> dict[
 
 
 def _cold(cold: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]],
-          metrics: Mapping[str, Mapping[str, Any]], k: Any) -> dict[str, Any]:
+          metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The popular list on the cold buyers (and ``recsys evaluate``'s tuned one), the first
+    list's values on the buyers with history beside them for scale."""
     columns = {"popular": cold, **baselines}
     reference = next(iter(metrics), None)
     shown = [m for m in [*kit.RANKING, "n_users"] if any(m in values for values in columns.values())]
