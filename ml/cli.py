@@ -62,12 +62,14 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from ml.report import profile_export, render_profile_report
+    from ml.reports import profile_export, render_profile_report
 
     settings = args.settings
     out = Path(args.out) if args.out else settings.reports_dir / "profile.html"
     profile = profile_export(Path(args.input), settings.home)
     render_profile_report(profile, out)
+    for warning in profile["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     rejected = profile.get("rejected", {})
     verdict = (f"rejected rows: {rejected['error']}" if "error" in rejected
                else f"{rejected.get('total', 0):,} rows rejected")

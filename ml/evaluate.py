@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ml import dataset, pipeline
+from ml import bootstrap, dataset, pipeline
 from ml.config import RunConfig, Settings
 from ml.evaluate_baselines import default_specs, run_baselines
 from ml.export import check_export
@@ -35,14 +35,22 @@ def interactions_before(settings: Settings, end: datetime) -> pd.DataFrame:
             [end]).df()
 
 
-def compare(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The ranker's NDCG against the best baseline's (NaN where either is missing)."""
+def best_baseline(metrics: dict[str, dict[str, Any]]) -> str | None:
+    """The baseline with the best NDCG (the ranker and its logistic-regression reference are not baselines)."""
     baselines = [(name, m["ndcg"]) for name, m in metrics.items()
                  if name not in ("ranker", "logistic_regression") and pd.notna(m.get("ndcg"))]
-    best_name, best = max(baselines, key=lambda item: item[1]) if baselines else (None, float("nan"))
+    return max(baselines, key=lambda item: item[1])[0] if baselines else None
+
+
+def compare(metrics: dict[str, dict[str, Any]], intervals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ranker's NDCG against the best baseline's (NaN where either is missing), and whether
+    the difference is within noise (the paired bootstrap interval of ``intervals`` covers 0)."""
+    best_name = best_baseline(metrics)
+    best = metrics[best_name]["ndcg"] if best_name else float("nan")
     ranker = metrics.get("ranker", {}).get("ndcg", float("nan"))
     return {"best_baseline": best_name, "best_baseline_ndcg": best, "ranker_ndcg": ranker,
-            "ranker_vs_best": ranker / best - 1 if best and pd.notna(best) else float("nan")}
+            "ranker_vs_best": ranker / best - 1 if best and pd.notna(best) else float("nan"),
+            "within_noise": bootstrap.within_noise(intervals or {}, "ranker", best_name) if best_name else None}
 
 
 def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_days: int, k: int,
@@ -55,10 +63,11 @@ def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_d
                        horizon_days=horizon_days, k=k)
     pipeline.build_warehouse(settings, config, input_path, log)
     try:
-        result = pipeline.train_and_evaluate(settings, config, pipeline.new_version(), log).evaluation
+        outcome = pipeline.train_and_evaluate(settings, config, pipeline.new_version(), log)
+        result, per_user = outcome.evaluation, outcome.per_user
     except pipeline.NotEnoughHistory as thin:  # a thin export: the baselines still say something
         log(f"no ranker: {thin}")
-        result = {"metrics": {}, "split": {}, "notes": [f"No ranker was trained: {thin}"]}
+        result, per_user = {"metrics": {}, "split": {}, "notes": [f"No ranker was trained: {thin}"]}, {}
     result["dataset"] = {"input": str(input_path), "cutoff": str(cutoff_at), "horizon_days": horizon_days}
     result["split"].update({"cutoff": str(cutoff_at), "k": k})
 
@@ -67,19 +76,24 @@ def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_d
         judged = result.setdefault("baseline_params", {})
         specs = [spec for spec in default_specs() if spec.name not in judged]
         table = run_baselines(interactions_before(settings, end), cutoff_at, horizon_days, k, specs=specs,
-                              verbose=True, popular_params=judged.get("popular_tuned"))
+                              verbose=True, popular_params=judged.get("popular_tuned"), per_user=per_user)
         for row in table.to_dict("records"):
             name = row["model"]
             target = result.setdefault("cold_users_baselines", {}) if row["users"] == "cold" else result["metrics"]
             target[name] = {key: row[key] for key in METRIC_KEYS if key in row}
             judged[name] = row["params"]
 
-    result["comparison"] = compare(result["metrics"])
+    if per_user:  # again, with this command's baselines: the lists are not recomputed, only resampled
+        reference = (result.get("gate") or {}).get("list")
+        if reference not in per_user:  # no ranker was trained: the best baseline
+            reference = best_baseline(result["metrics"])
+        result["intervals"] = bootstrap.intervals(per_user, reference=reference)
+    result["comparison"] = compare(result["metrics"], result.get("intervals"))
     log(f"NDCG@{k}: {result['comparison']}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2, default=str))
-    from ml.report import render_evaluation_report
+    from ml.reports import render_evaluation_report
 
     render_evaluation_report({"title": f"Evaluation of {Path(input_path).name} at {cutoff_at:%Y-%m-%d}", **result},
                              out_dir / "evaluation.html")

@@ -25,7 +25,7 @@ from ml.baselines import (
     RepurchaseRecommender,
     tune,
 )
-from ml.metrics import evaluate_lists
+from ml.metrics import evaluate_lists, score_lists
 from ml.splitting import cold_users, restrict_truth, time_split, warm_users
 
 
@@ -96,16 +96,17 @@ def fit_tuned(spec: BaselineSpec, history: pd.DataFrame, validation_cutoff: str 
 def judge_baselines(specs: list[BaselineSpec], purchases: pd.DataFrame, cutoff: datetime, horizon_days: float,
                     k: int, users: pd.Index, truth: pd.DataFrame, history: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Each baseline tuned and fitted before ``cutoff``, its top-``k`` lists for ``users`` judged
-    against ``truth`` with exactly the ranker's metric call (``ml.evaluation.ranking_metrics``),
-    so the gate compares like with like: ``{name: {"params": ..., "metrics": ...}}``."""
+    against ``truth`` with exactly the ranker's metric call (``ml.evaluation.ranking_scores``),
+    so the gate compares like with like: ``{name: {"params": ..., "metrics": ..., "per_user": ...}}``
+    (``per_user``: the per-user metric values, for bootstrap intervals)."""
     past = purchases[purchases["ts"] < pd.Timestamp(cutoff)]
     users_truth = truth[truth["user_id"].isin(users)]
     judged = {}
     for spec in specs:
         fitted = fit_tuned(spec, past, pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days), horizon_days, k)
-        lists = fitted.model.recommend(users, k)
-        judged[spec.name] = {"params": fitted.params, "metrics": evaluate_lists(
-            lists, users_truth, history, k, history["item_id"].nunique(), users=users)}
+        scored = score_lists(fitted.model.recommend(users, k), users_truth, history, k,
+                             history["item_id"].nunique(), users=users)
+        judged[spec.name] = {"params": fitted.params, "metrics": scored.metrics, "per_user": scored.per_user}
     return judged
 
 
@@ -119,6 +120,7 @@ def run_baselines(
     metric: str = "ndcg",
     verbose: bool = False,
     popular_params: dict[str, Any] | None = None,
+    per_user: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Tune, refit and evaluate each baseline; one row per baseline (plus cold users).
 
@@ -132,7 +134,8 @@ def run_baselines(
       baseline, e.g. because it was judged already).
 
     Columns: ``model, users, params`` then the keys of :func:`ml.metrics.evaluate_lists`
-    and ``tune_s, fit_s, recommend_s``.
+    and ``tune_s, fit_s, recommend_s``. ``per_user``, when given, receives each baseline's
+    per-user metric values on the warm buyers (for bootstrap intervals without recomputing lists).
     """
     cutoff = pd.Timestamp(cutoff)
     if validation_cutoff is None:
@@ -148,7 +151,10 @@ def run_baselines(
         t0 = time.perf_counter()
         recs = fitted.model.recommend(warm, k)
         rec_s = time.perf_counter() - t0
-        scores = evaluate_lists(recs, truth_warm, history, k, catalogue)
+        scored = score_lists(recs, truth_warm, history, k, catalogue)
+        scores = scored.metrics
+        if per_user is not None:
+            per_user[spec.name] = scored.per_user
         rows.append({"model": spec.name, "users": "warm", "params": fitted.params, **scores,
                      "tune_s": fitted.tune_seconds, "fit_s": fitted.fit_seconds, "recommend_s": rec_s})
         if verbose:

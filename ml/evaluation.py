@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (average_precision_score, precision_recall_curve, precision_score, recall_score,
+                             roc_auc_score, roc_curve)
 
 from ml.features import LABEL
-from ml.metrics import evaluate_lists
+from ml.metrics import ListScores, evaluate_lists, score_lists
 from ml.ranking import top_k
 
 SOURCES = ["history", "repurchase", "co_purchase", "category", "trending", "popular"]
@@ -55,28 +56,29 @@ class GateDecision:
         return f"baseline:{self.list_name}"
 
 
-def ranking_metrics(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,
-                    history: pd.DataFrame, k: int) -> dict[str, Any]:
-    """The list metrics of the top-``k`` lists ranked by ``model_scores``, over the warm users
-    (the users of ``frame``): what a reference model is compared on."""
+def ranking_scores(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,
+                   history: pd.DataFrame, k: int) -> ListScores:
+    """The list metrics (and their per-user values) of the top-``k`` lists ranked by
+    ``model_scores``, over the warm users (the users of ``frame``): what a reference model is
+    compared on."""
     warm_users = pd.Index(frame["user_id"].unique())
-    return evaluate_lists(top_k(frame, model_scores, k), truth[truth["user_id"].isin(warm_users)], history, k,
-                          history["item_id"].nunique(), users=warm_users)
+    return score_lists(top_k(frame, model_scores, k), truth[truth["user_id"].isin(warm_users)], history, k,
+                       history["item_id"].nunique(), users=warm_users)
 
 
-def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,
-                     history: pd.DataFrame, popular: pd.DataFrame, k: int) -> dict[str, Any]:
-    """Every number of the evaluation report for one scored window (see module docstring)."""
+def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame, history: pd.DataFrame,
+                     popular: pd.DataFrame, k: int) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Every number of the evaluation report for one scored window (see module docstring), and
+    the per-user metric values of the ``ranker`` and ``popular`` lists (for bootstrap intervals)."""
     warm_users = pd.Index(frame["user_id"].unique())
     warm_truth = truth[truth["user_id"].isin(warm_users)]
     cold_truth = truth[~truth["user_id"].isin(warm_users)]
     catalogue = history["item_id"].nunique()
 
-    popular_lists = _same_list_for_all(popular, warm_users)
-    metrics = {
-        "ranker": ranking_metrics(frame, model_scores, truth, history, k),
-        "popular": evaluate_lists(popular_lists, warm_truth, history, k, catalogue, users=warm_users),
-    }
+    lists = {"ranker": ranking_scores(frame, model_scores, truth, history, k),
+             "popular": score_lists(_same_list_for_all(popular, warm_users), warm_truth, history, k, catalogue,
+                                    users=warm_users)}
+    metrics = {name: scored.metrics for name, scored in lists.items()}
     cold_users = pd.Index(cold_truth["user_id"].unique())
     cold = (evaluate_lists(_same_list_for_all(popular, cold_users), cold_truth, history, k,
                            catalogue, users=cold_users) if len(cold_users) else {"n_users": 0})
@@ -95,10 +97,11 @@ def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.Da
         "metrics": metrics,
         "cold_users": cold,
         "classifier": classifier,
+        "classifier_curves": classifier_curves(labels, model_scores, classifier["threshold"]),
         "pilot": pilot,
         "candidate_recall": candidate_recall(frame, warm_truth),
         "score_distribution": _score_histogram(labels, model_scores),
-    }
+    }, {name: scored.per_user for name, scored in lists.items()}
 
 
 def candidate_recall(frame: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
@@ -174,8 +177,48 @@ def _classifier_metrics(labels: np.ndarray, model_scores: np.ndarray, threshold:
     }
 
 
-def _score_histogram(labels: np.ndarray, model_scores: np.ndarray, bins: int = 30) -> dict[str, list]:
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    return {"bins": edges.tolist(),
-            "positive": np.histogram(model_scores[labels == 1], edges)[0].tolist(),
-            "negative": np.histogram(model_scores[labels == 0], edges)[0].tolist()}
+def classifier_curves(labels: np.ndarray, model_scores: np.ndarray, threshold: float,
+                      points: int = 200) -> dict[str, Any]:
+    """ROC and precision-recall curves, each thinned to about ``points`` points for the report,
+    and where the ``threshold`` of the classifier metrics lies on them."""
+    if labels.min() == labels.max():
+        return {}
+    fpr, tpr, _ = roc_curve(labels, model_scores)
+    precision, recall, _ = precision_recall_curve(labels, model_scores)
+    fpr, tpr = _thin(fpr, tpr, points)
+    recall, precision = _thin(recall, precision, points)
+    predicted = model_scores >= threshold
+    negatives = labels == 0
+    return {
+        "roc": {"fpr": fpr, "tpr": tpr},
+        "pr": {"recall": recall, "precision": precision},
+        "positive_rate": float(labels.mean()),
+        "threshold": threshold,
+        "at_threshold": {"fpr": float(predicted[negatives].mean()), "tpr": float(predicted[~negatives].mean()),
+                         "precision": float(labels[predicted].mean()) if predicted.any() else None},
+    }
+
+
+def _thin(x: np.ndarray, y: np.ndarray, points: int) -> tuple[list[float], list[float]]:
+    """About ``points`` points evenly spaced along the curve (not along its thresholds: most
+    thresholds crowd where scores are low), both ends kept, rounded for a small JSON."""
+    along = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+    keep = np.unique(np.concatenate([np.searchsorted(along, np.linspace(0.0, along[-1], points)),
+                                     [0, len(x) - 1]]).clip(0, len(x) - 1))
+    return np.round(x[keep], 5).tolist(), np.round(y[keep], 5).tolist()
+
+
+def _score_histogram(labels: np.ndarray, model_scores: np.ndarray, bins: int = 30) -> dict[str, Any]:
+    """Counts of bought and not-bought pairs in log-spaced score bins.
+
+    Purchase probabilities are mostly tiny (a few % of candidates are bought): linear bins put
+    nearly everything in the first one. The bins span the decades from the 0.1 % quantile of
+    the scores (rounded down to a power of ten) to 1; lower scores are counted in the first bin.
+    """
+    positive = model_scores[model_scores > 0]
+    low = 10.0 ** np.floor(np.log10(np.quantile(positive, 0.001))) if len(positive) else 1e-4
+    edges = np.geomspace(low, 1.0, bins + 1)
+    clipped = np.clip(model_scores, low, 1.0)
+    return {"bins": edges.tolist(), "scale": "log", "clipped_below": float(low),
+            "positive": np.histogram(clipped[labels == 1], edges)[0].tolist(),
+            "negative": np.histogram(clipped[labels == 0], edges)[0].tolist()}

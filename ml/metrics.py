@@ -18,6 +18,8 @@ evaluate in about a second.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -200,6 +202,15 @@ def popularity_percentile(recs: pd.DataFrame, history: pd.DataFrame, k: int,
     return float(top["item_id"].map(pct).fillna(0.0).mean())
 
 
+@dataclass
+class ListScores:
+    """The metrics of one set of lists and the per-user values they average
+    (:func:`per_user_metrics`): what bootstrap intervals resample (``ml.bootstrap``)."""
+
+    metrics: dict[str, float]
+    per_user: pd.DataFrame
+
+
 def evaluate_lists(
     recs: pd.DataFrame,
     truth: pd.DataFrame,
@@ -208,12 +219,24 @@ def evaluate_lists(
     catalogue_size: int | None = None,
     users: pd.Index | None = None,
 ) -> dict[str, float]:
-    """Every metric of this module for one set of lists, in one pass.
+    """Every metric of this module for one set of lists, in one pass (see :func:`score_lists`)."""
+    return score_lists(recs, truth, history, k, catalogue_size, users).metrics
+
+
+def score_lists(
+    recs: pd.DataFrame,
+    truth: pd.DataFrame,
+    history: pd.DataFrame,
+    k: int,
+    catalogue_size: int | None = None,
+    users: pd.Index | None = None,
+) -> ListScores:
+    """Every metric of this module for one set of lists, and the per-user values behind them.
 
     ``users`` is the evaluated population (default: the users in ``truth``, normally the
     warm buyers of the split); users of it with no list count as misses.
     ``catalogue_size`` defaults to the number of distinct items in ``history``.
-    Keys: ``recall, precision, ndcg, map, hit_rate, mrr, missed_offer_share,
+    Metric keys: ``recall, precision, ndcg, map, hit_rate, mrr, missed_offer_share,
     offer_precision, coverage, novelty, popularity_pct, n_users, n_users_with_list``.
     """
     pu = per_user_metrics(recs, truth, k, users)
@@ -222,7 +245,7 @@ def evaluate_lists(
     bought, offered, hits = pu["n_truth"].sum(), pu["n_offered"].sum(), pu["hits"].sum()
     if catalogue_size is None:
         catalogue_size = history["item_id"].nunique()
-    return {
+    return ListScores(metrics={
         "recall": float(buyers["recall"].mean()),
         "precision": float(pu["precision"].mean()),
         "ndcg": float(buyers["ndcg"].mean()),
@@ -236,4 +259,4 @@ def evaluate_lists(
         "popularity_pct": popularity_percentile(recs, history, k, pop),
         "n_users": int(len(pu)),
         "n_users_with_list": int((pu["n_offered"] > 0).sum()),
-    }
+    }, per_user=pu)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ml import dataset, evaluation, runs, serving, timescale, training
+from ml import bootstrap, dataset, evaluation, runs, serving, timescale, training
 from ml.config import RunConfig, Settings
 from ml.evaluate_baselines import gate_specs, judge_baselines, spec_named
 from ml.features import uninformative
@@ -33,12 +33,15 @@ Log = Callable[[str], None]
 @dataclass
 class TrainOutcome:
     """What training and evaluation produced and which list to publish; ``evaluation`` is the
-    report's content. ``model`` is None when the export was too thin to train a ranker."""
+    report's content. ``model`` is None when the export was too thin to train a ranker.
+    ``per_user``: each judged list's per-user metric values on the holdout (the intervals'
+    input), kept so that ``recsys evaluate`` can add its baselines without recomputing lists."""
 
     model: SavedModel | None
     evaluation: dict[str, Any]
     decision: evaluation.GateDecision
     seconds: dict[str, float] = field(default_factory=dict)
+    per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def run_facts(self) -> dict[str, Any]:
         """What the run log records about training and the choice."""
@@ -201,11 +204,11 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     clock = time.perf_counter()
     judged = training.fit(config.model_kind, judged_params, pool(2))
     holdout = sets[1].frame
-    result = evaluation.evaluate_holdout(holdout, scores(judged, holdout), sets[1].truth,
-                                         history, popular, config.k)
+    result, per_user = evaluation.evaluate_holdout(holdout, scores(judged, holdout), sets[1].truth,
+                                                   history, popular, config.k)
     reference = training.fit("logreg", {}, pool(2))
-    result["metrics"]["logistic_regression"] = evaluation.ranking_metrics(
-        holdout, scores(reference, holdout), sets[1].truth, history, config.k)
+    scored = evaluation.ranking_scores(holdout, scores(reference, holdout), sets[1].truth, history, config.k)
+    result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
     seconds["evaluation"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -213,6 +216,7 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
                                 pd.Index(holdout["user_id"].unique()), sets[1].truth, history)
     result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
     result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
+    per_user.update({name: judged_baseline["per_user"] for name, judged_baseline in baselines.items()})
     seconds["baselines"] = time.perf_counter() - clock
     log("  holdout NDCG@{}: ".format(config.k) + ", ".join(
         f"{name} {result['metrics'][name]['ndcg']:.4f}" for name in ("ranker", *baselines)))
@@ -228,14 +232,20 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     final = training.fit(config.model_kind, final_params, final_data)
     seconds["final_fit"] = time.perf_counter() - clock
 
-    decision = evaluation.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin,
-                               ["ranker", *baselines])
+    candidates = ["ranker", *baselines]
+    decision = evaluation.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin, candidates)
     result["gate"] = {"decision": "published" if decision.publish else "rejected", "reason": decision.reason,
-                      "list": decision.list_name}
+                      "list": decision.list_name, "candidates": candidates}
+    clock = time.perf_counter()  # every list against the gate's choice: is its lead more than noise?
+    result["intervals"] = bootstrap.intervals(per_user, reference=decision.list_name)
+    seconds["intervals"] = time.perf_counter() - clock
     result["cross_validation"] = [{"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
                                   for r in search]
+    result["judged_params"], result["final_params"] = judged_params, final_params
+    result["dataset"] = {"input": str(config.input_path or settings.default_input)}
     result["split"].update({"holdout_cutoff": str(holdout_cutoff.at), "holdout_end": str(holdout_cutoff.label_end),
-                            "horizon_days": config.horizon_days})
+                            "horizon_days": config.horizon_days,
+                            "cutoffs": {index: str(cutoffs[index].at) for index in usable}})
     model = SavedModel(version=version, kind=config.model_kind, params=final_params, pipeline=final, metadata={
         "trained_on": {"cutoff": str(holdout_cutoff.at), "label_window_end": str(holdout_cutoff.label_end),
                        "cutoffs": [str(cutoffs[i].at) for i in usable],
@@ -246,7 +256,7 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
         "gate": result["gate"],
         "dropped_features": uninformative(final_data.frame),
     })
-    return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds)
+    return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds, per_user=per_user)
 
 
 def train_and_choose(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
@@ -285,7 +295,7 @@ def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
     directory = outcome.model.save(settings.models_dir)
     (directory / "evaluation.json").write_text(json.dumps(outcome.evaluation, indent=2, default=str))
     try:
-        from ml.report import render_evaluation_report
+        from ml.reports import render_evaluation_report
     except ImportError:
         return directory
     render_evaluation_report({"title": f"Model {outcome.model.version}", **outcome.evaluation},

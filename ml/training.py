@@ -148,22 +148,27 @@ def best_params(kind: str, results: Sequence[SearchResult],
 
 def validation_curves(kind: str, params: Mapping[str, Any], train: LabelledSet, valid: LabelledSet,
                       k: int, max_users: int = 3_000) -> list[dict[str, Any]]:
-    """Train and validation NDCG@k while one hyper-parameter moves and the others stay put.
+    """Train and validation NDCG@k while one hyper-parameter moves around its value in
+    ``params`` (the chosen one, always on the curve as ``chosen``) and the others stay put.
 
-    Validation far below training, and falling while training still rises, is over-fitting.
-    Training uses at most ``max_users`` users' candidates: the curves' shape, not the best
-    score, is what they are for.
+    Validation far below training, and falling while training still rises, is over-fitting;
+    both low is under-fitting. Training uses at most ``max_users`` users' candidates
+    (``train_users``): the curves' shape around the choice is what they are for, not picking a
+    value (cross-validation on the full folds did that).
     """
     train = train.sample_users(max_users)
     curves = []
     for name, values in CURVE_RANGES[kind].items():
+        chosen = params[name]
+        values = sorted({*values, chosen})
         train_scores, valid_scores = [], []
         for value in values:
             model = fit(kind, {**params, name: value}, train)
             train_scores.append(evaluate_ndcg(model, train, k))
             valid_scores.append(evaluate_ndcg(model, valid, k))
-        curves.append({"param": name, "values": values, "train_score": train_scores,
-                       "valid_score": valid_scores, "metric": f"ndcg@{k}"})
+        curves.append({"param": name, "values": values, "chosen": chosen, "train_score": train_scores,
+                       "valid_score": valid_scores, "metric": f"ndcg@{k}",
+                       "train_users": int(train.frame["user_id"].nunique())})
     return curves
 
 

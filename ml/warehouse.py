@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,3 +121,45 @@ def _parse_event(line: str) -> tuple[str, dict[str, Any]] | None:
         return payload["info"]["name"], payload.get("data", {})
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def rejected_rows_summary(input_path: Path, scratch_dir: Path) -> dict[str, Any]:
+    """What a build would quarantine from ``input_path``: rows per reason and the first example
+    of each as written, exactly as the warehouse decides, because dbt itself runs
+    ``+rejected_rows`` in a temporary home under ``scratch_dir`` (deleted afterwards).
+    ``{"error": ...}`` when dbt fails.
+    """
+    import duckdb
+
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    tmp_home = Path(tempfile.mkdtemp(prefix="profile-", dir=scratch_dir))
+    try:
+        settings = Settings(home=tmp_home)
+        try:
+            run_dbt(settings, "run", dbt_vars(input_path), select="+rejected_rows")
+        except DbtError as error:
+            return {"error": str(error)}
+        with duckdb.connect(str(settings.build_db), read_only=True) as con:
+            staged = con.execute("select count(*) from stg_ab_test__events").fetchall()[0][0]
+            by_reason = con.execute("""
+                select reject_reason, count(*) as n from rejected_rows group by 1 order by n desc, 1
+            """).fetchall()
+            # The row as written: every raw_* field the quarantine keeps (whatever the model's
+            # current columns are), or the unsplittable line itself.
+            present = [r[0] for r in con.execute("describe rejected_rows").fetchall()]
+            fields = [c for c in present if c.startswith("raw_") and c != "raw_line"]
+            joined = ("concat_ws(',', " + ", ".join(f"coalesce({f}::varchar, '')" for f in fields) + ")"
+                      if fields else "''")
+            line = "raw_line" if "raw_line" in present else "null"
+            order = ", ".join(c for c in ("event_row_id nulls last", "line_number") if c.split()[0] in present)
+            examples = con.execute(f"""
+                select reject_reason, coalesce({line}, {joined}) as example
+                from rejected_rows
+                qualify row_number() over (partition by reject_reason{' order by ' + order if order else ''}) = 1
+            """).fetchall()
+        total = sum(n for _, n in by_reason)
+        return {"staged_rows": int(staged), "total": int(total),
+                "by_reason": [{"reason": r, "rows": int(n)} for r, n in by_reason],
+                "examples": {r: e[:400] for r, e in examples}}
+    finally:
+        shutil.rmtree(tmp_home, ignore_errors=True)

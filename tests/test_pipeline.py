@@ -117,6 +117,15 @@ def test_ranker_beats_popularity_on_the_holdout(published):
     assert ranker["recall"] > popular["recall"]
     assert evaluation["classifier"]["roc_auc"] > 0.7
     assert {c["param"] for c in evaluation["validation_curves"]} == {"learning_rate", "max_leaf_nodes"}
+    # What the report needs to tell the truth: intervals around every list, differences with the
+    # gate's list, the curves through the parameters used.
+    intervals = evaluation["intervals"]
+    assert intervals["lists"]["ranker"]["ndcg"]["low"] < ranker["ndcg"] < intervals["lists"]["ranker"]["ndcg"]["high"]
+    assert intervals["reference"] == evaluation["gate"]["list"] == "ranker"
+    assert intervals["differences"]["popular"]["ndcg"]["within_noise"] is False
+    assert all(c["chosen"] == evaluation["judged_params"][c["param"]] for c in evaluation["validation_curves"])
+    page = (settings.models_dir / run["model_version"] / "evaluation.html").read_text()
+    assert 'id="tuning"' in page and "Difference from ranker" in page
     importance = {row["feature"]: row["importance_mean"] for row in evaluation["feature_importance"]}
     top = max(importance, key=importance.get)
     # Sense check: what the user did with the item (or how well the item converts) must lead,

@@ -49,12 +49,12 @@ def test_a_reason_that_could_name_the_users_items_is_refused(tmp_path, reason):
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
     publish(make_build_db(tmp_path / "ok.duckdb"), serving_db, model_version="v1", as_of=AS_OF)
     before = serving_db.read_bytes()
-    bad = make_build_db(tmp_path / "bad.duckdb", extra_sql=(
+    bad = make_build_db(tmp_path / "bad.duckdb", model_version="v2", extra_sql=(
         f"UPDATE pub_recommendations SET reason = '{reason}' WHERE user_id = '{WARM_SHORT}' AND rank = 2"))
     with pytest.raises(PublishError, match="CHECK"):
         publish(bad, serving_db, model_version="v2", as_of=AS_OF)
     assert serving_db.read_bytes() == before
-    baseline = make_build_db(tmp_path / "baseline.duckdb",
+    baseline = make_build_db(tmp_path / "baseline.duckdb", model_version="v3",
                              extra_sql="UPDATE pub_recommendations SET reason = 'baseline:repurchase'")
     publish(baseline, serving_db, model_version="v3", as_of=AS_OF)
 

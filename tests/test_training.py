@@ -101,3 +101,16 @@ def test_a_frame_where_nothing_varies_is_not_enough_history():
         frame[name] = np.nan
     with pytest.raises(NotEnoughHistory):
         fit("hgb", {}, LabelledSet(1, frame, frame[["user_id", "item_id"]]))
+
+
+def test_validation_curves_pass_through_the_chosen_parameters():
+    from ml.models import DEFAULT_PARAMS
+    from ml.training import validation_curves
+
+    frame = candidate_frame()
+    data = LabelledSet(2, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
+    params = {**DEFAULT_PARAMS["hgb"], "learning_rate": 0.15, "max_leaf_nodes": 15, "max_iter": 10}
+    curves = {curve["param"]: curve for curve in validation_curves("hgb", params, data, data, k=5, max_users=40)}
+    assert curves["learning_rate"]["chosen"] == 0.15 and 0.15 in curves["learning_rate"]["values"]
+    assert curves["max_leaf_nodes"]["values"] == [4, 15, 63]  # already on the curve: not added twice
+    assert all(len(c["valid_score"]) == len(c["values"]) and c["train_users"] == 40 for c in curves.values())

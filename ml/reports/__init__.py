@@ -1,0 +1,15 @@
+"""Self-contained HTML reports: one file each, no network, plots embedded as PNG.
+
+* :func:`render_evaluation_report` draws an evaluation dict (``evaluation.json``: the lists'
+  metrics with bootstrap intervals, the gate, pilot targets, the classifier, candidate recall,
+  the parameter search, importance, cold buyers). Only ``metrics`` is required.
+* :func:`profile_export` describes an export before any training, and what training will lack;
+  :func:`render_profile_report` draws it. ``recsys profile`` runs both.
+
+Pages are Jinja2 templates (``templates/``, package data); ``kit`` holds formatting and the
+template environment, ``plots`` the matplotlib helpers.
+"""
+from ml.reports.evaluation import render_evaluation_report
+from ml.reports.profile import profile_export, render_profile_report
+
+__all__ = ["profile_export", "render_evaluation_report", "render_profile_report"]
