@@ -35,6 +35,7 @@ from typing import Any, Iterator, NamedTuple
 import duckdb
 
 from ml import privacy
+from ml.contracts import Column, contract
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,6 @@ PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's tier price are penalis
 # price is that band's geometric middle.
 TIER_PRICE_SQL = "pow(2.0, {tier} + 0.5)"
 
-# The only reasons a personal list may give (plus 'baseline:<name>'): none tells which items
-# the user bought or viewed (docs/privacy.md).
-PUBLISHED_REASONS = ("personal", "trending", "popular")
-_REASONS = ", ".join(f"'{reason}'" for reason in PUBLISHED_REASONS)
-
 # Product page of a new item (no bought-together rows): the candidates are its category's
 # CATEGORY_TOP_K most popular items (table category_top_items, built on publish), re-ranked by
 # this score (popular and near the new item's price); the best max(n, SAME_CATEGORY_MIN) count.
@@ -68,43 +64,42 @@ SAME_CATEGORY_SCORE = ("t.popularity / (1 + abs(ln((coalesce(t.price_rub, 0) + 1
 # --------------------------------------------------------------------------------------------
 # Schema of the serving database (docs/architecture.md). Order of the dict = creation order.
 # --------------------------------------------------------------------------------------------
-TABLES: dict[str, str] = {
-    "recommendations": f"""
-        user_id        VARCHAR   NOT NULL,
-        item_id        VARCHAR   NOT NULL,
-        rank           INTEGER   NOT NULL CHECK (rank >= 1),
-        score          DOUBLE    NOT NULL,
-        reason         VARCHAR   CHECK (reason IN ({_REASONS}) OR reason LIKE 'baseline:%'),
-        model_version  VARCHAR   NOT NULL,
-        generated_at   TIMESTAMP NOT NULL""",
-    "fallback_recommendations": """
-        platform       VARCHAR   NOT NULL CHECK (platform IN ('Site', 'Android', 'iOS', 'all')),
-        item_id        VARCHAR   NOT NULL,
-        rank           INTEGER   NOT NULL CHECK (rank >= 1),
-        score          DOUBLE    NOT NULL,
-        reason         VARCHAR,
-        model_version  VARCHAR   NOT NULL,
-        generated_at   TIMESTAMP NOT NULL""",
-    "similar_items": """
-        item_id         VARCHAR NOT NULL,
-        similar_item_id VARCHAR NOT NULL,
-        rank            INTEGER NOT NULL CHECK (rank >= 1),
-        score           DOUBLE  NOT NULL,
-        support_users   INTEGER,
-        confidence      DOUBLE,
-        lift            DOUBLE,
-        CHECK (item_id <> similar_item_id)""",
-    "items": """
-        item_id        VARCHAR NOT NULL PRIMARY KEY,
-        category_id    VARCHAR,
-        price_rub      DOUBLE,
-        popularity     DOUBLE  NOT NULL""",
-    "user_profiles": """
-        user_id          VARCHAR NOT NULL PRIMARY KEY,
-        platform         VARCHAR NOT NULL,
-        price_tier       INTEGER,
-        top_category_id  VARCHAR""",
-}
+# Every pub_* table carries the version of the run whose build made it (dbt's build_version());
+# items, similar_items and user_profiles keep it in the build only.
+STAMP = "model_version"
+UNSTAMPED = ("similar_items", "items", "user_profiles")
+# Serving only: the PRIMARY KEY is the ART index of these point lookups (in the build,
+# uniqueness is a dbt test).
+PRIMARY_KEYS = {"items": "item_id", "user_profiles": "user_id"}
+# The dbt constraint types the pub_* contracts use, in DuckDB's DDL.
+_CONSTRAINT_SQL = {"not_null": "NOT NULL", "check": "CHECK ({expression})"}
+
+
+def _serving_columns(name: str) -> list[Column]:
+    """The columns of serving table ``name``: its pub_* model's contract, without the stamp
+    where the serving table leaves it out."""
+    return [column for column in contract(f"pub_{name}").columns
+            if not (name in UNSTAMPED and column.name == STAMP)]
+
+
+def _table_ddl(name: str) -> str:
+    """The body of ``CREATE TABLE name (...)``: the pub_* model's contract (types, NOT NULL,
+    CHECK), so the file holds exactly what dbt built and checked; plus the primary key."""
+    parts = []
+    for column in _serving_columns(name):
+        words = [column.name, column.data_type.upper()]
+        words += [_CONSTRAINT_SQL[c.type].format(expression=c.expression) for c in column.constraints]
+        if PRIMARY_KEYS.get(name) == column.name:
+            words.append("PRIMARY KEY")
+        parts.append(" ".join(words))
+    parts += [_CONSTRAINT_SQL[c.type].format(expression=c.expression)
+              for c in contract(f"pub_{name}").constraints]
+    return ",\n".join(parts)
+
+
+TABLES = {name: _table_ddl(name) for name in
+          ("recommendations", "fallback_recommendations", "similar_items", "items", "user_profiles")}
+COLUMNS = {name: [column.name for column in _serving_columns(name)] for name in TABLES}
 
 # Sort order of the copy: point lookups prune row groups by zonemap, and the ART indexes
 # below make them independent of the id's shape (measured: benchmarks/bench_serving.py).
@@ -148,20 +143,6 @@ CREATE TABLE publication (
     pseudonym_key_id VARCHAR
 )"""
 
-
-def _columns(ddl: str) -> list[str]:
-    cols = []
-    for line in ddl.strip().splitlines():
-        word = line.strip().split()[0]
-        if word.upper() != "CHECK":
-            cols.append(word)
-    return cols
-
-
-COLUMNS = {name: _columns(ddl) for name, ddl in TABLES.items()}
-# Every pub_* table carries the version of the run whose build made it (dbt's build_version());
-# items, similar_items and user_profiles keep it in the build only.
-STAMP = "model_version"
 ALL_TABLES = (*TABLES, "category_top_items", "publication")
 
 # --------------------------------------------------------------------------------------------

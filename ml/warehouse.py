@@ -1,7 +1,8 @@
 """Running dbt against the build database, and reading what it built.
 
-dbt runs as a child process, with the project at the repository root and the
-build database chosen by ``RECSYS_BUILD_DB``, so each product home has its own warehouse.
+dbt runs as a child process, with the project and its profile at the repository root (where a
+plain ``dbt build`` finds them too) and the build database chosen by ``RECSYS_BUILD_DB``, so
+each product home has its own warehouse.
 """
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from typing import Any
 from ml.children import dies_with_us
 from ml.config import PROJECT_ROOT, Settings
 from ml.export import read_header
-
-PROFILES_DIR = PROJECT_ROOT / "dbt_project"
 
 
 class DbtError(RuntimeError):
@@ -71,7 +70,7 @@ def run_dbt(
     args = [
         _dbt_executable(), command,
         "--project-dir", str(PROJECT_ROOT),
-        "--profiles-dir", str(PROFILES_DIR),
+        "--profiles-dir", str(PROJECT_ROOT),
         "--target-path", str(settings.home / "dbt_target"),
         "--log-path", str(settings.home / "dbt_logs"),
         "--log-format", "json",

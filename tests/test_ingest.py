@@ -3,7 +3,9 @@ export's own body, no value is silently lost, and a file that is not a text expo
 with one line."""
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 
 from ml.cli import main
 from ml.config import Settings
-from ml.export import ExportError, check_export
+from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS, ExportError, check_export, read_header
 from ml.warehouse import dbt_vars, run_dbt
 from tests.exports import activity, event, write_export, write_raw_lines
 from tests.test_warehouse import query
@@ -140,6 +142,37 @@ def test_a_gzip_export_is_read_like_the_plain_one(tmp_path):
     misnamed.write_bytes(packed.read_bytes())
     with pytest.raises(ExportError, match="gzip-compressed: name it .csv.gz"):
         check_export(misnamed)
+
+
+def test_without_the_header_var_staging_reads_the_header_line(tmp_path):
+    """A plain `dbt build` passes no export_columns: staging reads the file's header line itself
+    and agrees with ml.export.read_header: any order, a quoted name, spaces around a name, a
+    byte order mark, CRLF line ends, gzip."""
+    columns = ["user_id", "ecom.nm", "platform", "utc_event_time", "utc_event_date", "event_type",
+               "ecom.price100", "ecom.qty", "sub_category", "main_category"]
+    rows = [event(11, "ec.purchase", [501, 502], "2023-08-01 10:00:00") + ["[7, 8]", "[70, 80]"],
+            event(12, "ec.view_item", [503], "2023-08-01 11:00:00", platform="iOS") + ["[9]", "[90]"]]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    for row in rows:
+        by_name = dict(zip(BASE_COLUMNS + CATEGORY_COLUMNS, row))
+        writer.writerow([by_name[name] for name in columns])
+    header = ",".join(f" {name} " if name == "platform" else f'"{name}"' if name == "ecom.nm" else name
+                      for name in columns)
+    export = tmp_path / "shuffled.csv.gz"
+    export.write_bytes(gzip.compress(f"\ufeff{header}\r\n{text.getvalue()}".encode()))
+    assert read_header(export) == columns
+
+    settings = Settings(home=tmp_path / "home")
+    variables = dbt_vars(export)
+    del variables["export_columns"]
+    run_dbt(settings, "build", variables, select="tag:ingest", indirect_selection="buildable")
+
+    assert reasons(settings) == {}
+    assert query(settings, """select user_id, platform, event_type, item_ids, category_ids, sub_category_ids
+                              from stg_ab_test__events order by event_row_id""") == [
+        ("11", "Android", "purchase", ["501", "502"], ["7", "8"], ["70", "80"]),
+        ("12", "iOS", "view_item", ["503"], ["9"], ["90"])]
 
 
 def test_a_binary_file_is_refused_with_one_line(tmp_path, capsys):

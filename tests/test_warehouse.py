@@ -183,3 +183,22 @@ def test_settings_are_refused_before_any_work(tmp_path, capsys):
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 4 and all(line.startswith("error: ") for line in errors)
     assert not (home / "build.duckdb").exists()
+
+
+def test_dbt_builds_on_its_own_before_any_scoring(tmp_path):
+    """A dbt build before any scoring (a plain `dbt build`): the scoring step's table exists,
+    empty, with the columns the scoring step writes, and the serving tables build without
+    personal lists."""
+    from ml.scoring import no_personal_lists
+
+    settings = Settings(home=tmp_path / "home")
+    run_dbt(settings, "build", dbt_vars(write_export(tmp_path / "export.csv", _clean_rows())))
+    assert query(settings, "select count(*) from ml_recommendations") == [(0,)]
+    assert query(settings, "select count(*) from pub_recommendations") == [(0,)]
+    assert query(settings, "select count(distinct platform) from pub_fallback_recommendations") == [(4,)]
+
+    columns = ("select column_name, data_type from duckdb_columns() "
+               "where table_name = 'ml_recommendations' order by column_index")
+    no_personal_lists(scored := tmp_path / "scored.duckdb")
+    with duckdb.connect(str(scored), read_only=True) as con:
+        assert query(settings, columns) == con.execute(columns).fetchall()

@@ -11,11 +11,35 @@
     end
 {%- endmacro %}
 
-{#- One column of the export from a line's fields: its position comes from the header (var
-    export_columns, any order). The text as written ('' when empty); NULL when the line is short
+{#- The export's header (8 or 10 column names, any order): var export_columns when given (the
+    pipeline passes the header it checked in Python), else the first line of var input_path, read
+    when the model runs, so that a plain `dbt build` needs no var. That line is read with the
+    source's options (_ab_test__sources.yml) but as a line, not a header, and split like any
+    line; a byte order mark is dropped by the reader, spaces around names by trim. -#}
+{% macro export_columns() -%}
+    {%- set given = var('export_columns', none) -%}
+    {%- if given is not none or not execute -%}
+        {{ return(given or []) }}
+    {%- endif -%}
+    {%- set header_sql -%}
+        select unnest(list_transform(fields, lambda name: trim(name))) as name, unnest(range(len(fields))) as position
+        from (
+            select {{ csv_fields('line') }} as fields
+            from read_csv({{ string_var('input_path') }}, header = false, auto_detect = false,
+                 columns = struct_pack(line := 'VARCHAR', overflow := 'VARCHAR'), delim = E'\x1f',
+                 quote = '', escape = '', null_padding = true, strict_mode = false,
+                 max_line_size = 2000000)
+            limit 1
+        )
+        order by position
+    {%- endset -%}
+    {{ return(run_query(header_sql).columns[0].values() | list) }}
+{%- endmacro %}
+
+{#- One column of the export from a line's fields: its position comes from the header (a list of
+    names, export_columns()). The text as written ('' when empty); NULL when the line is short
     or the export has no such column. -#}
-{% macro export_field(fields, name) -%}
-    {%- set header = var('export_columns') -%}
+{% macro export_field(fields, header, name) -%}
     {%- if name in header -%}
         {{ fields }}[{{ header.index(name) + 1 }}]
     {%- else -%}

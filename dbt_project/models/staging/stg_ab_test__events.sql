@@ -1,12 +1,13 @@
 -- One typed row per exported line. Parsing only: each line is split into its fields here (the
--- source is the lines as written, see _ab_test__sources.yml), the header (var export_columns)
--- says which field is which, values that do not parse become NULL, and int_events__validated
--- judges them (kept or quarantined with a reason).
+-- source is the lines as written, see _ab_test__sources.yml), the header (export_columns(): var
+-- export_columns, else the file's first line) says which field is which, values that do not
+-- parse become NULL, and int_events__validated judges them (kept or quarantined with a reason).
 -- Lines the reader cannot take at all are kept by DuckDB's store_rejects; the post-hook saves
 -- them (same connection) for stg_ab_test__unreadable_lines.
 {{ config(post_hook="create or replace table " ~ this.schema ~ ".ab_test_reader_rejects as
     select line as line_number, error_type, csv_line, error_message from reject_errors") }}
-{%- set n_columns = var('export_columns') | length %}
+{%- set header = export_columns() %}
+{%- set n_columns = header | length %}
 with lines as (
 
     select row_number() over () as event_row_id, line, overflow
@@ -29,11 +30,11 @@ named as (
         event_row_id,
         {%- for column in ['platform', 'utc_event_time', 'utc_event_date', 'user_id', 'event_type',
                            'ecom.price100', 'ecom.qty', 'ecom.nm'] %}
-        {{ export_field('fields', column) }} as "{{ column }}",
+        {{ export_field('fields', header, column) }} as "{{ column }}",
         {%- endfor %}
         -- An empty category field means no categories, as in an 8-column export.
-        nullif({{ export_field('fields', 'main_category') }}, '') as main_category,
-        nullif({{ export_field('fields', 'sub_category') }}, '') as sub_category,
+        nullif({{ export_field('fields', header, 'main_category') }}, '') as main_category,
+        nullif({{ export_field('fields', header, 'sub_category') }}, '') as sub_category,
         -- Exactly the header's number of fields: fewer or more means the line is not a row.
         coalesce(overflow is null and len(fields) = {{ n_columns }}, false) as line_well_formed,
         case when len(fields) > {{ n_columns }} then fields[{{ n_columns + 1 }}:] else [] end as extra_fields,
