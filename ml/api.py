@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ml import privacy, serving
+from ml.config import default
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,14 @@ def _json(body: dict) -> Response:
 
 
 def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key: bytes | None = None,
-               key_source: str = "given to the service", docs: bool = False) -> FastAPI:
+               key_source: str = "given to the service", docs: bool = False,
+               default_n: int = default("top_n")) -> FastAPI:
     """The ASGI app; ``check_interval`` bounds how often the file is ``stat``-ed.
 
     ``pseudonym_key`` maps raw user ids when the file holds pseudonyms (``key_source`` says
     where it came from, for the error). ``docs`` serves the Swagger page, whose script and
-    style come from a CDN: development only.
+    style come from a CDN: development only. ``default_n``: list length when a request gives
+    no ``n``, the published lists' length (``Config.top_n``).
     """
     reader = serving.ServingReader(Path(serving_db), check_interval=check_interval)
 
@@ -111,7 +114,7 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
 
     @app.get("/recommendations/{user_id}")
     def recommendations(user_id: UserId,
-                        n: Annotated[int, Query(ge=1, le=MAX_N)] = 20,
+                        n: Annotated[int, Query(ge=1, le=MAX_N)] = default_n,
                         platform: Literal["Site", "Android", "iOS"] | None = None) -> Response:
         cur, file_user_id, _ = session(user_id)
         try:
@@ -131,7 +134,7 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
     @app.get("/items/{item_id}/similar")
     def similar(item_id: ItemId,
                 user_id: Annotated[str | None, Query(pattern=ID_PATTERN, description=ID_RULE)] = None,
-                n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> Response:
+                n: Annotated[int, Query(ge=1, le=MAX_N)] = default_n) -> Response:
         cur, file_user_id, _ = session(user_id)
         try:
             rows = serving.similar_items(cur, item_id, user_id=file_user_id, n=n)
@@ -169,13 +172,13 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
     return app
 
 
-def serve(serving_db: Path, host: str = "127.0.0.1", port: int = 8000, *,
-          log_level: str = "warning", home: Path | None = None, docs: bool = False) -> None:
+def serve(serving_db: Path, host: str, port: int, *, log_level: str | None, home: Path | None = None,
+          docs: bool = False, default_n: int = default("top_n")) -> None:
     """Run the service with uvicorn (blocking); ``home``'s pseudonym key, if it has one, maps
-    user ids when the file holds pseudonyms."""
+    user ids when the file holds pseudonyms. ``log_level`` None: uvicorn's own."""
     import uvicorn
 
     key = privacy.load_key(home) if home is not None else None
     where = str(privacy.key_path(home)) if home is not None else "no home given"
-    uvicorn.run(create_app(serving_db, pseudonym_key=key, key_source=where, docs=docs), host=host, port=port,
-                log_level=log_level, access_log=False)
+    app = create_app(serving_db, pseudonym_key=key, key_source=where, docs=docs, default_n=default_n)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

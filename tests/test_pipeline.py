@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ml.config import Settings
+from ml.config import Config, Settings
 from ml.generate import GeneratorConfig, generate_export, planted_structure
 from tests.exports import event
 
@@ -58,7 +58,7 @@ def published(prefect_harness, demo_export, tmp_path_factory) -> tuple[Settings,
     from flows.pipeline import recommendation_pipeline
 
     home = tmp_path_factory.mktemp("home")
-    run = recommendation_pipeline(home=str(home), input_path=str(demo_export[0]))
+    run = recommendation_pipeline(Config(home=home, input_path=demo_export[0]))
     return Settings(home=home), run
 
 
@@ -200,12 +200,19 @@ print(json.dumps(stats))
 """
 
 
-def test_nightly_deployment_has_its_schedule():
-    from flows.pipeline import DEFAULT_CRON, deployment
+def test_nightly_deployment_has_its_schedule_and_the_whole_config(tmp_path):
+    """`recsys serve`'s settings are the deployment's parameter; Prefect reads them back as the
+    same Config (its own validation, not the environment of the process that runs it)."""
+    from flows.pipeline import deployment, recommendation_pipeline
 
-    scheduled = deployment()
+    config = Config(home=tmp_path, top_n=7, gate_margin=0.2, horizon_days=5)
+    assert deployment(Config()).schedules[0].schedule.cron == "0 3 * * *"
+    scheduled = deployment(config.updated(cron="30 4 * * 1"))
     assert scheduled.name == "nightly-retrain"
-    assert [s.schedule.cron for s in scheduled.schedules] == [DEFAULT_CRON]
+    assert [s.schedule.cron for s in scheduled.schedules] == ["30 4 * * 1"]
+    assert scheduled.parameters["config"]["top_n"] == 7
+    validated = recommendation_pipeline.validate_parameters(scheduled.parameters)["config"]
+    assert validated == config.updated(cron="30 4 * * 1")
 
 
 class InvertedModel(ClassifierMixin, BaseEstimator):
@@ -236,7 +243,7 @@ def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_exp
     real = training.make_classifier
     monkeypatch.setattr(training, "make_classifier", lambda kind, **params: InvertedModel(real(kind, **params)))
     monkeypatch.setattr(runs, "published_ndcg", lambda _settings: None)  # judged as if nothing were published
-    run = recommendation_pipeline(home=str(settings.home), input_path=str(demo_export[0]))
+    run = recommendation_pipeline(Config(home=settings.home, input_path=demo_export[0]))
 
     assert run["status"] == "published" and run["published_list"].startswith("baseline:"), run.get("reason")
     winner = run["published_list"].removeprefix("baseline:")
@@ -262,7 +269,7 @@ def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(p
     settings, _ = published
     before = serving_query(settings, "select model_version, n_rows from publication")[0]
     monkeypatch.setattr(runs, "published_ndcg", lambda _settings: 0.99)
-    run = recommendation_pipeline(home=str(settings.home), input_path=str(demo_export[0]))
+    run = recommendation_pipeline(Config(home=settings.home, input_path=demo_export[0]))
 
     assert run["status"] == "rejected"
     assert "below the published list's 0.99" in run["reason"]
@@ -306,7 +313,7 @@ def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path)
     export = write_export(tmp_path / "thin.csv", rows)
     home = tmp_path / "home"
 
-    run = recommendation_pipeline(home=str(home), input_path=str(export))
+    run = recommendation_pipeline(Config(home=home, input_path=export))
 
     assert run["status"] == "published_cold_start"
     assert "not enough labelled history" in run["reason"]
