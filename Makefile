@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 LOCK   := constraints.txt
 
-.PHONY: install lock run test bench clean
+.PHONY: install lock run test bench openapi clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,10 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(ARGS)
+
+# The service's schema, committed so clients see it without running it (a test compares them).
+openapi: install
+	$(BIN)/python -c 'from ml.api import openapi_json; print(openapi_json(), end="")' > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) warehouse/home target logs

@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = _subcommand(sub, "api", "serve the published recommendations over HTTP (read-only)", common,
                       ("api_host", "api_port"))
     api.add_argument("--docs", action="store_true",
-                     help="serve the interactive /docs page (loads Swagger UI from a CDN: development only)")
+                     help="serve the interactive /docs page (Swagger UI, served locally)")
     api.set_defaults(func=_cmd_api)
 
     return parser
