@@ -7,6 +7,7 @@ steps (ml/pipeline.py).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -14,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ml import pipeline, privacy, runlock, runs, serving
 from ml.config import Config, Settings
 from ml.timescale import TimeScale
+
+# The columns of the metrics table artifact, in the order a person compares them.
+METRIC_COLUMNS = ("ndcg", "recall", "precision", "map", "hit_rate", "missed_offer_share", "n_users")
 
 
 def _log(message: str) -> None:
@@ -158,7 +162,29 @@ def _finish(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
              f"- serving database: {settings.serving_db}"]
     create_markdown_artifact("\n".join(lines), key="recommendation-run",
                              description="Summary of the latest pipeline run")
+    table = metrics_table(run)
+    if table:
+        create_table_artifact(table, key="recommendation-run-metrics",
+                              description=f"Holdout metrics of every list judged by run {run['run_id']}")
     return run
+
+
+def metrics_table(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per list the gate judged (the ranker, the logistic reference, each baseline) with
+    its holdout metrics and whether it is the one published; empty when nothing was judged
+    (an export too thin to train on, a failed run)."""
+    published = run.get("published_list")
+    return [{"list": name, "published": published in (name, f"baseline:{name}"),
+             **{column: _cell(metrics.get(column)) for column in METRIC_COLUMNS}}
+            for name, metrics in (run.get("metrics") or {}).items()
+            if isinstance(metrics, dict) and "ndcg" in metrics]
+
+
+def _cell(value: Any) -> Any:
+    """A metric as the table shows it: 4 decimals, and None for NaN (not valid JSON)."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 4)
+    return value
 
 
 def deployment(config: Config):

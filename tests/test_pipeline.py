@@ -215,6 +215,19 @@ def test_nightly_deployment_has_its_schedule_and_the_whole_config(tmp_path):
     assert validated == config.updated(cron="30 4 * * 1")
 
 
+def test_the_metrics_table_artifact_has_a_row_per_judged_list():
+    from flows.pipeline import metrics_table
+
+    run = {"published_list": "baseline:popular",
+           "metrics": {"ranker": {"ndcg": 0.123456, "recall": float("nan"), "n_users": 60},
+                       "popular": {"ndcg": 0.2, "recall": 0.3, "n_users": 60},
+                       "classifier": {"roc_auc": 0.7}, "candidate_recall": 0.5}}
+    rows = metrics_table(run)
+    assert [(row["list"], row["published"]) for row in rows] == [("ranker", False), ("popular", True)]
+    assert rows[0]["ndcg"] == 0.1235 and rows[0]["recall"] is None and rows[0]["n_users"] == 60
+    assert metrics_table({"status": "failed"}) == []
+
+
 class InvertedModel(ClassifierMixin, BaseEstimator):
     """A deliberately broken model: a real pipeline whose scores are turned upside down."""
 
