@@ -67,6 +67,7 @@ def serving_query(settings: Settings, sql: str, params=()) -> list[tuple]:
         return con.execute(sql, list(params)).fetchall()
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_run_publishes_recommendations_and_logs_the_run(published):
     settings, run = published
     assert run["status"] == "published", run.get("reason")
@@ -88,6 +89,7 @@ def test_run_publishes_recommendations_and_logs_the_run(published):
     assert run["published_list"] == "ranker" and run["horizon_days"] == 3 and "horizon 3 d" in run["time_scale"]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_the_serving_file_names_no_item_a_user_has_and_no_exact_price(published):
     """docs/privacy.md: the build's reasons name the user's own items (history, repurchase,
     co_purchase:<item>); the published ones do not, and profiles carry a price band."""
@@ -109,6 +111,7 @@ def test_the_serving_file_names_no_item_a_user_has_and_no_exact_price(published)
         assert median is None or 2 ** tier <= median < 2 ** (tier + 1)
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_ranker_beats_popularity_on_the_holdout(published):
     settings, run = published
     evaluation = json.loads((settings.models_dir / run["model_version"] / "evaluation.json").read_text())
@@ -136,6 +139,7 @@ def test_ranker_beats_popularity_on_the_holdout(published):
     assert importance["platform"] < importance[top] / 5
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_expensive_items_of_a_cheap_buyers_category_are_not_recommended(published, demo_export):
     settings, _ = published
     facts = demo_export[1]
@@ -148,6 +152,7 @@ def test_expensive_items_of_a_cheap_buyers_category_are_not_recommended(publishe
     assert max(same_category) < 3 * facts["cheap_median"] < facts["phone_price"]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_readers_never_block_and_a_killed_run_keeps_the_old_list(published, demo_export):
     settings, run = published
     reader = subprocess.Popen(
@@ -247,6 +252,7 @@ class InvertedModel(ClassifierMixin, BaseEstimator):
         return self.inner.named_steps
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_export, monkeypatch):
     """Never publish a list worse than the best simple one: the winning baseline's lists go out."""
     from flows.pipeline import recommendation_pipeline
@@ -274,6 +280,7 @@ def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_exp
     assert logged == ("published", run["published_list"])
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(published, demo_export,
                                                                                monkeypatch):
     from flows.pipeline import recommendation_pipeline
@@ -310,6 +317,7 @@ def test_gate_rules():
     assert not gate({"ranker": {"ndcg": float("nan")}}, None, 0.1, candidates).publish
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path):
     """Two days of events cannot train a ranker; the popular and bought-together lists still go out."""
     from flows.pipeline import recommendation_pipeline
