@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 LOCK   := constraints.txt
 
-.PHONY: install lock run test bench clean
+.PHONY: install lock run test bench openapi clean
 
 install: $(VENV)/.installed
 
@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet -c $(LOCK) pip setuptools
-	$(BIN)/pip install --quiet -c $(LOCK) --build-constraint $(LOCK) -e '.[test]'
+	$(BIN)/pip install --quiet -c $(LOCK) --build-constraint $(LOCK) -e '.[test,als]'
 	touch $@
 
 # Newest releases that pyproject admits, in a throwaway venv, frozen into the lock
@@ -26,8 +26,8 @@ lock:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp" && \
 	"$$tmp/bin/pip" install --quiet --upgrade pip setuptools && \
-	"$$tmp/bin/pip" install --quiet -e '.[test]' && \
-	{ echo "# The exact versions 'make install' installs: pip, setuptools (the build backend), .[test]."; \
+	"$$tmp/bin/pip" install --quiet -e '.[test,als]' && \
+	{ echo "# The exact versions 'make install' installs: pip, setuptools (the build backend), .[test,als]."; \
 	  echo "# Written by 'make lock': the newest releases pyproject.toml admits, in a fresh venv."; \
 	  echo "# To upgrade: widen a range in pyproject.toml if needed, 'make lock', 'make test', commit both."; \
 	  "$$tmp/bin/pip" list --format=freeze --exclude-editable \
@@ -43,6 +43,10 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(ARGS)
+
+# The service's schema, committed so clients see it without running it (a test compares them).
+openapi: install
+	$(BIN)/python -c 'from ml.api import openapi_json; print(openapi_json(), end="")' > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) warehouse/home target logs

@@ -7,21 +7,23 @@ steps (ml/pipeline.py).
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ml import pipeline, privacy, runlock, runs, serving
-from ml.config import RunConfig, Settings
+from ml.config import Config, Settings
 from ml.timescale import TimeScale
 
-DEFAULT_CRON = "0 3 * * *"  # nightly, 03:00 UTC
+# The columns of the metrics table artifact, in the order a person compares them.
+METRIC_COLUMNS = ("ndcg", "recall", "precision", "map", "hit_rate", "missed_offer_share", "n_users")
 
 
 def _log(message: str) -> None:
@@ -34,69 +36,69 @@ def clean_leftovers(settings: Settings) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def prepare_input(settings: Settings, config: RunConfig) -> Path:
+def prepare_input(settings: Settings, config: Config) -> Path:
     return pipeline.resolve_input(settings, config, _log)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def ingest(settings: Settings, config: RunConfig, input_path: Path, version: str) -> None:
+def ingest(settings: Settings, config: Config, input_path: Path, version: str) -> None:
     """Retried once: a transient lock on the build database (a reader finishing) clears."""
     pipeline.ingest(settings, config, input_path, version, _log)
 
 
 @task(cache_policy=NO_CACHE)
-def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
+def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
     scale = pipeline.choose_time_scale(settings, config)
     _log(f"serving cutoff {scale.serve_at:%Y-%m-%d %H:%M}; {scale.reason}")
     return scale
 
 
 @task(cache_policy=NO_CACHE)
-def build_features(settings: Settings, config: RunConfig, input_path: Path, version: str) -> dict[str, Any]:
+def build_features(settings: Settings, config: Config, input_path: Path, version: str) -> dict[str, Any]:
     pipeline.build_features(settings, config, input_path, version, _log)
     return pipeline.warehouse_counts(settings)
 
 
 @task(cache_policy=NO_CACHE)
-def train_and_choose(settings: Settings, config: RunConfig, version: str) -> pipeline.TrainOutcome:
+def train_and_choose(settings: Settings, config: Config, version: str) -> pipeline.TrainOutcome:
     return pipeline.train_and_choose(settings, config, version, _log)
 
 
 @task(cache_policy=NO_CACHE)
-def write_lists(settings: Settings, config: RunConfig, outcome: pipeline.TrainOutcome) -> dict[str, Any]:
+def write_lists(settings: Settings, config: Config, outcome: pipeline.TrainOutcome) -> dict[str, Any]:
     return pipeline.write_lists(settings, config, outcome, _log)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path, version: str,
+def build_serving_tables(settings: Settings, config: Config, input_path: Path, version: str,
                          generated_at: datetime) -> None:
     pipeline.build_serving_tables(settings, config, input_path, version, generated_at, _log)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def publish(settings: Settings, version: str, as_of: datetime, list_source: str) -> dict[str, Any]:
+def publish(settings: Settings, config: Config, version: str, as_of: datetime, list_source: str) -> dict[str, Any]:
     """Retried: publishing only ever swaps in a complete file, so a retry is always safe.
     User ids are pseudonymised when the home's pseudonym mode is on (ml/privacy.py)."""
     return asdict(serving.publish(settings.build_db, settings.serving_db, model_version=version, as_of=as_of,
                                   list_source=list_source, require_recommendations=list_source != "cold_start",
-                                  pseudonym_key=privacy.publish_key(settings.home)))
+                                  pseudonym_key=privacy.publish_key(settings.home, config.pseudonymize),
+                                  file_mode=config.file_mode))
 
 
 @flow(name="recommendation-pipeline", log_prints=True)
-def recommendation_pipeline(home: str | None = None, input_path: str | None = None,
-                            as_of: str | None = None, top_n: int = 20,
-                            horizon_days: int | None = None) -> dict[str, Any]:
-    settings = Settings.from_env(home)
-    config = RunConfig(input_path=Path(input_path) if input_path else None, as_of=as_of, top_n=top_n,
-                       horizon_days=horizon_days)
+def recommendation_pipeline(config: Config | None = None) -> dict[str, Any]:
+    """The whole run. Its one parameter is the whole ``Config`` (Prefect checks it against the
+    model); without one, the environment's (``RECSYS_*``) and the defaults."""
+    config = config or Config()
+    settings = config.settings
     # One run per home, also when a deployment starts the flow (re-entrant: `recsys run` holds it already).
-    with runlock.hold(settings.home):
+    with runlock.hold(settings.home), config.environment():
         settings.ensure_dirs()
         clean_leftovers(settings)
         return _run(settings, config)
 
 
-def _run(settings: Settings, config: RunConfig) -> dict[str, Any]:
+def _run(settings: Settings, config: Config) -> dict[str, Any]:
     """The run's steps, under the run lock; the run's record (also in runs.duckdb)."""
     started = datetime.now(timezone.utc)
     version = pipeline.new_version(started)
@@ -115,7 +117,7 @@ def _run(settings: Settings, config: RunConfig) -> dict[str, Any]:
         lap("input")
         ingest(settings, config, source, version)
         scale = choose_time_scale(settings, config)
-        config = replace(config, horizon_days=scale.horizon_days)
+        config = config.updated(horizon_days=scale.horizon_days)
         run.update(horizon_days=scale.horizon_days, time_scale=scale.reason)
         counts = build_features(settings, config, source, version)
         run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
@@ -133,7 +135,7 @@ def _run(settings: Settings, config: RunConfig) -> dict[str, Any]:
         lap("score")
         build_serving_tables(settings, config, source, version, started.replace(tzinfo=None))
         lap("serving_tables")
-        publish(settings, version, counts["as_of"], list_source)
+        publish(settings, config, version, counts["as_of"], list_source)
         lap("publish")
         run.update(status="published_cold_start" if list_source == "cold_start" else "published")
         return _finish(settings, run)
@@ -160,12 +162,35 @@ def _finish(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
              f"- serving database: {settings.serving_db}"]
     create_markdown_artifact("\n".join(lines), key="recommendation-run",
                              description="Summary of the latest pipeline run")
+    table = metrics_table(run)
+    if table:
+        create_table_artifact(table, key="recommendation-run-metrics",
+                              description=f"Holdout metrics of every list judged by run {run['run_id']}")
     return run
 
 
-def deployment(cron: str = DEFAULT_CRON, home: str | None = None, input_path: str | None = None):
-    """The scheduled deployment ``recsys serve`` runs: the whole pipeline, nightly by default."""
+def metrics_table(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per list the gate judged (the ranker, the logistic reference, each baseline) with
+    its holdout metrics and whether it is the one published; empty when nothing was judged
+    (an export too thin to train on, a failed run)."""
+    published = run.get("published_list")
+    return [{"list": name, "published": published in (name, f"baseline:{name}"),
+             **{column: _cell(metrics.get(column)) for column in METRIC_COLUMNS}}
+            for name, metrics in (run.get("metrics") or {}).items()
+            if isinstance(metrics, dict) and "ndcg" in metrics]
+
+
+def _cell(value: Any) -> Any:
+    """A metric as the table shows it: 4 decimals, and None for NaN (not valid JSON)."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 4)
+    return value
+
+
+def deployment(config: Config):
+    """The scheduled deployment ``recsys serve`` runs: the whole pipeline on ``config.cron``
+    (nightly by default), with ``config`` as its parameter."""
     return recommendation_pipeline.to_deployment(
-        name="nightly-retrain", cron=cron,
-        parameters={"home": home, "input_path": input_path},
+        name="nightly-retrain", cron=config.cron,
+        parameters={"config": config.model_dump(mode="json")},
         description="Rebuild features, retrain, evaluate, and publish recommendations.")

@@ -440,9 +440,9 @@ class EASERecommender(BaseRecommender):
 class ALSRecommender(BaseRecommender):
     """Implicit-feedback ALS (Hu, Koren, Volinsky 2008) via the ``implicit`` package.
 
-    ``implicit`` is a project dependency, but its wheels do not cover every platform;
-    constructing this class without it raises ImportError with the reason, so callers can
-    skip it. Confidence = 1 + alpha * log1p(weighted count).
+    ``implicit`` is an optional extra (``pip install -e '.[als]'``): its wheels do not cover
+    every platform, and only an evaluation baseline uses it. Constructing this class without it
+    raises ImportError with the reason, so callers can skip it. Confidence = 1 + alpha * log1p(weighted count).
     """
 
     min_score = -np.inf

@@ -1,19 +1,39 @@
 """The ``recsys`` command: one subcommand per user-facing job.
 
-Each subcommand only parses arguments and calls library code; no logic lives here.
+Each subcommand only parses arguments and calls library code; no logic lives here. Its
+settings are ``ml.config.Config`` fields: each is a flag (``--top-n``), else
+``RECSYS_<FIELD>`` (``RECSYS_TOP_N``), else the field's default, and is checked before any
+work (``error: ...``, exit 2). ``--home`` and ``--log-level`` go before or after the
+subcommand; ``run`` and ``serve`` take every run setting (``recsys run --help``).
+argparse, not typer: the flags are made from the config's fields, one loop, so no option,
+type or default is written a second time here.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
-from ml.config import ConfigError, RunConfig, Settings
+from ml.config import DBT_VARS, Config, ConfigError, Settings, default, env_name, flag_name
 from ml.export import ExportError
+from ml.importers import DEFAULT_PLATFORM
 from ml.prefect_server import PrefectServerError
 from ml.published import PublishedError
 from ml.runlock import HomeBusy
+from ml.serving import ServingUnavailable
+
+# Settings every subcommand takes, before or after its name.
+GLOBAL_SETTINGS = ("home", "log_level")
+# Settings of one command only; every other setting is a flag of `run` and `serve`.
+COMMAND_SETTINGS = {"cron": "serve", "api_host": "api", "api_port": "api"}
+RUN_SETTINGS = tuple(name for name in Config.model_fields
+                     if name not in GLOBAL_SETTINGS and name not in COMMAND_SETTINGS)
+SETTING = "setting:"  # argparse dest prefix of the flags that are Config fields
+SPLIT_HORIZON_HELP = f"truth window in days; unset: dbt_project.yml's horizon_days, {DBT_VARS['horizon_days']}"
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -51,9 +71,10 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
     from ml.evaluate_baselines import format_table, run_baselines
     from ml.export import read_line_items
 
+    config = _with_split_horizon(args.config)
     started = time.perf_counter()
-    interactions = read_line_items(Path(args.input))
-    table = run_baselines(interactions, args.cutoff, args.horizon_days, args.k, verbose=True)
+    interactions = read_line_items(config.input_path)
+    table = run_baselines(interactions, args.cutoff, config.horizon_days, config.k, verbose=True)
     print(format_table(table))
     if args.out:
         table.to_csv(args.out, index=False)
@@ -64,9 +85,9 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from ml.reports import profile_export, render_profile_report
 
-    settings = args.settings
+    settings = args.config.settings
     out = Path(args.out) if args.out else settings.reports_dir / "profile.html"
-    profile = profile_export(Path(args.input), settings.home)
+    profile = profile_export(args.config.input_path, settings.home)
     render_profile_report(profile, out)
     for warning in profile["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
@@ -80,9 +101,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 def _cmd_api(args: argparse.Namespace) -> int:
     from ml.api import serve
 
-    print(f"serving {args.settings.serving_db} on http://{args.host}:{args.port}", flush=True)
-    serve(args.settings.serving_db, host=args.host, port=args.port, log_level=args.log_level,
-          home=args.settings.home, docs=args.docs)
+    config = args.config
+    print(f"serving {config.settings.serving_db} on http://{config.api_host}:{config.api_port}", flush=True)
+    serve(config.settings.serving_db, host=config.api_host, port=config.api_port, log_level=config.log_level,
+          home=config.home, docs=args.docs, default_n=config.top_n)
     return 0
 
 
@@ -96,16 +118,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ml.export import check_export
     from ml.prefect_server import prefect_api
 
-    RunConfig(top_n=args.top_n, as_of=args.as_of, horizon_days=args.horizon_days)  # refuse bad settings now
-    privacy.serving_file_mode()
-    privacy.publish_key(args.settings.home)
-    if args.input:
-        check_export(args.input)
+    config = args.config  # checked already: bad settings are refused before anything starts
+    privacy.publish_key(config.home, config.pseudonymize)
+    if config.input_path:
+        check_export(config.input_path)
     # The lock before the server: a busy home is refused at once, and nothing is started.
-    with runlock.hold(args.settings.home, wait=args.wait, on_wait=_progress), prefect_api(args.settings, _progress):
-        run = recommendation_pipeline(home=str(args.settings.home), input_path=args.input,
-                                      as_of=args.as_of, top_n=args.top_n, horizon_days=args.horizon_days)
-    print(summary(args.settings, run))
+    with runlock.hold(config.home, wait=args.wait, on_wait=_progress), prefect_api(config, _progress):
+        run = recommendation_pipeline(config)
+    print(summary(config.settings, run))
     return RUN_EXIT_CODES.get(run["status"], 1)
 
 
@@ -148,13 +168,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from ml import runs
 
-    settings = args.settings
+    settings = args.config.settings
     latest = runs.history(settings, limit=1)
     info = {
         "home": str(settings.home),
         "paths": {"input": str(settings.default_input), "build_db": str(settings.build_db),
                   "serving_db": str(settings.serving_db), "models": str(settings.models_dir),
                   "reports": str(settings.reports_dir), "runs_db": str(runs.runs_db(settings))},
+        "config": args.config.model_dump(mode="json"),
         "last_run": latest[0] if latest else None,
     }
     if args.json:
@@ -174,19 +195,26 @@ def _metrics_table(metrics: dict[str, dict]) -> str:
     return pd.DataFrame(metrics).T.reindex(columns=shown).to_string(float_format=lambda v: f"{v:.4f}")
 
 
+def _with_split_horizon(config: Config) -> Config:
+    """The truth window of an evaluation: ``--horizon-days``, else dbt_project.yml's
+    ``horizon_days`` (an evaluation does not choose it from the export as a run does)."""
+    return config if config.horizon_days is not None else config.updated(horizon_days=DBT_VARS["horizon_days"])
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ml import runlock
 
-    with runlock.hold(args.settings.home, wait=args.wait, on_wait=_progress):  # it builds in the home too
+    args.config = _with_split_horizon(args.config)
+    with runlock.hold(args.config.home, wait=args.wait, on_wait=_progress):  # it builds in the home too
         return _evaluate_published(args) if args.published else _evaluate(args)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ml.evaluate import evaluate_export
 
-    out = Path(args.out) if args.out else args.settings.reports_dir / "evaluation"
-    result = evaluate_export(args.settings, Path(args.input), args.cutoff, args.horizon_days, args.k, out,
-                             include_baselines=not args.no_baselines)
+    settings = args.config.settings
+    out = Path(args.out) if args.out else settings.reports_dir / "evaluation"
+    result = evaluate_export(settings, args.config, args.cutoff, out, include_baselines=not args.no_baselines)
     models = {**result["metrics"], **{f"{name} (cold buyers)": metrics
                                       for name, metrics in result.get("cold_users_baselines", {}).items()}}
     print(_metrics_table(models))
@@ -202,9 +230,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _evaluate_published(args: argparse.Namespace) -> int:
     from ml.published import evaluate_published
 
-    out = Path(args.out) if args.out else args.settings.reports_dir / "published"
-    result = evaluate_published(args.settings, Path(args.input), Path(args.published), args.cutoff,
-                                args.horizon_days, args.k, out)
+    config = args.config
+    out = Path(args.out) if args.out else config.settings.reports_dir / "published"
+    result = evaluate_published(config.settings, config.input_path, Path(args.published), args.cutoff,
+                                config.horizon_days, config.k, out)
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(_metrics_table(result["metrics"]))
@@ -215,14 +244,34 @@ def _evaluate_published(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
+    """Exit 2 with one ``error:`` line when DuckDB refuses the SQL (like any refused input), 1
+    when nothing is published yet (``main``)."""
+    import duckdb
+
     from ml.serving import open_serving
 
-    con = open_serving(args.settings.serving_db)
+    con = open_serving(args.config.settings.serving_db)
     try:
-        print(con.sql(args.sql).df().to_string(index=False, max_colwidth=60))
+        result = con.sql(args.sql)
+        if result is not None:  # a statement without rows (SET, ...) has no table to print
+            print(result.df().to_string(index=False, max_colwidth=60))
+    except duckdb.Error as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
     finally:
         con.close()
     return 0
+
+
+def one_line(error: Exception) -> str:
+    """DuckDB's message without the lines that point into the SQL (``LINE 1: ...`` and a caret)."""
+    lines = []
+    for line in str(error).splitlines():
+        if line.startswith("LINE "):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -231,35 +280,78 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from flows.pipeline import deployment
     from ml.prefect_server import prefect_api
 
-    with prefect_api(args.settings, _progress):  # each scheduled run takes the home's run lock itself
-        serve(deployment(cron=args.cron, home=str(args.settings.home), input_path=args.input))
+    with prefect_api(args.config, _progress):  # each scheduled run takes the home's run lock itself
+        serve(deployment(args.config))
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows the default of every option that has one (settings write theirs in their help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _add_setting(parser: argparse.ArgumentParser, field: str, *, required: bool = False,
+                 help: str | None = None) -> None:
+    """A flag for a ``Config`` field: its help (unless ``help`` says what it means for this
+    command), default and variable come from the field. The value stays text for ``Config`` to
+    parse and check, as it does the variable's."""
+    info = Config.model_fields[field]
+    shown = "" if info.default is None else f"default: {info.default}; "
+    parser.add_argument(flag_name(field), dest=SETTING + field, metavar=_metavar(field), required=required,
+                        default=argparse.SUPPRESS,
+                        help=f"{help or info.description} ({shown}env {env_name(field)})".replace("%", "%%"))
+
+
+def _metavar(field: str) -> str:
+    """``{a,b}`` for a choice or a switch (``{0,1}``), else the flag's name."""
+    annotation = Config.model_fields[field].annotation
+    kinds = [kind for kind in (get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,))
+             if kind is not NoneType]
+    if kinds == [bool]:
+        return "{0,1}"
+    if len(kinds) == 1 and get_origin(kinds[0]) is Literal:
+        return "{" + ",".join(get_args(kinds[0])) + "}"
+    return flag_name(field).lstrip("-").upper().replace("-", "_")
+
+
+def _subcommand(sub: Any, name: str, help: str, common: argparse.ArgumentParser,
+                settings: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help, description=help, parents=[common], formatter_class=_HelpFormatter)
+    for field in settings:
+        _add_setting(parser, field)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0])
-    parser.add_argument("--home", help="product home (default: $RECSYS_HOME or warehouse/home)")
+    # The global settings on the main parser and on every subcommand, so they go before or
+    # after it; SUPPRESS: a subcommand that was not given one keeps the one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    for field in GLOBAL_SETTINGS:
+        _add_setting(common, field)
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0], parents=[common],
+                                     formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="the whole pipeline: warehouse, training, evaluation, publishing")
-    run.add_argument("--input", help="export to use (default: a generated demo export)")
-    run.add_argument("--as-of", help="use only events strictly before this time (YYYY-MM-DD[ HH:MM:SS])")
-    run.add_argument("--top-n", type=int, default=20, help="recommendations per user")
-    run.add_argument("--horizon-days", type=int,
-                     help="label window in days (default: chosen from the export's span and purchase rhythm)")
+    run = _subcommand(sub, "run", "the whole pipeline: warehouse, training, evaluation, publishing", common,
+                      RUN_SETTINGS)
     run.add_argument("--wait", action="store_true",
                      help="when another run holds the home, wait for it instead of refusing (exit code 2)")
     run.set_defaults(func=_cmd_run)
 
-    info = sub.add_parser("info", help="where everything lives, and the last run")
+    info = _subcommand(sub, "info", "where everything lives, the settings, and the last run", common)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
 
-    ev = sub.add_parser("evaluate", help="ranker vs tuned baselines (or --published lists) on a time split")
-    ev.add_argument("--input", required=True, help="export to evaluate on")
+    ev = _subcommand(sub, "evaluate", "ranker vs tuned baselines (or --published lists) on a time split", common)
+    _add_setting(ev, "input_path", required=True)
     ev.add_argument("--cutoff", required=True, help="history before it, truth from it on")
-    ev.add_argument("--horizon-days", type=int, default=3, help="length of the truth window")
-    ev.add_argument("--k", type=int, default=10, help="list length judged")
+    _add_setting(ev, "horizon_days", help=SPLIT_HORIZON_HELP)
+    _add_setting(ev, "k")
     ev.add_argument("--out", help="report directory (default <home>/reports/evaluation, "
                                   "<home>/reports/published with --published)")
     ev.add_argument("--no-baselines", action="store_true", help="judge the ranker against popularity only")
@@ -268,31 +360,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--wait", action="store_true", help="when a run holds the home, wait for it")
     ev.set_defaults(func=_cmd_evaluate)
 
-    query = sub.add_parser("query", help="run SQL against the published serving database (read-only)")
+    query = _subcommand(sub, "query", "run SQL against the published serving database (read-only)", common)
     query.add_argument("sql")
     query.set_defaults(func=_cmd_query)
 
-    srv = sub.add_parser("serve", help="run the pipeline on a schedule (Prefect deployment)")
-    srv.add_argument("--cron", default="0 3 * * *", help="schedule, UTC (default nightly at 03:00)")
-    srv.add_argument("--input", help="export to use on each run")
+    srv = _subcommand(sub, "serve", "run the pipeline on a schedule (Prefect deployment nightly-retrain)", common,
+                      ("cron", *RUN_SETTINGS))
     srv.set_defaults(func=_cmd_serve)
 
-    gen = sub.add_parser("generate", help="write a synthetic export in the ab_test.csv layout")
-    gen.add_argument("--rows", type=int, default=1_000_000, help="data rows to write")
-    gen.add_argument("--seed", type=int, default=7)
+    gen = _subcommand(sub, "generate", "write a synthetic export in the ab_test.csv layout", common)
+    gen.add_argument("--rows", type=int, default=default("demo_rows"), help="data rows to write")
+    gen.add_argument("--seed", type=int, default=default("seed"))
     gen.add_argument("--out", required=True, help="CSV path to write")
     gen.add_argument("--with-categories", action="store_true",
                      help="add main_category and sub_category columns (10-column layout)")
     gen.set_defaults(func=_cmd_generate)
 
-    imp = sub.add_parser("import", help="convert a public transaction log to the export layout")
+    imp = _subcommand(sub, "import", "convert a public transaction log to the export layout", common)
     imp_sub = imp.add_subparsers(dest="source", required=True)
-    tf = imp_sub.add_parser("ta-feng", help="Ta-Feng grocery CSV, or the zip holding it")
+    tf = _subcommand(imp_sub, "ta-feng", "Ta-Feng grocery CSV, or the zip holding it", common)
     tf.add_argument("--input", required=True, help="ta_feng.csv.zip or ta_feng_all_months_merged.csv")
     tf.add_argument("--out", required=True, help="CSV to write (rejects go to <out>.rejected.csv)")
-    tf.add_argument("--platform", default="Site")
+    tf.add_argument("--platform", default=DEFAULT_PLATFORM)
     tf.set_defaults(func=_cmd_import_ta_feng)
-    tr = imp_sub.add_parser("transactions", help="any CSV with one row per purchased line")
+    tr = _subcommand(imp_sub, "transactions", "any CSV with one row per purchased line", common)
     tr.add_argument("--input", required=True, help="CSV (or a zip holding one CSV)")
     tr.add_argument("--out", required=True, help="CSV to write (rejects go to <out>.rejected.csv)")
     tr.add_argument("--user", required=True, help="user id column")
@@ -304,44 +395,62 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--category", help="category column (adds the two category columns)")
     tr.add_argument("--basket", help="basket/order id column (default: user + timestamp)")
     tr.add_argument("--time-format", help="strptime format of --time, e.g. '%%d.%%m.%%Y %%H:%%M'")
-    tr.add_argument("--platform", default="Site")
+    tr.add_argument("--platform", default=DEFAULT_PLATFORM)
     tr.set_defaults(func=_cmd_import_transactions)
 
-    base = sub.add_parser("baselines", help="tune and evaluate the baselines on a time split")
-    base.add_argument("--input", required=True, help="export CSV (ab_test.csv layout)")
+    base = _subcommand(sub, "baselines", "tune and evaluate the baselines on a time split", common)
+    _add_setting(base, "input_path", required=True)
     base.add_argument("--cutoff", required=True, help="test window start, e.g. 2001-02-01")
-    base.add_argument("--horizon-days", type=float, default=28)
-    base.add_argument("--k", type=int, default=10)
+    _add_setting(base, "horizon_days", help=SPLIT_HORIZON_HELP)
+    _add_setting(base, "k")
     base.add_argument("--out", help="CSV to write the metrics table to")
     base.set_defaults(func=_cmd_baselines)
 
-    prof = sub.add_parser("profile", help="HTML report about an export before any training")
-    prof.add_argument("--input", required=True, help="export CSV (ab_test.csv layout)")
+    prof = _subcommand(sub, "profile", "HTML report about an export before any training", common)
+    _add_setting(prof, "input_path", required=True)
     prof.add_argument("--out", help="HTML to write (default: <home>/reports/profile.html)")
     prof.set_defaults(func=_cmd_profile)
 
-    api = sub.add_parser("api", help="serve the published recommendations over HTTP (read-only)")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
-    api.add_argument("--log-level", default="warning", help="uvicorn log level")
+    api = _subcommand(sub, "api", "serve the published recommendations over HTTP (read-only)", common,
+                      ("api_host", "api_port"))
     api.add_argument("--docs", action="store_true",
-                     help="serve the interactive /docs page (loads Swagger UI from a CDN: development only)")
+                     help="serve the interactive /docs page (Swagger UI, served locally)")
     api.set_defaults(func=_cmd_api)
 
     return parser
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    """The flags that were given, over the environment and the defaults."""
+    return Config(**{name.removeprefix(SETTING): value for name, value in vars(args).items()
+                     if name.startswith(SETTING)})
+
+
+def apply_log_level(level: str | None) -> None:
+    """``--log-level``: Python's root logger (a stderr handler if there is none), Prefect's
+    loggers, and ``PREFECT_LOGGING_LEVEL`` for Prefect imported later and for child processes.
+    Unset: every library keeps its own level."""
+    if level is None:
+        return
+    number = logging.getLevelName(level.upper())
+    logging.basicConfig(level=number)
+    for name in ("", "prefect"):
+        logging.getLogger(name).setLevel(number)
+    os.environ["PREFECT_LOGGING_LEVEL"] = level.upper()
 
 
 def main(argv: list[str] | None = None) -> int:
     # No network here: keep Prefect's local server from trying to send usage telemetry.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
-    args.settings = Settings.from_env(args.home)
     try:
+        args.config = config_of(args)
+        apply_log_level(args.config.log_level)
         return args.func(args)
     except (ExportError, PublishedError, ConfigError, HomeBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except PrefectServerError as error:
+    except (PrefectServerError, ServingUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

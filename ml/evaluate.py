@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ml import bootstrap, dataset, pipeline
-from ml.config import RunConfig, Settings
+from ml.config import Config, Settings
 from ml.evaluate_baselines import default_specs, run_baselines
 from ml.export import check_export
 
@@ -53,14 +53,18 @@ def compare(metrics: dict[str, dict[str, Any]], intervals: dict[str, Any] | None
             "within_noise": bootstrap.within_noise(intervals or {}, "ranker", best_name) if best_name else None}
 
 
-def evaluate_export(settings: Settings, input_path: Path, cutoff: str, horizon_days: int, k: int,
-                    out_dir: Path, include_baselines: bool = True, log=print) -> dict[str, Any]:
-    """Build, train, evaluate the ranker and the baselines; write evaluation.json and .html."""
+def evaluate_export(settings: Settings, config: Config, cutoff: str, out_dir: Path,
+                    include_baselines: bool = True, log=print) -> dict[str, Any]:
+    """Build, train, evaluate the ranker and the baselines; write evaluation.json and .html.
+
+    The export, the truth window and K are ``config.input_path``, ``config.horizon_days`` and
+    ``config.k``; the rest of ``config`` (training, candidates, ...) is the run's recipe.
+    """
+    input_path, horizon_days, k = config.input_path, config.horizon_days, config.k
     check_export(input_path)
     cutoff_at = pd.Timestamp(cutoff).to_pydatetime()
     end = cutoff_at + timedelta(days=horizon_days)
-    config = RunConfig(input_path=input_path, as_of=end.strftime("%Y-%m-%d %H:%M:%S"),
-                       horizon_days=horizon_days, k=k)
+    config = config.updated(as_of=end.strftime("%Y-%m-%d %H:%M:%S"))
     pipeline.build_warehouse(settings, config, input_path, log)
     try:
         outcome = pipeline.train_and_evaluate(settings, config, pipeline.new_version(), log)

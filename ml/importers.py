@@ -56,6 +56,8 @@ import duckdb
 
 from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS
 
+DEFAULT_PLATFORM = "Site"  # stamped on every row: the imported logs say nothing of a platform
+
 TA_FENG_MEMBER = "ta_feng_all_months_merged.csv"
 SYNTHETIC_TIME = "12:00:00"
 #: Category id written for a line item whose source row has no category (lists stay aligned).
@@ -321,7 +323,7 @@ def _build_rejects(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def import_ta_feng(input_path: str | Path, out: str | Path, platform: str = "Site") -> ImportStats:
+def import_ta_feng(input_path: str | Path, out: str | Path, platform: str = DEFAULT_PLATFORM) -> ImportStats:
     """Convert the Ta-Feng CSV (or the zip holding it) to the 10-column export layout.
 
     One ``ec.purchase`` row per (CUSTOMER_ID, TRANSACTION_DT) basket at 12:00:00 UTC,
@@ -358,7 +360,7 @@ def import_transactions(
     basket: str | None = None,
     time_format: str | None = None,
     price_is_total: bool = False,
-    platform: str = "Site",
+    platform: str = DEFAULT_PLATFORM,
 ) -> ImportStats:
     """Convert any one-row-per-purchased-line CSV (or a zip holding one CSV) to the layout.
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ml import bootstrap, dataset, evaluation, runs, serving, timescale, training
-from ml.config import RunConfig, Settings
+from ml.config import Config, Settings
 from ml.evaluate_baselines import gate_specs, judge_baselines, spec_named
 from ml.features import uninformative
 from ml.export import check_export
@@ -83,7 +83,7 @@ def clean_leftovers(settings: Settings, log: Log = print) -> None:
         log(f"removed {spill}, DuckDB's spill files of a killed build")
 
 
-def resolve_input(settings: Settings, config: RunConfig, log: Log = print) -> Path:
+def resolve_input(settings: Settings, config: Config, log: Log = print) -> Path:
     """The export to use: the given one, or the generated demo export (made once per home)."""
     if config.input_path is not None:
         return check_export(config.input_path)
@@ -101,20 +101,21 @@ def _dbt_progress(log: Log) -> Callable[[str, str, float], None]:
     return lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)")
 
 
-def _run_vars(config: RunConfig, input_path: Path, version: str, **extra: Any) -> dict[str, Any]:
-    """The dbt variables of a run's builds. Each is stamped with the run's version, which every
-    ``pub_*`` table carries on (``build_version()``): publish refuses a build another run mixed into."""
+def _run_vars(config: Config, input_path: Path, version: str, **extra: Any) -> dict[str, Any]:
+    """The dbt variables of a run's builds: the config's (``Config.dbt_overrides``), stamped with
+    the run's version, which every ``pub_*`` table carries on (``build_version()``): publish
+    refuses a build another run mixed into."""
     return dbt_vars(input_path, config.as_of, **config.dbt_overrides(), model_version=version, **extra)
 
 
-def ingest(settings: Settings, config: RunConfig, input_path: Path, version: str, log: Log = print) -> DbtResult:
+def ingest(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
     setting but the input changes them, and the time scale is chosen from what they hold."""
     return run_dbt(settings, "build", _run_vars(config, input_path, version),
                    select="tag:ingest", indirect_selection="buildable", on_node=_dbt_progress(log))
 
 
-def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
+def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
     """The serving cutoff and label horizon: ``config.horizon_days`` when given, else chosen
     from the export's span and purchase rhythm (``ml.timescale``)."""
     with dataset.warehouse(settings.build_db) as con:
@@ -123,14 +124,14 @@ def choose_time_scale(settings: Settings, config: RunConfig) -> TimeScale:
         return timescale.choose_horizon(con, config.labelled_cutoffs)
 
 
-def build_features(settings: Settings, config: RunConfig, input_path: Path, version: str,
+def build_features(settings: Settings, config: Config, input_path: Path, version: str,
                    log: Log = print) -> DbtResult:
     """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables)."""
     return run_dbt(settings, "build", _run_vars(config, input_path, version),
                    exclude="tag:ingest tag:serving", indirect_selection="buildable", on_node=_dbt_progress(log))
 
 
-def build_warehouse(settings: Settings, config: RunConfig, input_path: Path, log: Log = print) -> DbtResult:
+def build_warehouse(settings: Settings, config: Config, input_path: Path, log: Log = print) -> DbtResult:
     """Ingest and features in one go, for a horizon that is already known (``recsys evaluate``)."""
     version = new_version()
     ingest(settings, config, input_path, version, log)
@@ -149,7 +150,7 @@ def warehouse_counts(settings: Settings) -> dict[str, Any]:
             "as_of": serve_at}
 
 
-def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
+def train_and_evaluate(settings: Settings, config: Config, version: str, log: Log = print) -> TrainOutcome:
     """Choose hyper-parameters, judge the recipe on the newest window, fit the model to publish.
 
     Labelled cutoffs are numbered 1 (newest) to L. A model is always trained on all the labelled
@@ -259,7 +260,7 @@ def train_and_evaluate(settings: Settings, config: RunConfig, version: str, log:
     return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds, per_user=per_user)
 
 
-def train_and_choose(settings: Settings, config: RunConfig, version: str, log: Log = print) -> TrainOutcome:
+def train_and_choose(settings: Settings, config: Config, version: str, log: Log = print) -> TrainOutcome:
     """Train and judge the ranker, choose the list to publish, save the model and its report.
 
     An export too thin to train on is an answer, not an error: its cold-start lists are chosen
@@ -276,7 +277,7 @@ def train_and_choose(settings: Settings, config: RunConfig, version: str, log: L
     return outcome
 
 
-def write_lists(settings: Settings, config: RunConfig, outcome: TrainOutcome, log: Log = print) -> dict[str, Any]:
+def write_lists(settings: Settings, config: Config, outcome: TrainOutcome, log: Log = print) -> dict[str, Any]:
     """The personal lists of whichever list won the gate, into the build database's
     ``ml_recommendations``: the ranker's top N, the winning baseline's, or none (cold start)."""
     from ml.scoring import no_personal_lists, score_serving, serve_baseline
@@ -303,9 +304,8 @@ def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
     return directory
 
 
-def build_serving_tables(settings: Settings, config: RunConfig, input_path: Path, version: str,
+def build_serving_tables(settings: Settings, config: Config, input_path: Path, version: str,
                          generated_at: datetime, log: Log = print) -> DbtResult:
     """dbt build of the pub_* tables (contracts and tests) from the scores just written."""
-    variables = _run_vars(config, input_path, version, top_n=config.top_n,
-                          generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
+    variables = _run_vars(config, input_path, version, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
     return run_dbt(settings, "build", variables, select="tag:serving", on_node=_dbt_progress(log))

@@ -6,7 +6,8 @@ ephemeral one, which under load failed runs and outlived them: Prefect gives it 
 (3 of 3 runs on a busy machine died there) and starts it as a plain child that survives a
 SIGKILLed run (~195 MB, for hours). Ours runs the same app the same way, but
 
-- waits up to ``RECSYS_PREFECT_STARTUP_TIMEOUT`` seconds (default 120) for it to answer;
+- waits up to ``Config.prefect_startup_timeout`` seconds (``RECSYS_PREFECT_STARTUP_TIMEOUT``,
+  default 120) for it to answer;
 - dies with the process that started it, even a SIGKILLed one (``ml.children``), and is
   stopped when the block ends (normal end or exception);
 - keeps its SQLite database in the home (``<home>/prefect/``), so two homes never share one
@@ -26,30 +27,14 @@ from pathlib import Path
 import httpx
 
 from ml.children import dies_with_us
-from ml.config import ConfigError, Settings
+from ml.config import Config, env_name, flag_name
 
-STARTUP_TIMEOUT_ENV = "RECSYS_PREFECT_STARTUP_TIMEOUT"
-DEFAULT_STARTUP_TIMEOUT = 120.0
 PORT_ATTEMPTS = 3
 UVICORN_STARTUP_FAILURE = 3  # uvicorn's exit code when it cannot bind its port (or the app fails to start)
 
 
 class PrefectServerError(RuntimeError):
     """The temporary Prefect server did not come up."""
-
-
-def startup_timeout() -> float:
-    """Seconds to wait for the temporary server: ``$RECSYS_PREFECT_STARTUP_TIMEOUT`` or 120."""
-    value = os.environ.get(STARTUP_TIMEOUT_ENV, "").strip()
-    if not value:
-        return DEFAULT_STARTUP_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise ConfigError(f"{STARTUP_TIMEOUT_ENV} must be a number of seconds above 0 (got {value[:40]!r})")
-    return seconds
 
 
 class TemporaryServer:
@@ -82,7 +67,8 @@ class TemporaryServer:
         if code is None:
             raise PrefectServerError(
                 f"the temporary Prefect server did not answer within {self.timeout:g} s "
-                f"(raise {STARTUP_TIMEOUT_ENV}, or run `prefect server start` and set PREFECT_API_URL); "
+                f"(raise {flag_name('prefect_startup_timeout')} or {env_name('prefect_startup_timeout')}, or run "
+                "`prefect server start` and set PREFECT_API_URL); "
                 f"its log: {self.log_path}")
         raise PrefectServerError(f"the temporary Prefect server exited with code {code}; its log: {self.log_path}")
 
@@ -132,7 +118,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def prefect_api(settings: Settings, log: Callable[[str], None] = print) -> Iterator[str]:
+def prefect_api(config: Config, log: Callable[[str], None] = print) -> Iterator[str]:
     """The Prefect API URL flows in the block report to: the configured one, else a temporary
     server's (stopped at the end of the block, or by the kernel when this process dies)."""
     from prefect.context import refresh_global_settings_context
@@ -144,7 +130,7 @@ def prefect_api(settings: Settings, log: Callable[[str], None] = print) -> Itera
     if configured:
         yield configured
         return
-    server = TemporaryServer(settings.home / "prefect", startup_timeout())
+    server = TemporaryServer(config.home / "prefect", config.prefect_startup_timeout)
     log(f"starting a temporary Prefect server (up to {server.timeout:g} s; "
         "set PREFECT_API_URL to use a persistent one)")
     server.start()

@@ -2,7 +2,7 @@
 
 Threat model and choices: docs/privacy.md. Here:
 
-* the serving file's mode (``RECSYS_SERVING_FILE_MODE``, default 0600: owner only);
+* the serving file's mode (``Config.serving_file_mode``, default 0600: owner only);
 * pseudonymous user ids: with the mode on, every ``user_id`` written to the serving file is
   ``HMAC-SHA256(key, user_id)`` as hex, cut to 32 characters. The key (32 random bytes, kept as
   hex in ``<home>/secrets/pseudonym.key``, 0600) is never written to the serving file; whoever
@@ -16,14 +16,13 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
-from ml.config import ConfigError
+from ml.config import Config, ConfigError
 
 KEY_BYTES = 32
 PSEUDONYM_CHARS = 32           # 128 bits: no collision in practice, half the bytes of full hex
-DEFAULT_FILE_MODE = 0o600
 
 # HMAC-SHA256 (RFC 2104) in DuckDB SQL: the key, zero-padded to SHA-256's 64-byte block, xor-ed
 # with the inner (0x36) and outer (0x5c) pads. The key is an argument, never part of the file.
@@ -39,21 +38,10 @@ class PseudonymKeyError(RuntimeError):
     """The serving file's user ids are pseudonyms and this reader lacks their key."""
 
 
-def serving_file_mode(env: Mapping[str, str] = os.environ) -> int:
-    """``RECSYS_SERVING_FILE_MODE`` (octal, e.g. ``0640`` to let the marketplace's group read
-    the file), default 0600. Never executable, never writable by group or others: a writer
-    could change what the marketplace serves."""
-    text = env.get("RECSYS_SERVING_FILE_MODE", "").strip()
-    if not text:
-        return DEFAULT_FILE_MODE
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise ConfigError(f"RECSYS_SERVING_FILE_MODE must be octal like 0600 or 0640 (got {text[:20]!r})") from None
-    if mode & ~0o644 or mode & 0o600 != 0o600:
-        raise ConfigError(f"RECSYS_SERVING_FILE_MODE {text} must give the owner read and write and "
-                          "nobody else write or execute, such as 0600, 0640 or 0644")
-    return mode
+def serving_file_mode() -> int:
+    """The serving file's mode as configured (``RECSYS_SERVING_FILE_MODE``, checked by
+    ``ml.config.Config``): what ``ml.serving.publish`` uses when it is given none."""
+    return Config().file_mode
 
 
 def key_path(home: Path) -> Path:
@@ -76,21 +64,19 @@ def load_key(home: Path) -> bytes | None:
     return key
 
 
-def publish_key(home: Path, env: Mapping[str, str] = os.environ) -> bytes | None:
+def publish_key(home: Path, pseudonymize: bool | None) -> bytes | None:
     """The key a publication in ``home`` pseudonymises with, or None for raw ids.
 
-    ``RECSYS_PSEUDONYMIZE=1`` turns the mode on (the key is made on first use). Once a key
-    exists the mode stays on without the variable, so a run from an environment that forgot
-    it cannot quietly publish raw ids again; to turn it off, delete the key.
+    ``pseudonymize`` (``Config.pseudonymize``, ``RECSYS_PSEUDONYMIZE``) True turns the mode on
+    (the key is made on first use). Once a key exists the mode stays on when the setting is
+    unset, so a run from an environment that forgot it cannot quietly publish raw ids again;
+    False with a key is refused: to turn the mode off, delete the key.
     """
-    wanted = env.get("RECSYS_PSEUDONYMIZE", "").strip()
-    if wanted not in ("", "0", "1"):
-        raise ConfigError(f"RECSYS_PSEUDONYMIZE must be 1 or 0 (got {wanted[:20]!r})")
     key = load_key(home)
-    if wanted == "0" and key is not None:
-        raise ConfigError(f"RECSYS_PSEUDONYMIZE=0 but this home has a pseudonym key ({key_path(home)}): "
-                          "delete it to publish raw user ids again")
-    if key is None and wanted == "1":
+    if pseudonymize is False and key is not None:
+        raise ConfigError(f"pseudonymize is off (RECSYS_PSEUDONYMIZE=0) but this home has a pseudonym key "
+                          f"({key_path(home)}): delete it to publish raw user ids again")
+    if key is None and pseudonymize:
         key = _create_key(home)
     return key
 

@@ -1,6 +1,8 @@
 """The HTTP service over the serving database (ml/api.py)."""
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -176,5 +178,29 @@ def test_no_page_loads_assets_from_a_cdn(serving_db):
             if "GET" in getattr(route, "methods", ()) and "{" not in route.path:
                 body = client.get(route.path).text
                 assert "cdn" not in body and "<script" not in body, route.path
-    with TestClient(api.create_app(serving_db, docs=True)) as client:  # recsys api --docs: development
-        assert "cdn.jsdelivr.net" in client.get("/docs").text
+    with TestClient(api.create_app(serving_db, docs=True)) as client:  # recsys api --docs
+        page = client.get("/docs").text
+        scripts = re.findall(r'<script src="([^"]+)"', page)
+        assert scripts and "cdn" not in page and all(src.startswith("/") for src in scripts)
+        assert all(client.get(src).status_code == 200 for src in scripts)
+
+
+def test_the_committed_schema_is_the_services():
+    """docs/openapi.json cannot drift from the code: `make openapi` rewrites it."""
+    committed = (PROJECT_ROOT / "docs" / "openapi.json").read_text()
+    assert committed == api.openapi_json(), "docs/openapi.json is stale: run `make openapi`"
+
+
+def test_the_schema_declares_the_real_error_bodies(serving_db, tmp_path):
+    """The 422 and 503 bodies the service sends are the ones its schema declares."""
+    schemas = json.loads(api.openapi_json())["components"]["schemas"]
+    responses = json.loads(api.openapi_json())["paths"]["/recommendations/{user_id}"]["get"]["responses"]
+    assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/InvalidRequest")
+    assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Unavailable")
+    with TestClient(api.create_app(serving_db)) as client:
+        invalid = client.get("/recommendations/abc").json()
+    with TestClient(api.create_app(tmp_path / "missing.duckdb")) as client:
+        unavailable = client.get("/recommendations/1").json()
+    assert set(invalid) <= set(schemas["InvalidRequest"]["properties"]) and invalid["error"] == "invalid request"
+    assert api.InvalidRequest.model_validate(invalid) and api.Unavailable.model_validate(unavailable)
+    assert set(unavailable) <= set(schemas["Unavailable"]["properties"])

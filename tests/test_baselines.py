@@ -1,6 +1,7 @@
 """Baselines on small synthetic logs where the right answer is known."""
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -184,3 +185,13 @@ def test_sparse_top_k_matches_dense():
     got = topk_sparse(sp.csr_matrix(dense), 5, min_score=0.0)
     for a, b in zip(expected, got):
         np.testing.assert_array_equal(a, b)
+
+
+def test_without_implicit_the_evaluation_skips_als_with_one_line(monkeypatch):
+    from ml.evaluate_baselines import ALS_MISSING, default_specs
+
+    monkeypatch.setitem(sys.modules, "implicit", None)  # `import implicit` raises ImportError
+    lines: list[str] = []
+    names = [spec.name for spec in default_specs(log=lines.append)]
+    assert "als" not in names and "ease" in names
+    assert lines == [ALS_MISSING]

@@ -226,7 +226,7 @@ def test_cli_prints_the_rows_and_writes_json(export, serving_path, tmp_path, cap
 def test_pseudonymous_lists_are_judged_with_the_homes_key(export, tmp_path, capsys):
     """The export's raw ids are mapped with the home's key; without it nothing is built."""
     home = tmp_path / "home"
-    key = privacy.publish_key(home, env={"RECSYS_PSEUDONYMIZE": "1"})
+    key = privacy.publish_key(home, True)
     path = tmp_path / "serving" / "recommendations.duckdb"
     publish(make_build_db(tmp_path / "build.duckdb", extra_sql=ODD_PLATFORM_SQL), path, model_version="v1",
             as_of=AS_OF, pseudonym_key=key)

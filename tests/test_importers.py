@@ -146,6 +146,7 @@ def test_generic_without_optional_columns_groups_by_timestamp(tmp_path):
     assert out.read_text().splitlines()[0].split(",") == BASE_COLUMNS
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_real_ta_feng_converts_completely(tmp_path):
     if not TA_FENG_ZIP.exists():
         pytest.skip(f"shared Ta-Feng data not found at {TA_FENG_ZIP}")
@@ -158,6 +159,7 @@ def test_real_ta_feng_converts_completely(tmp_path):
     assert stats.seconds < 30
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_imported_text_ids_pass_the_warehouse_validation(tmp_path):
     """Text ids, a comma in an id and a missing category: the warehouse rejects nothing."""
     import duckdb

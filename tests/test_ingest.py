@@ -54,6 +54,7 @@ def plain_lines(n: int, first_user: int = 1) -> list[str]:
             for i in range(n)]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_rows_dated_far_from_the_export_are_outliers_and_do_not_move_the_cutoff(tmp_path):
     today = date.today()
     future = [event(7, "ec.purchase", [1], f"{today:%Y-%m-%d} 09:0{i}:00") for i in range(6)]
@@ -66,6 +67,7 @@ def test_rows_dated_far_from_the_export_are_outliers_and_do_not_move_the_cutoff(
     assert span == [(date(2023, 7, 31), date(2023, 8, 13))]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_sparse_year_long_log_keeps_every_row(tmp_path):
     # 400 purchases over a year: 4 a day on days 2 to 6 days apart, and at each end 4 single
     # purchases a week apart. Those 8 are the 1 % trimmed off each end of the body: only the
@@ -84,6 +86,7 @@ def test_a_sparse_year_long_log_keeps_every_row(tmp_path):
     assert query(settings, "select count(*) from int_export_days where not in_span") == [(0,)]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_value_that_cannot_be_represented_is_quarantined_not_nulled(tmp_path):
     lines = [
         HEADER,
@@ -103,6 +106,7 @@ def test_a_value_that_cannot_be_represented_is_quarantined_not_nulled(tmp_path):
     assert query(settings, "select count(*) from int_line_items where price100 is null or quantity is null") == [(0,)]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_stray_quote_quarantines_only_its_line(tmp_path):
     # After the stray quote come 300 lines without a quote (a CSV reader would swallow them
     # all into one quoted field), then a purchase with quoted lists.
@@ -117,6 +121,7 @@ def test_a_stray_quote_quarantines_only_its_line(tmp_path):
     assert query(settings, "select count(*) from int_line_items where user_id = '98'") == [(2,)]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_line_over_the_line_limit_quarantines_only_that_line(tmp_path):
     huge = plain_lines(1, first_user=77)[0].replace("[501]", "[" + "1" * 3_000_000 + "]")
     lines = [HEADER, *plain_lines(20), huge, *plain_lines(20, first_user=100)]
@@ -128,6 +133,7 @@ def test_a_line_over_the_line_limit_quarantines_only_that_line(tmp_path):
     assert line_number == 22 and huge.startswith(raw_line) and len(raw_line) >= 1_000
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_gzip_export_is_read_like_the_plain_one(tmp_path):
     plain = write_export(tmp_path / "e.csv", dense_rows(days=3, per_day=10), with_categories=False)
     packed = tmp_path / "e.csv.gz"

@@ -23,11 +23,11 @@ def _locked() -> dict[str, str]:
 
 
 def _declared() -> list[Requirement]:
-    """The build backend, the dependencies and the test extra."""
+    """The build backend, the dependencies and every extra (`make install` installs them all)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = pyproject["project"]
-    specs = (pyproject["build-system"]["requires"] + project["dependencies"]
-             + project["optional-dependencies"]["test"])
+    extras = [spec for specs in project["optional-dependencies"].values() for spec in specs]
+    specs = pyproject["build-system"]["requires"] + project["dependencies"] + extras
     return [Requirement(spec) for spec in specs]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ml.config import Settings
+from ml.config import Config, Settings
 from ml.generate import GeneratorConfig, generate_export, planted_structure
 from tests.exports import event
 
@@ -58,7 +58,7 @@ def published(prefect_harness, demo_export, tmp_path_factory) -> tuple[Settings,
     from flows.pipeline import recommendation_pipeline
 
     home = tmp_path_factory.mktemp("home")
-    run = recommendation_pipeline(home=str(home), input_path=str(demo_export[0]))
+    run = recommendation_pipeline(Config(home=home, input_path=demo_export[0]))
     return Settings(home=home), run
 
 
@@ -67,6 +67,7 @@ def serving_query(settings: Settings, sql: str, params=()) -> list[tuple]:
         return con.execute(sql, list(params)).fetchall()
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_run_publishes_recommendations_and_logs_the_run(published):
     settings, run = published
     assert run["status"] == "published", run.get("reason")
@@ -88,6 +89,7 @@ def test_run_publishes_recommendations_and_logs_the_run(published):
     assert run["published_list"] == "ranker" and run["horizon_days"] == 3 and "horizon 3 d" in run["time_scale"]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_the_serving_file_names_no_item_a_user_has_and_no_exact_price(published):
     """docs/privacy.md: the build's reasons name the user's own items (history, repurchase,
     co_purchase:<item>); the published ones do not, and profiles carry a price band."""
@@ -109,6 +111,7 @@ def test_the_serving_file_names_no_item_a_user_has_and_no_exact_price(published)
         assert median is None or 2 ** tier <= median < 2 ** (tier + 1)
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_ranker_beats_popularity_on_the_holdout(published):
     settings, run = published
     evaluation = json.loads((settings.models_dir / run["model_version"] / "evaluation.json").read_text())
@@ -136,6 +139,7 @@ def test_ranker_beats_popularity_on_the_holdout(published):
     assert importance["platform"] < importance[top] / 5
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_expensive_items_of_a_cheap_buyers_category_are_not_recommended(published, demo_export):
     settings, _ = published
     facts = demo_export[1]
@@ -148,6 +152,7 @@ def test_expensive_items_of_a_cheap_buyers_category_are_not_recommended(publishe
     assert max(same_category) < 3 * facts["cheap_median"] < facts["phone_price"]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_readers_never_block_and_a_killed_run_keeps_the_old_list(published, demo_export):
     settings, run = published
     reader = subprocess.Popen(
@@ -200,12 +205,32 @@ print(json.dumps(stats))
 """
 
 
-def test_nightly_deployment_has_its_schedule():
-    from flows.pipeline import DEFAULT_CRON, deployment
+def test_nightly_deployment_has_its_schedule_and_the_whole_config(tmp_path):
+    """`recsys serve`'s settings are the deployment's parameter; Prefect reads them back as the
+    same Config (its own validation, not the environment of the process that runs it)."""
+    from flows.pipeline import deployment, recommendation_pipeline
 
-    scheduled = deployment()
+    config = Config(home=tmp_path, top_n=7, gate_margin=0.2, horizon_days=5)
+    assert deployment(Config()).schedules[0].schedule.cron == "0 3 * * *"
+    scheduled = deployment(config.updated(cron="30 4 * * 1"))
     assert scheduled.name == "nightly-retrain"
-    assert [s.schedule.cron for s in scheduled.schedules] == [DEFAULT_CRON]
+    assert [s.schedule.cron for s in scheduled.schedules] == ["30 4 * * 1"]
+    assert scheduled.parameters["config"]["top_n"] == 7
+    validated = recommendation_pipeline.validate_parameters(scheduled.parameters)["config"]
+    assert validated == config.updated(cron="30 4 * * 1")
+
+
+def test_the_metrics_table_artifact_has_a_row_per_judged_list():
+    from flows.pipeline import metrics_table
+
+    run = {"published_list": "baseline:popular",
+           "metrics": {"ranker": {"ndcg": 0.123456, "recall": float("nan"), "n_users": 60},
+                       "popular": {"ndcg": 0.2, "recall": 0.3, "n_users": 60},
+                       "classifier": {"roc_auc": 0.7}, "candidate_recall": 0.5}}
+    rows = metrics_table(run)
+    assert [(row["list"], row["published"]) for row in rows] == [("ranker", False), ("popular", True)]
+    assert rows[0]["ndcg"] == 0.1235 and rows[0]["recall"] is None and rows[0]["n_users"] == 60
+    assert metrics_table({"status": "failed"}) == []
 
 
 class InvertedModel(ClassifierMixin, BaseEstimator):
@@ -227,6 +252,7 @@ class InvertedModel(ClassifierMixin, BaseEstimator):
         return self.inner.named_steps
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_export, monkeypatch):
     """Never publish a list worse than the best simple one: the winning baseline's lists go out."""
     from flows.pipeline import recommendation_pipeline
@@ -236,7 +262,7 @@ def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_exp
     real = training.make_classifier
     monkeypatch.setattr(training, "make_classifier", lambda kind, **params: InvertedModel(real(kind, **params)))
     monkeypatch.setattr(runs, "published_ndcg", lambda _settings: None)  # judged as if nothing were published
-    run = recommendation_pipeline(home=str(settings.home), input_path=str(demo_export[0]))
+    run = recommendation_pipeline(Config(home=settings.home, input_path=demo_export[0]))
 
     assert run["status"] == "published" and run["published_list"].startswith("baseline:"), run.get("reason")
     winner = run["published_list"].removeprefix("baseline:")
@@ -254,6 +280,7 @@ def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_exp
     assert logged == ("published", run["published_list"])
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(published, demo_export,
                                                                                monkeypatch):
     from flows.pipeline import recommendation_pipeline
@@ -262,7 +289,7 @@ def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(p
     settings, _ = published
     before = serving_query(settings, "select model_version, n_rows from publication")[0]
     monkeypatch.setattr(runs, "published_ndcg", lambda _settings: 0.99)
-    run = recommendation_pipeline(home=str(settings.home), input_path=str(demo_export[0]))
+    run = recommendation_pipeline(Config(home=settings.home, input_path=demo_export[0]))
 
     assert run["status"] == "rejected"
     assert "below the published list's 0.99" in run["reason"]
@@ -290,6 +317,7 @@ def test_gate_rules():
     assert not gate({"ranker": {"ndcg": float("nan")}}, None, 0.1, candidates).publish
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path):
     """Two days of events cannot train a ranker; the popular and bought-together lists still go out."""
     from flows.pipeline import recommendation_pipeline
@@ -306,7 +334,7 @@ def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path)
     export = write_export(tmp_path / "thin.csv", rows)
     home = tmp_path / "home"
 
-    run = recommendation_pipeline(home=str(home), input_path=str(export))
+    run = recommendation_pipeline(Config(home=home, input_path=export))
 
     assert run["status"] == "published_cold_start"
     assert "not enough labelled history" in run["reason"]

@@ -187,17 +187,15 @@ def test_a_key_for_a_file_with_raw_ids_changes_nothing(tmp_path):
 
 def test_the_key_is_made_once_owner_only_and_the_mode_stays_on(tmp_path):
     home = tmp_path / "home"
-    assert privacy.publish_key(home, env={}) is None and not privacy.key_path(home).exists()
-    key = privacy.publish_key(home, env={"RECSYS_PSEUDONYMIZE": "1"})
+    assert privacy.publish_key(home, None) is None and not privacy.key_path(home).exists()
+    key = privacy.publish_key(home, True)
     path = privacy.key_path(home)
     assert len(key) == 32 and path.read_text().strip() == key.hex()
     assert _mode(path) == 0o600 and _mode(path.parent) == 0o700
     assert [p.name for p in path.parent.iterdir()] == [path.name]
-    assert privacy.publish_key(home, env={"RECSYS_PSEUDONYMIZE": "1"}) == key
-    assert privacy.publish_key(home, env={}) == key  # a run that forgot the variable
+    assert privacy.publish_key(home, True) == key
+    assert privacy.publish_key(home, None) == key  # a run that forgot the setting
     with pytest.raises(ConfigError, match="delete it"):
-        privacy.publish_key(home, env={"RECSYS_PSEUDONYMIZE": "0"})
-    with pytest.raises(ConfigError, match="RECSYS_PSEUDONYMIZE"):
-        privacy.publish_key(home, env={"RECSYS_PSEUDONYMIZE": "yes"})
+        privacy.publish_key(home, False)
     path.unlink()
-    assert privacy.publish_key(home, env={"RECSYS_PSEUDONYMIZE": "0"}) is None
+    assert privacy.publish_key(home, False) is None

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from ml import pipeline, runlock
-from ml.config import PROJECT_ROOT, RunConfig, Settings
+from ml.config import PROJECT_ROOT, Config, Settings
 from ml.serving import PublishError, publish
 from tests.exports import event, write_export
 
@@ -137,7 +137,7 @@ def test_the_flow_takes_the_lock_itself_and_a_killed_holder_leaves_none(prefect_
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(runlock.HomeBusy, match=f"pid {holder.pid} "):
-            recommendation_pipeline(home=str(home), input_path=str(export))
+            recommendation_pipeline(Config(home=home, input_path=export))
     finally:
         holder.kill()
         holder.wait()
@@ -151,7 +151,7 @@ def test_publish_refuses_a_build_another_run_rebuilt_meanwhile(tmp_path):
     its serving tables and publishes. The stamps show the mix; the old file stays."""
     settings = Settings(home=tmp_path / "home")
     x, y = thin_export(tmp_path / "x.csv"), thin_export(tmp_path / "y.csv", first_item=501)
-    config = RunConfig(horizon_days=1)
+    config = Config(horizon_days=1)
     pipeline.ingest(settings, config, x, "run-a")
     pipeline.build_features(settings, config, x, "run-a")
     pipeline.ingest(settings, config, y, "run-b")
@@ -205,7 +205,7 @@ def test_the_server_startup_timeout_is_honoured(export, tmp_path):
 
     bad = recsys(home, "run", "--input", str(export), env=own_server_env(RECSYS_PREFECT_STARTUP_TIMEOUT="soon"))
     assert bad.wait(120) == 2
-    assert "RECSYS_PREFECT_STARTUP_TIMEOUT must be a number of seconds" in finish(bad)
+    assert "error: RECSYS_PREFECT_STARTUP_TIMEOUT: input should be a valid number" in finish(bad)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def snapshot(settings: Settings, table: str, cutoff: str) -> list[tuple]:
     return query(settings, f"select * from {table} where cutoff_at = timestamp '{cutoff}' order by all")
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 @pytest.mark.skipif(not WB_SAMPLE.exists(), reason=f"real sample not present at {WB_SAMPLE}")
 def test_real_sample_builds_and_keeps_misaligned_purchases(tmp_path):
     settings = build(tmp_path, WB_SAMPLE)
@@ -48,6 +49,7 @@ def test_real_sample_builds_and_keeps_misaligned_purchases(tmp_path):
     assert query(settings, "select count(*) from int_line_items")[0][0] == 42_142 - 77 + misaligned[1]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_every_broken_row_is_quarantined_with_its_reason(tmp_path):
     lines = [
         ",".join(["platform", "utc_event_time", "utc_event_date", "user_id", "event_type",
@@ -103,6 +105,7 @@ def _clean_rows(extra: list[list[str]] | None = None) -> list[list[str]]:
     return rows + (extra or [])
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_features_at_a_cutoff_ignore_later_events(tmp_path):
     as_of = "2023-08-08 00:00:00"
     before = build(tmp_path / "a", write_export(tmp_path / "a.csv", _clean_rows()), as_of=as_of)
@@ -126,6 +129,7 @@ def test_features_at_a_cutoff_ignore_later_events(tmp_path):
     assert snapshot(before, "user_features", cutoffs[-1]) != snapshot(changed, "user_features", cutoffs[-1])
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_co_purchase_keeps_only_pairs_shared_by_k_users(tmp_path):
     source = write_export(tmp_path / "pairs.csv", _clean_rows())
     cutoff = "2023-08-08 00:00:00"
@@ -142,6 +146,7 @@ def test_co_purchase_keeps_only_pairs_shared_by_k_users(tmp_path):
     assert lift == [(pytest.approx(5 * 2 / (2 * 2)), 1.0)]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_ten_column_export_carries_categories(tmp_path):
     rows = [r + ["[900]", "[901]"] for r in _clean_rows()[:-1]]
     rows[1] = rows[1][:8] + ["[900, 910]", "[901, 911]"]
@@ -153,6 +158,7 @@ def test_ten_column_export_carries_categories(tmp_path):
     assert scopes == [("category",), ("global",), ("platform",)]
 
 
+@pytest.mark.slow  # runs dbt or the whole flow
 def test_values_never_become_sql(tmp_path):
     """A quoted file name builds; a crafted setting stops the build with the reason, unrun."""
     from ml.warehouse import DbtError
