@@ -282,21 +282,21 @@ def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_exp
 
 @pytest.mark.slow  # runs dbt or the whole flow
 def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(published, demo_export,
-                                                                               monkeypatch):
-    from flows.pipeline import recommendation_pipeline
+                                                                               monkeypatch, capsys):
+    """Through the command, as cron runs it: a rejected run exits 3 and the old list stays."""
     from ml import runs
+    from ml.cli import main
 
     settings, _ = published
     before = serving_query(settings, "select model_version, n_rows from publication")[0]
     monkeypatch.setattr(runs, "published_ndcg", lambda _settings: 0.99)
-    run = recommendation_pipeline(Config(home=settings.home, input_path=demo_export[0]))
+    assert main(["--home", str(settings.home), "run", "--input", str(demo_export[0])]) == 3
+    assert "rejected" in capsys.readouterr().out
 
-    assert run["status"] == "rejected"
-    assert "below the published list's 0.99" in run["reason"]
     assert serving_query(settings, "select model_version, n_rows from publication")[0] == before
     with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
-        status = con.execute("select status from model_runs where run_id = ?", [run["run_id"]]).fetchone()
-    assert status == ("rejected",)
+        status, reason = con.execute("select status, reason from model_runs order by started_at desc limit 1").fetchone()
+    assert status == "rejected" and "below the published list's 0.99" in reason
 
 
 def test_gate_rules():
