@@ -46,7 +46,7 @@ bench: install
 
 # The service's schema, committed so clients see it without running it (a test compares them).
 openapi: install
-	$(BIN)/python -c 'from ml.api import openapi_json; print(openapi_json(), end="")' > docs/openapi.json
+	$(BIN)/python -c 'from ml.serving.api import openapi_json; print(openapi_json(), end="")' > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) warehouse/home target logs

@@ -1,7 +1,7 @@
 """Benchmark of ``recsys generate``: rows/s and peak memory of the generating process.
 
 Run: ``.venv/bin/python -m benchmarks.bench_generate [--rows 1000000 10000000] [--full]``.
-Each size runs in its own child process (``python -m ml.cli generate``) so that its peak RSS
+Each size runs in its own child process (``python -m flows.cli generate``) so that its peak RSS
 (``ru_maxrss`` of the waited-for child) is measured alone. Results go to
 ``benchmarks/results/generate-<timestamp>.json``. Output files are written to a temp dir
 and deleted.
@@ -27,7 +27,7 @@ FULL_ROWS = 49_701_624
 def run_once(rows: int, seed: int, workdir: Path, with_categories: bool = False) -> dict:
     out = workdir / f"gen-{rows}.csv"
     cmd = [sys.executable, "-c",
-           "import resource, sys; from ml.cli import main; rc = main(sys.argv[1:]); "
+           "import resource, sys; from flows.cli import main; rc = main(sys.argv[1:]); "
            "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)",
            "generate", "--rows", str(rows), "--seed", str(seed), "--out", str(out)]
     if with_categories:

@@ -2,8 +2,8 @@
 wall-clock bound fails on a loaded machine without saying anything about the code).
 
 Run: ``.venv/bin/python -m benchmarks.bench_metrics [--users 100000] [--k 10]``.
-- ``ml.metrics.evaluate_lists``: lists of K random items out of 5,000 per user, one true item each;
-- ``ml.bootstrap.intervals``: ten lists' per-user values for every user;
+- ``ml.evaluation.metrics.evaluate_lists``: lists of K random items out of 5,000 per user, one true item each;
+- ``ml.evaluation.bootstrap.intervals``: ten lists' per-user values for every user;
 - the baselines (popular, repurchase, item-kNN) fitted on 1 M purchases of the users and
   recommending K items to 5,000 of them.
 Results go to ``benchmarks/results/metrics-<timestamp>.json``.
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml import bootstrap, metrics
 from ml.baselines import ItemKNNRecommender, PopularRecommender, RepurchaseRecommender
+from ml.evaluation import bootstrap, metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -27,11 +27,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 def run_size(rows: int, workdir: Path) -> dict:
     export = workdir / f"ab_{rows}.csv"
     home = workdir / f"home_{rows}"
-    subprocess.run([sys.executable, "-m", "ml.cli", "generate", "--rows", str(rows), "--seed", "7",
+    subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--rows", str(rows), "--seed", "7",
                     "--out", str(export), "--with-categories"], cwd=ROOT, check=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ml.cli", "--home", str(home), "run", "--input", str(export)],
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "--home", str(home), "run", "--input", str(export)],
                           cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

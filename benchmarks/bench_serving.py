@@ -4,7 +4,7 @@
 
 1. Builds a fake build database (``pub_*`` tables: ``--users`` warm users x ``--recs`` recs with
    38-digit decimal ids, cold users with profiles only, items, co-purchases, fallbacks) and
-   publishes it once (timed); starts ``python -m ml.cli api`` in its own process.
+   publishes it once (timed); starts ``python -m flows.cli api`` in its own process.
 2. Quiet phases (``--quiet-seconds`` each, no publisher): (a) direct SQL through ``ml.serving``
    with read-only connections in ``--sql-threads`` threads (plain query on
    ``recommendations``, ``recommend`` for warm and unknown users, ``related_items`` with a
@@ -294,7 +294,7 @@ def main() -> int:
         for _ in range(300):  # warm-up: first queries read from disk
             sql_work(random.Random(0), lambda *a: None)
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "ml.cli", "--home", str(home), "api",
+        server = subprocess.Popen([sys.executable, "-m", "flows.cli", "--home", str(home), "api",
                                    "--host", "127.0.0.1", "--port", str(port)],
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         import httpx

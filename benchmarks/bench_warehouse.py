@@ -17,7 +17,7 @@ staging (direct)
     fresh process, right after the scan: the staging step without dbt's start-up. The goal
     of the issue is ``staging / scan <= 4``.
 dbt build
-    Full ``dbt build`` (models, tests, unit tests) via ``ml.warehouse.run_dbt``: wall time,
+    Full ``dbt build`` (models, tests, unit tests) via ``ml.warehouse.dbt.run_dbt``: wall time,
     per-node times, peak RSS of the dbt process (``RUSAGE_CHILDREN`` of a wrapper process
     that ran only dbt), the RSS time line per node (``/proc`` polling) and DuckDB spill
     (size of ``build.duckdb.tmp``).
@@ -110,7 +110,7 @@ def phase_build(home: Path, input_path: Path, command: str, select: str | None,
     from datetime import datetime
 
     from ml.config import Settings
-    from ml.warehouse import dbt_vars, run_dbt
+    from ml.warehouse.dbt import dbt_vars, run_dbt
 
     settings = Settings(home=home)
     sampler = _Sampler(Path(str(settings.build_db) + ".tmp"))
@@ -207,7 +207,7 @@ def scan_and_stage(home: Path, repeats: int, memory: str) -> dict:
 def ensure_export(rows: int, seed: int, out: Path, with_categories: bool) -> float | None:
     if out.exists():
         return None
-    cmd = [sys.executable, "-m", "ml.cli", "generate", "--rows", str(rows), "--seed", str(seed),
+    cmd = [sys.executable, "-m", "flows.cli", "generate", "--rows", str(rows), "--seed", str(seed),
            "--out", str(out)] + (["--with-categories"] if with_categories else [])
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from ml.config import Settings  # noqa: E402
 
-RECSYS = [sys.executable, "-m", "ml.cli"]
+RECSYS = [sys.executable, "-m", "flows.cli"]
 
 
 @dataclass

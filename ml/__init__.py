@@ -1,4 +1,8 @@
-"""Marketplace recommender library: data generation, features, ranking, evaluation, publishing."""
+"""Marketplace recommender library, one sub-package per role (docs/architecture.md):
+``data`` -> ``warehouse`` -> ``ranker`` / ``baselines`` -> ``serving`` -> ``reports`` ->
+``pipeline`` -> ``experiments``, over ``config``, ``vocabulary`` and ``evaluation``.
+A package imports only from packages before it; ``flows`` (the Prefect flow and the CLI) sits on top.
+"""
 import os
 
 # scikit-learn's gradient boosting runs on OpenMP. With the default busy-waiting, its threads

@@ -188,7 +188,7 @@ class Config(BaseSettings):
 
     def dbt_overrides(self) -> dict[str, Any]:
         """The dbt vars this config sets: every field named like a var that has a value, except
-        the input and the cutoff, which ``ml.warehouse.dbt_vars`` takes as arguments."""
+        the input and the cutoff, which ``ml.warehouse.dbt.dbt_vars`` takes as arguments."""
         return {name: getattr(self, name) for name in type(self).model_fields
                 if name in DBT_VARS and name not in DBT_ARGUMENTS and getattr(self, name) is not None}
 

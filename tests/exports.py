@@ -5,7 +5,7 @@ import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS
+from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
 
 
 def event(

@@ -12,11 +12,19 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from ml import api
-from ml.serving import publish
-from tests.test_serving import (AS_OF, ITEM_WITH_PAIRS, KNOWN_COLD, NEW_ITEM_IN_CAT,
-                                PROJECT_ROOT, UNKNOWN, UNKNOWN_ITEM, WARM_FULL, WARM_SHORT,
-                                make_build_db)
+from ml.serving import api, publish
+from tests.test_serving import (
+    AS_OF,
+    ITEM_WITH_PAIRS,
+    KNOWN_COLD,
+    NEW_ITEM_IN_CAT,
+    PROJECT_ROOT,
+    UNKNOWN,
+    UNKNOWN_ITEM,
+    WARM_FULL,
+    WARM_SHORT,
+    make_build_db,
+)
 
 
 @pytest.fixture()
@@ -137,7 +145,7 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
     """``recsys api`` in its own process; publishing twice meanwhile never breaks a request."""
     home = serving_db.parent.parent  # Settings(home).serving_db == home/serving/recommendations.duckdb
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ml.cli", "--home", str(home), "api",
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "--home", str(home), "api",
                              "--host", "127.0.0.1", "--port", str(port)],
                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

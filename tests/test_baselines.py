@@ -15,8 +15,8 @@ from ml.baselines import (
     RepurchaseRecommender,
     topk_dense,
     topn_per_row_sparse,
-    tune,
 )
+from ml.baselines.tuning import tune
 
 T0 = pd.Timestamp("2024-01-01")
 
@@ -169,7 +169,7 @@ def test_sparse_top_k_matches_dense():
 
 
 def test_without_implicit_the_evaluation_skips_als_with_one_line(monkeypatch):
-    from ml.evaluate_baselines import ALS_MISSING, default_specs
+    from ml.baselines.tuning import ALS_MISSING, default_specs
 
     monkeypatch.setitem(sys.modules, "implicit", None)  # `import implicit` raises ImportError
     lines: list[str] = []

@@ -2,13 +2,12 @@
 paired difference says "within noise" only when the interval of the difference covers 0."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml import bootstrap
-from ml.metrics import score_lists
+from ml.evaluation import bootstrap
+from ml.evaluation.metrics import score_lists
 
 K = 5
 

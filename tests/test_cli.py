@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml.cli import build_parser, main
+from flows.cli import build_parser, main
 from ml.serving import publish
 from tests.test_serving import AS_OF, make_build_db
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import duckdb
 
-from ml import contracts, features, serving
+from ml.ranker import features
+from ml.serving import schema
+from ml.warehouse import contracts
 
 
 def test_the_rankers_features_are_columns_of_the_candidates_contract():
@@ -21,18 +23,18 @@ def test_every_candidates_column_is_described():
 def test_every_pub_model_is_a_serving_table():
     pub_models = {model for path in contracts.MODELS_DIR.rglob("*.yml")
                   for model in contracts.contracts(path) if model.startswith("pub_")}
-    assert pub_models == {f"pub_{name}" for name in serving.TABLES}
+    assert pub_models == {f"pub_{name}" for name in schema.TABLES}
 
 
 def test_the_serving_tables_are_the_pub_contracts():
-    """Created from serving.TABLES, each table has its contract's columns, in order, with their
+    """Created from schema.TABLES, each table has its contract's columns, in order, with their
     types and NOT NULL; only the stamp is left out where the serving table drops it."""
     con = duckdb.connect()
-    for name, ddl in serving.TABLES.items():
+    for name, ddl in schema.TABLES.items():
         con.execute(f"CREATE TABLE {name} ({ddl})")
         created = con.execute("SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
                               "WHERE table_name = ? ORDER BY column_index", [name]).fetchall()
         declared = [(c.name, c.data_type.upper(), not any(k.type == "not_null" for k in c.constraints))
                     for c in contracts.contract(f"pub_{name}").columns
-                    if not (name in serving.UNSTAMPED and c.name == serving.STAMP)]
+                    if not (name in schema.UNSTAMPED and c.name == schema.STAMP)]
         assert created == declared, name

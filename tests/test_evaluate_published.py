@@ -10,14 +10,22 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml import privacy, published, serving
-from ml.cli import main as cli_main
+from flows.cli import main as cli_main
+from ml import serving
 from ml.config import Settings
-from ml.export import read_line_items
-from ml.serving import publish
-from ml.splitting import cold_users, time_split, warm_users
+from ml.data.export import read_line_items
+from ml.evaluation.splitting import cold_users, time_split, warm_users
+from ml.experiments import published
+from ml.serving import privacy, publish
 from tests.exports import event, write_export
-from tests.test_serving import AS_OF, KNOWN_COLD, UNKNOWN, WARM_FULL, WARM_SHORT, make_build_db
+from tests.test_serving import (
+    AS_OF,
+    KNOWN_COLD,
+    UNKNOWN,
+    WARM_FULL,
+    WARM_SHORT,
+    make_build_db,
+)
 
 CUTOFF = datetime(2023, 8, 10)
 K = 10
@@ -91,7 +99,7 @@ def test_window_is_the_time_split_of_the_validated_export(frames, export):
     assert set(truth.itertuples(index=False, name=None)) == TRUTH
     assert list(warm_users(history, truth)) == [WARM_FULL, WARM_SHORT, KNOWN_COLD]
     assert list(cold_users(history, truth)) == ["555", UNKNOWN]
-    # the same split as ml.splitting.time_split on the export itself
+    # the same split as ml.evaluation.splitting.time_split on the export itself
     split_history, split_truth = time_split(read_line_items(export), CUTOFF, 3)
     assert set(split_truth.itertuples(index=False, name=None)) == TRUTH
     assert set(history.itertuples(index=False, name=None)) == set(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from ml.evaluation import _classifier_metrics, _score_histogram, classifier_curves
+from ml.ranker.holdout import _classifier_metrics, _score_histogram, classifier_curves
 
 
 def _scored(n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

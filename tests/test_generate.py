@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import generate as gen
-from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS, read_csv_sql, read_line_items
-from ml.generate import GeneratorConfig, generate_export, planted_structure
+from ml.data import synthetic as gen
+from ml.data.export import read_csv_sql, read_line_items
+from ml.data.synthetic import GeneratorConfig, generate_export, planted_structure
+from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
 
 STATS_ROWS = 400_000
 STATS_SEED = 11

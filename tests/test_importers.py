@@ -1,4 +1,4 @@
-"""Importers write the export layout that ml.export reads back, and never drop rows silently."""
+"""Importers write the export layout that ml.data.export reads back, and never drop rows silently."""
 from __future__ import annotations
 
 import zipfile
@@ -7,11 +7,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml.cli import main as cli_main
-from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS, read_line_items
-from ml.importers import (
-    MISSING_CATEGORY_ID, id_map_path_for, import_ta_feng, import_transactions, rejected_path_for,
+from flows.cli import main as cli_main
+from ml.data.export import read_line_items
+from ml.data.importers import (
+    MISSING_CATEGORY_ID,
+    id_map_path_for,
+    import_ta_feng,
+    import_transactions,
+    rejected_path_for,
 )
+from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TA_FENG_ZIP = SHARED / "data" / "ta_feng" / "ta_feng.csv.zip"
@@ -165,7 +170,7 @@ def test_imported_text_ids_pass_the_warehouse_validation(tmp_path):
     import duckdb
 
     from ml.config import Settings
-    from ml.warehouse import dbt_vars, run_dbt
+    from ml.warehouse.dbt import dbt_vars, run_dbt
 
     src = tmp_path / "orders.csv"
     src.write_text(

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ml.cli import main
+from flows.cli import main
 from ml.config import Settings
-from ml.export import BASE_COLUMNS, CATEGORY_COLUMNS, ExportError, check_export, read_header
-from ml.warehouse import dbt_vars, run_dbt
+from ml.data.export import ExportError, check_export, read_header
+from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
+from ml.warehouse.dbt import dbt_vars, run_dbt
 from tests.exports import activity, event, write_export, write_raw_lines
 from tests.test_warehouse import query
 
@@ -152,7 +153,7 @@ def test_a_gzip_export_is_read_like_the_plain_one(tmp_path):
 
 def test_without_the_header_var_staging_reads_the_header_line(tmp_path):
     """A plain `dbt build` passes no export_columns: staging reads the file's header line itself
-    and agrees with ml.export.read_header: any order, a quoted name, spaces around a name, a
+    and agrees with ml.data.export.read_header: any order, a quoted name, spaces around a name, a
     byte order mark, CRLF line ends, gzip."""
     columns = ["user_id", "ecom.nm", "platform", "utc_event_time", "utc_event_date", "event_type",
                "ecom.price100", "ecom.qty", "sub_category", "main_category"]

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import metrics
-from ml.splitting import cold_users, restrict_truth, time_split, warm_users
+from ml.evaluation import metrics
+from ml.evaluation.splitting import cold_users, restrict_truth, time_split, warm_users
 
 
 def _recs(rows: list[tuple[str, str, int]]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ml.config import Config, Settings
-from ml.generate import GeneratorConfig, generate_export, planted_structure
+from ml.data.synthetic import GeneratorConfig, generate_export, planted_structure
 from tests.exports import event
 
 ROWS = 300_000
@@ -157,7 +157,7 @@ def test_readers_never_block_and_a_killed_run_keeps_the_old_list(published, demo
     settings, run = published
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(settings.serving_db)], stdout=subprocess.PIPE, text=True)
-    command = [sys.executable, "-m", "ml.cli", "--home", str(settings.home), "run",
+    command = [sys.executable, "-m", "flows.cli", "--home", str(settings.home), "run",
                "--input", str(demo_export[0])]
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
@@ -221,7 +221,7 @@ def test_nightly_deployment_has_its_schedule_and_the_whole_config(tmp_path):
 
 
 def test_the_metrics_table_artifact_has_a_row_per_judged_list():
-    from flows.pipeline import metrics_table
+    from ml.pipeline.runs import metrics_table
 
     run = {"published_list": "baseline:popular",
            "metrics": {"ranker": {"ndcg": 0.123456, "recall": float("nan"), "n_users": 60},
@@ -256,7 +256,8 @@ class InvertedModel(ClassifierMixin, BaseEstimator):
 def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_export, monkeypatch):
     """Never publish a list worse than the best simple one: the winning baseline's lists go out."""
     from flows.pipeline import recommendation_pipeline
-    from ml import runs, training
+    from ml.pipeline import runs
+    from ml.ranker import training
 
     settings, _ = published
     real = training.make_classifier
@@ -284,8 +285,8 @@ def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_exp
 def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(published, demo_export,
                                                                                monkeypatch, capsys):
     """Through the command, as cron runs it: a rejected run exits 3 and the old list stays."""
-    from ml import runs
-    from ml.cli import main
+    from flows.cli import main
+    from ml.pipeline import runs
 
     settings, _ = published
     before = serving_query(settings, "select model_version, n_rows from publication")[0]
@@ -300,7 +301,7 @@ def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(p
 
 
 def test_gate_rules():
-    from ml.evaluation import gate
+    from ml.pipeline.gate import gate
 
     candidates = ["ranker", "repurchase", "popular_tuned"]
     metrics = {"ranker": {"ndcg": 0.20}, "repurchase": {"ndcg": 0.15}, "popular_tuned": {"ndcg": 0.05}}

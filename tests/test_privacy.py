@@ -12,10 +12,17 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from ml import api, privacy, serving
 from ml.config import ConfigError
-from ml.serving import PublishError, publish
-from tests.test_serving import AS_OF, ITEM_WITH_PAIRS, KNOWN_COLD, UNKNOWN, WARM_FULL, WARM_SHORT, make_build_db
+from ml.serving import PublishError, api, privacy, publish, publisher
+from tests.test_serving import (
+    AS_OF,
+    ITEM_WITH_PAIRS,
+    KNOWN_COLD,
+    UNKNOWN,
+    WARM_FULL,
+    WARM_SHORT,
+    make_build_db,
+)
 
 KEY = bytes(range(32))
 # Raw ids long and odd enough that finding one in the file's bytes cannot be chance.
@@ -63,14 +70,14 @@ def test_a_reason_that_could_name_the_users_items_is_refused(tmp_path, reason):
 def test_the_serving_file_is_owner_only_at_every_moment(tmp_path, monkeypatch):
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
     seen = {}
-    validate = serving._validate
+    validate = publisher._validate
 
     def spy(con, require):  # the moment the copy is complete: where is the file, who may open it?
-        path = next(serving._private_dir(serving_db).glob("*.tmp.duckdb"))
+        path = next(publisher._private_dir(serving_db).glob("*.tmp.duckdb"))
         seen["dir_mode"] = _mode(path.parent)
         return validate(con, require)
 
-    monkeypatch.setattr(serving, "_validate", spy)
+    monkeypatch.setattr(publisher, "_validate", spy)
     old_umask = os.umask(0o002)  # a permissive umask must not matter
     try:
         publish(make_build_db(tmp_path / "build.duckdb"), serving_db, model_version="v1", as_of=AS_OF)

@@ -24,10 +24,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from ml import runs
-from ml.cli import main
+from flows.cli import main
 from ml.config import Settings
-from ml.generate import GeneratorConfig, generate_export
+from ml.data.synthetic import GeneratorConfig, generate_export
+from ml.pipeline import runs
 from tests.conftest import SHARED
 from tests.exports import event, write_export
 

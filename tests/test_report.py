@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ml.cli import main as cli_main
+from flows.cli import main as cli_main
 from ml.reports import render_evaluation_report, render_profile_report
-from ml.reports.profile import training_gaps
+from ml.warehouse.profile import training_gaps
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_PNG = re.compile(r'<img[^>]+src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"')
@@ -25,7 +25,7 @@ def _interval(low: float, high: float) -> dict:
 
 
 def _full_result() -> dict:
-    """Every section's data, shaped as ml.pipeline.train_and_evaluate and ml.evaluate write it."""
+    """Every section's data, shaped as ml.pipeline.steps.train_and_evaluate and ml.experiments.offline write it."""
     edges = [10 ** (-4 + i * 0.4) for i in range(11)]
     ranking = {"ndcg": _interval(0.11, 0.13), "recall": _interval(0.17, 0.19), "precision": _interval(0.02, 0.04),
                "map": _interval(0.06, 0.08), "hit_rate": _interval(0.25, 0.27), "mrr": _interval(0.10, 0.12)}

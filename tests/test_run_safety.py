@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ml import pipeline, runlock
 from ml.config import PROJECT_ROOT, Config, Settings
+from ml.pipeline import runlock, steps
 from ml.serving import PublishError, publish
 from tests.exports import event, write_export
 
@@ -42,7 +42,7 @@ def export(tmp_path) -> Path:
 
 def recsys(home: Path, *argv: str, env: dict) -> subprocess.Popen:
     """`recsys --home HOME ARGV` in its own process, output (stdout and stderr) in one pipe."""
-    return subprocess.Popen([sys.executable, "-m", "ml.cli", "--home", str(home), *argv], cwd=PROJECT_ROOT,
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "--home", str(home), *argv], cwd=PROJECT_ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -152,14 +152,14 @@ def test_publish_refuses_a_build_another_run_rebuilt_meanwhile(tmp_path):
     settings = Settings(home=tmp_path / "home")
     x, y = thin_export(tmp_path / "x.csv"), thin_export(tmp_path / "y.csv", first_item=501)
     config = Config(horizon_days=1)
-    pipeline.ingest(settings, config, x, "run-a")
-    pipeline.build_features(settings, config, x, "run-a")
-    pipeline.ingest(settings, config, y, "run-b")
-    pipeline.build_features(settings, config, y, "run-b")
-    from ml.scoring import no_personal_lists
+    steps.ingest(settings, config, x, "run-a")
+    steps.build_features(settings, config, x, "run-a")
+    steps.ingest(settings, config, y, "run-b")
+    steps.build_features(settings, config, y, "run-b")
+    from ml.warehouse.lists import no_personal_lists
 
     no_personal_lists(settings.build_db)
-    pipeline.build_serving_tables(settings, config, x, "run-a", datetime(2023, 8, 3))
+    steps.build_serving_tables(settings, config, x, "run-a", datetime(2023, 8, 3))
     settings.serving_db.parent.mkdir(parents=True)
     settings.serving_db.write_bytes(b"the list published before")
 

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from ml import serving
-from ml.serving import PublishError, publish
+from ml.serving import PublishError, publish, publisher, reader, schema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GEN = datetime(2023, 8, 14, 3, 0, 0)
@@ -118,7 +118,7 @@ def test_publish_result_and_schema(published):
     assert result.row_counts["fallback_recommendations"] == 100
     assert result.generated_at == GEN and result.as_of == AS_OF
     assert [p.name for p in serving_db.parent.iterdir() if ".tmp" in p.name] == []
-    assert list(serving._private_dir(serving_db).iterdir()) == []
+    assert list(publisher._private_dir(serving_db).iterdir()) == []
     c = duckdb.connect(str(serving_db), read_only=True)
     try:
         cols = c.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
@@ -169,7 +169,7 @@ def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
         publish(bad, serving_db, model_version="v2", as_of=AS_OF)
     assert message.lower() in str(err.value).lower()
     assert (serving_db.stat().st_ino, serving_db.read_bytes()) == before
-    private = serving._private_dir(serving_db)
+    private = publisher._private_dir(serving_db)
     assert sorted(p.name for p in serving_db.parent.iterdir()
                   if not p.name.endswith(".lock") and p != private) == [serving_db.name]
     assert list(private.iterdir()) == []
@@ -179,7 +179,7 @@ def test_abandoned_temp_files_are_removed_never_a_publication_under_way(publishe
     """What a publisher killed half-way left; the serving file and the lock stay."""
     _, serving_db, _ = published
     before = serving_db.read_bytes()
-    private = serving._private_dir(serving_db)
+    private = publisher._private_dir(serving_db)
     temp = private / ".recommendations.4000000.0123456789ab.tmp.duckdb"
     abandoned = [temp, Path(f"{temp}.wal"), Path(f"{temp}.tmp")]
     for path in abandoned[:2]:
@@ -416,13 +416,13 @@ def test_fast_paths_match_the_macros(con):
         for n in (1, 3, 20, 30):
             for platform in (None, "iOS", "all"):
                 fast = serving.recommendations_for_user(con, uid, n=n, platform=platform)
-                macro = serving._rows(con.execute("SELECT * FROM recommend(?, ?, plat := ?)",
+                macro = reader._rows(con.execute("SELECT * FROM recommend(?, ?, plat := ?)",
                                                   [uid, n, platform]))
                 assert fast == macro, (uid, n, platform)
     for item in (ITEM_WITH_PAIRS, "1002", NEW_ITEM_IN_CAT, NEW_ITEM_NO_CAT, UNKNOWN_ITEM):
         for n in (1, 3, 20):
             fast = serving.similar_items(con, item, n=n)
-            macro = serving._rows(con.execute("SELECT * FROM related_items(?, ?)", [item, n]))
+            macro = reader._rows(con.execute("SELECT * FROM related_items(?, ?)", [item, n]))
             assert fast == macro, (item, n)
 
 
@@ -473,7 +473,7 @@ def page_con(tmp_path_factory):
 
 
 def _related_macro(con, item: str, n: int, uid: str | None) -> list[dict]:
-    return serving._rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)", [item, n, uid]))
+    return reader._rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)", [item, n, uid]))
 
 
 def test_product_page_matches_the_macro(page_con):
@@ -502,8 +502,8 @@ def test_new_item_candidates_are_the_category_top_k(page_con):
     popularity / (1 + |ln price ratio|): cheap items near the new item's price that are not
     among the top K never appear (the macro and the fast path could both be wrong)."""
     top = page_con.execute("SELECT item_id, price_rub, popularity FROM items WHERE category_id = '503' "
-                           "ORDER BY popularity DESC, item_id LIMIT ?", [serving.CATEGORY_TOP_K]).fetchall()
-    assert len(top) == serving.CATEGORY_TOP_K == 200 and top[-1][0] == "2200"  # the tie: 2201 is out
+                           "ORDER BY popularity DESC, item_id LIMIT ?", [schema.CATEGORY_TOP_K]).fetchall()
+    assert len(top) == schema.CATEGORY_TOP_K == 200 and top[-1][0] == "2200"  # the tie: 2201 is out
     expected = sorted(top, key=lambda r: (-r[2] / (1 + abs(math.log((r[1] + 1) / (300 + 1)))), r[0]))
     for uid in (None, UNKNOWN):
         for n in (5, 60):
@@ -511,16 +511,16 @@ def test_new_item_candidates_are_the_category_top_k(page_con):
             assert [r["item_id"] for r in rows] == [r[0] for r in expected[:n]], (uid, n)
             assert {r["source"] for r in rows} == {"same_category"}
     # a known user re-orders the best max(n, SAME_CATEGORY_MIN) of them: 103 has 2150 in the list
-    rows = serving.similar_items(page_con, BIG_CATEGORY_NEW_ITEM, user_id="103", n=serving.SAME_CATEGORY_MIN)
-    assert {r["item_id"] for r in rows} == {r[0] for r in expected[:serving.SAME_CATEGORY_MIN]}
-    assert "2150" not in {r[0] for r in expected[:serving.SAME_CATEGORY_MIN]}
+    rows = serving.similar_items(page_con, BIG_CATEGORY_NEW_ITEM, user_id="103", n=schema.SAME_CATEGORY_MIN)
+    assert {r["item_id"] for r in rows} == {r[0] for r in expected[:schema.SAME_CATEGORY_MIN]}
+    assert "2150" not in {r[0] for r in expected[:schema.SAME_CATEGORY_MIN]}
     # an item among the top K is not its own candidate
     assert "2001" not in {r["item_id"] for r in serving.similar_items(page_con, "2001", n=100)}
 
 
 def test_category_top_items_table(page_con):
     counts = dict(page_con.execute("SELECT category_id, count(*) FROM category_top_items GROUP BY 1").fetchall())
-    assert counts == {"501": 21, "502": 19, "503": serving.CATEGORY_TOP_K, "504": 1}
+    assert counts == {"501": 21, "502": 19, "503": schema.CATEGORY_TOP_K, "504": 1}
     members = {r[0] for r in page_con.execute(
         "SELECT item_id FROM category_top_items WHERE category_id = '503'").fetchall()}
     assert members == {str(i) for i in range(2001, 2201)}
@@ -538,7 +538,7 @@ def test_long_id_lists_probe_the_items_key(page_con):
     dynamic_or_filter_threshold (default 50 ids) that scans items (millions of rows in
     production) instead of probing the primary key, unless open_serving raises it."""
     ids = [r[0] for r in page_con.execute("SELECT item_id FROM items ORDER BY item_id LIMIT 120").fetchall()]
-    plan = page_con.execute("EXPLAIN ANALYZE " + serving._ITEM_ATTRS_SQL, [ids]).fetchall()[0][1]
+    plan = page_con.execute("EXPLAIN ANALYZE " + reader._ITEM_ATTRS_SQL, [ids]).fetchall()[0][1]
     assert "Index Scan" in plan and "Sequential Scan" not in plan
 
 

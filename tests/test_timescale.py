@@ -7,7 +7,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from ml.timescale import STEADY_HORIZON_DAYS, choose_horizon, given_horizon
+from ml.warehouse.timescale import STEADY_HORIZON_DAYS, choose_horizon, given_horizon
 
 
 def warehouse(purchases: list[tuple[int, datetime]], serve_at: datetime) -> duckdb.DuckDBPyConnection:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.features import CATEGORICAL, FEATURES, LABEL, uninformative
-from ml.models import features_used, scores
-from ml.training import LabelledSet, NotEnoughHistory, fit
+from ml.ranker.features import CATEGORICAL, FEATURES, LABEL, uninformative
+from ml.ranker.models import features_used, scores
+from ml.ranker.training import LabelledSet, NotEnoughHistory, fit
 
 
 def candidate_frame(users: int = 60, per_user: int = 15, seed: int = 0) -> pd.DataFrame:
@@ -104,8 +104,8 @@ def test_a_frame_where_nothing_varies_is_not_enough_history():
 
 
 def test_validation_curves_pass_through_the_chosen_parameters():
-    from ml.models import DEFAULT_PARAMS
-    from ml.training import validation_curves
+    from ml.ranker.models import DEFAULT_PARAMS
+    from ml.ranker.training import validation_curves
 
     frame = candidate_frame()
     data = LabelledSet(2, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])

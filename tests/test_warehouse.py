@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from ml.config import Settings
-from ml.warehouse import dbt_vars, run_dbt
+from ml.warehouse.dbt import dbt_vars, run_dbt
 from tests.exports import activity, event, write_export, write_raw_lines
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -161,7 +161,7 @@ def test_ten_column_export_carries_categories(tmp_path):
 @pytest.mark.slow  # runs dbt or the whole flow
 def test_values_never_become_sql(tmp_path):
     """A quoted file name builds; a crafted setting stops the build with the reason, unrun."""
-    from ml.warehouse import DbtError
+    from ml.warehouse.dbt import DbtError
 
     rows = [event(user, "ec.purchase", [1, 2 + user % 3], f"2023-08-{day:02d} 12:00:00")
             for user in range(1, 20) for day in (1, 4)]
@@ -179,7 +179,7 @@ def test_values_never_become_sql(tmp_path):
 
 
 def test_settings_are_refused_before_any_work(tmp_path, capsys):
-    from ml.cli import main
+    from flows.cli import main
 
     export = write_export(tmp_path / "export.csv", [event(1, "ec.purchase", [1], "2023-08-01 12:00:00")])
     home = tmp_path / "home"
@@ -195,7 +195,7 @@ def test_dbt_builds_on_its_own_before_any_scoring(tmp_path):
     """A dbt build before any scoring (a plain `dbt build`): the scoring step's table exists,
     empty, with the columns the scoring step writes, and the serving tables build without
     personal lists."""
-    from ml.scoring import no_personal_lists
+    from ml.warehouse.lists import no_personal_lists
 
     settings = Settings(home=tmp_path / "home")
     run_dbt(settings, "build", dbt_vars(write_export(tmp_path / "export.csv", _clean_rows())))

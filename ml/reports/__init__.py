@@ -3,13 +3,12 @@
 * :func:`render_evaluation_report` draws an evaluation dict (``evaluation.json``: the lists'
   metrics with bootstrap intervals, the gate, pilot targets, the classifier, candidate recall,
   the parameter search, importance, cold buyers). Only ``metrics`` is required.
-* :func:`profile_export` describes an export before any training, and what training will lack;
-  :func:`render_profile_report` draws it. ``recsys profile`` runs both.
+* :func:`render_profile_report` draws an export's profile (``ml.warehouse.profile``).
 
 Pages are Jinja2 templates (``templates/``, package data); ``kit`` holds formatting and the
 template environment, ``plots`` the matplotlib helpers.
 """
 from ml.reports.evaluation import render_evaluation_report
-from ml.reports.profile import profile_export, render_profile_report
+from ml.reports.profile import render_profile_report
 
-__all__ = ["profile_export", "render_evaluation_report", "render_profile_report"]
+__all__ = ["render_evaluation_report", "render_profile_report"]

@@ -1,6 +1,6 @@
 """The evaluation report: what ``evaluation.json`` holds, as a page that says what it shows.
 
-Everything is computed before (``ml.pipeline.train_and_evaluate``, ``ml.evaluate``); this module
+Everything is computed before (``ml.pipeline.steps.train_and_evaluate``, ``ml.experiments.offline``); this module
 only arranges and draws it. Only ``metrics`` is required: a section whose data is absent (an
 older run, a thin export) is left out, never drawn empty.
 """

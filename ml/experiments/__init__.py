@@ -1,0 +1,1 @@
+"""`recsys evaluate`: offline experiments on a time split, of the ranker and baselines or of published lists."""

@@ -1,0 +1,327 @@
+"""The steps of one pipeline run, as plain functions the Prefect flow orchestrates.
+
+ingest the export -> choose the time scale -> build the features -> train (time-respecting CV),
+judge the ranker and the simple baselines on the newest window and choose the list to publish
+-> write that list -> build the contract-checked serving tables -> publish.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ml import serving
+from ml.baselines.scoring import serve_baseline
+from ml.baselines.tuning import gate_specs, judge_baselines, spec_named
+from ml.config import Config, Settings
+from ml.data.export import check_export
+from ml.evaluation import bootstrap
+from ml.pipeline import gate, runs
+from ml.ranker import dataset, holdout, training
+from ml.ranker.features import uninformative
+from ml.ranker.models import PARAM_GRID, SavedModel, scores
+from ml.ranker.scoring import score_serving
+from ml.ranker.training import NotEnoughHistory
+from ml.serving import privacy
+from ml.warehouse import lists, tables, timescale
+from ml.warehouse.dbt import DbtResult, dbt_vars, run_dbt
+from ml.warehouse.timescale import TimeScale
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainOutcome:
+    """What training and evaluation produced and which list to publish; ``evaluation`` is the
+    report's content. ``model`` is None when the export was too thin to train a ranker.
+    ``per_user``: each judged list's per-user metric values on the holdout (the intervals'
+    input), kept so that ``recsys evaluate`` can add its baselines without recomputing lists."""
+
+    model: SavedModel | None
+    evaluation: dict[str, Any]
+    decision: gate.GateDecision
+    seconds: dict[str, float] = field(default_factory=dict)
+    per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def run_facts(self) -> dict[str, Any]:
+        """What the run log records about training and the choice."""
+        facts: dict[str, Any] = {"reason": self.decision.reason}
+        if self.model is None:
+            return facts
+        metrics = self.evaluation["metrics"]
+        name = self.decision.list_name
+        return {**facts, "ndcg": metrics[name]["ndcg"] if name in metrics else None,
+                "popular_ndcg": metrics["popular"]["ndcg"],
+                "train_cutoff": self.evaluation["split"]["holdout_cutoff"],
+                "dropped_features": self.model.metadata["dropped_features"],
+                "metrics": {**metrics, "classifier": self.evaluation["classifier"],
+                            "candidate_recall": self.evaluation["candidate_recall"]}}
+
+
+def new_version(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def clean_leftovers(settings: Settings, log: Log = print) -> None:
+    """Remove, and say so, what killed runs left in the home. Called under the run lock, so no
+    other run is using any of it:
+
+    - temp files of a publication killed half-way (``serving.remove_abandoned_temp_files``);
+    - a build database with a WAL, or DuckDB's spill directory beside it: a build was killed.
+      Every run rebuilds every table of the build database, so it goes rather than being replayed.
+    """
+    for path in serving.remove_abandoned_temp_files(settings.serving_db):
+        log(f"removed {path}, left by a publication that was killed half-way")
+    wal, spill = Path(f"{settings.build_db}.wal"), Path(f"{settings.build_db}.tmp")
+    if wal.exists():
+        settings.build_db.unlink(missing_ok=True)
+        wal.unlink()
+        log(f"removed {settings.build_db} and its WAL, left by a killed build; this run builds it anew")
+    if spill.is_dir():
+        shutil.rmtree(spill)
+        log(f"removed {spill}, DuckDB's spill files of a killed build")
+
+
+def resolve_input(settings: Settings, config: Config, log: Log = print) -> Path:
+    """The export to use: the given one, or the generated demo export (made once per home)."""
+    if config.input_path is not None:
+        return check_export(config.input_path)
+    path = settings.default_input
+    if not path.exists():
+        from ml.data.synthetic import GeneratorConfig, generate_export
+
+        log(f"no input given: generating a demo export of {config.demo_rows:,} rows at {path}")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        generate_export(GeneratorConfig(rows=config.demo_rows, seed=config.seed, with_categories=True), path)
+    return path
+
+
+def _dbt_progress(log: Log) -> Callable[[str, str, float], None]:
+    return lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)")
+
+
+def _run_vars(config: Config, input_path: Path, version: str, **extra: Any) -> dict[str, Any]:
+    """The dbt variables of a run's builds: the config's (``Config.dbt_overrides``), stamped with
+    the run's version, which every ``pub_*`` table carries on (``build_version()``): publish
+    refuses a build another run mixed into."""
+    return dbt_vars(input_path, config.as_of, **config.dbt_overrides(), model_version=version, **extra)
+
+
+def ingest(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
+    """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
+    setting but the input changes them, and the time scale is chosen from what they hold."""
+    return run_dbt(settings, "build", _run_vars(config, input_path, version),
+                   select="tag:ingest", indirect_selection="buildable", on_node=_dbt_progress(log))
+
+
+def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
+    """The serving cutoff and label horizon: ``config.horizon_days`` when given, else chosen
+    from the export's span and purchase rhythm (``ml.warehouse.timescale``)."""
+    with tables.warehouse(settings.build_db) as con:
+        if config.horizon_days is not None:
+            return timescale.given_horizon(con, config.horizon_days)
+        return timescale.choose_horizon(con, config.labelled_cutoffs)
+
+
+def build_features(settings: Settings, config: Config, input_path: Path, version: str,
+                   log: Log = print) -> DbtResult:
+    """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables)."""
+    return run_dbt(settings, "build", _run_vars(config, input_path, version),
+                   exclude="tag:ingest tag:serving", indirect_selection="buildable", on_node=_dbt_progress(log))
+
+
+def build_warehouse(settings: Settings, config: Config, input_path: Path, log: Log = print) -> DbtResult:
+    """Ingest and features in one go, for a horizon that is already known (``recsys evaluate``)."""
+    version = new_version()
+    ingest(settings, config, input_path, version, log)
+    return build_features(settings, config, input_path, version, log)
+
+
+def warehouse_counts(settings: Settings) -> dict[str, Any]:
+    with tables.warehouse(settings.build_db) as con:
+        exported, rejected = con.execute(
+            "select (select count(*) from stg_ab_test__events) + (select count(*) from stg_ab_test__unreadable_lines),"
+            " (select count(*) from rejected_rows)").fetchone()
+        by_reason = dict(con.execute(
+            "select reject_reason, count(*) from rejected_rows group by 1 order by 2 desc").fetchall())
+        serve_at = tables.cutoffs(con)[0].at
+    return {"rows_exported": exported, "rows_rejected": rejected, "rejected_by_reason": by_reason,
+            "as_of": serve_at}
+
+
+def train_and_evaluate(settings: Settings, config: Config, version: str, log: Log = print) -> TrainOutcome:
+    """Choose hyper-parameters, judge the recipe on the newest window, fit the model to publish.
+
+    Labelled cutoffs are numbered 1 (newest) to L. A model is always trained on all the labelled
+    cutoffs older than the one it is validated or judged on (forward chaining). The judged model
+    learns from cutoffs 2..L and is evaluated on cutoff 1, with hyper-parameters from folds that
+    never validate on cutoff 1; the published model learns from cutoffs 1..L with
+    hyper-parameters from all folds.
+    """
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    with tables.warehouse(settings.build_db) as con:
+        cutoffs = tables.cutoffs(con)
+        sets = {}
+        for index in sorted(cutoffs)[1:]:
+            cutoff = cutoffs[index]
+            sets[index] = training.LabelledSet(
+                index, dataset.candidates(con, cutoff), tables.window_purchases(con, cutoff))
+            log(f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {len(sets[index].frame):,} candidate rows, "
+                f"{int(sets[index].frame['purchased'].sum()):,} positives, "
+                f"{len(sets[index].truth):,} window purchases")
+        holdout_cutoff = cutoffs[1]
+        history = tables.history_pairs(con, holdout_cutoff)
+        popular = tables.popular_items(con, holdout_cutoff, config.k)
+        purchases = tables.purchases_before(con, holdout_cutoff.label_end)
+    seconds["load"] = time.perf_counter() - clock
+
+    # Models learn from a negative sample; every validation and the holdout see all candidates.
+    train_sets = {index: data.sample_negatives(config.max_training_rows, config.seed) for index, data in sets.items()}
+    usable = [index for index in sorted(sets) if sets[index].usable]
+    if 1 not in usable or 2 not in usable:
+        raise NotEnoughHistory(
+            "not enough labelled history to train and judge a ranker: the two newest label windows "
+            f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon")
+    judged_buyers = sets[1].frame["user_id"].nunique()
+    if judged_buyers < config.min_holdout_buyers:
+        raise NotEnoughHistory(
+            f"only {judged_buyers} buyers with history in the newest label window: too few to judge a list "
+            f"(at least {config.min_holdout_buyers})")
+
+    clock = time.perf_counter()
+    def pool(newest: int) -> training.LabelledSet:
+        return training.LabelledSet.pooled([train_sets[i] for i in usable if i >= newest])
+
+    folds = [(pool(index + 1), sets[index]) for index in usable if index + 1 in usable]
+    search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
+    judged_params = training.best_params(
+        config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None)
+    final_params = training.best_params(config.model_kind, search)
+    seconds["cross_validation"] = time.perf_counter() - clock
+    log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
+
+    clock = time.perf_counter()
+    judged = training.fit(config.model_kind, judged_params, pool(2))
+    window = sets[1].frame
+    result, per_user = holdout.evaluate_holdout(window, scores(judged, window), sets[1].truth,
+                                                   history, popular, config.k)
+    reference = training.fit("logreg", {}, pool(2))
+    scored = holdout.ranking_scores(window, scores(reference, window), sets[1].truth, history, config.k)
+    result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
+    seconds["evaluation"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    baselines = judge_baselines(gate_specs(), purchases, holdout_cutoff.at, config.horizon_days, config.k,
+                                pd.Index(window["user_id"].unique()), sets[1].truth, history)
+    result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
+    result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
+    per_user.update({name: judged_baseline["per_user"] for name, judged_baseline in baselines.items()})
+    seconds["baselines"] = time.perf_counter() - clock
+    log("  holdout NDCG@{}: ".format(config.k) + ", ".join(
+        f"{name} {result['metrics'][name]['ndcg']:.4f}" for name in ("ranker", *baselines)))
+
+    clock = time.perf_counter()
+    result["validation_curves"] = training.validation_curves(config.model_kind, judged_params, pool(2),
+                                                             sets[1], config.k)
+    result["feature_importance"] = training.feature_importance(judged, sets[1])
+    seconds["diagnostics"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    final_data = pool(1)
+    final = training.fit(config.model_kind, final_params, final_data)
+    seconds["final_fit"] = time.perf_counter() - clock
+
+    candidates = ["ranker", *baselines]
+    decision = gate.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin, candidates)
+    result["gate"] = {"decision": "published" if decision.publish else "rejected", "reason": decision.reason,
+                      "list": decision.list_name, "candidates": candidates}
+    clock = time.perf_counter()  # every list against the gate's choice: is its lead more than noise?
+    result["intervals"] = bootstrap.intervals(per_user, reference=decision.list_name)
+    seconds["intervals"] = time.perf_counter() - clock
+    result["cross_validation"] = [{"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
+                                  for r in search]
+    result["judged_params"], result["final_params"] = judged_params, final_params
+    result["dataset"] = {"input": str(config.input_path or settings.default_input)}
+    result["split"].update({"holdout_cutoff": str(holdout_cutoff.at), "holdout_end": str(holdout_cutoff.label_end),
+                            "horizon_days": config.horizon_days,
+                            "cutoffs": {index: str(cutoffs[index].at) for index in usable}})
+    model = SavedModel(version=version, kind=config.model_kind, params=final_params, pipeline=final, metadata={
+        "trained_on": {"cutoff": str(holdout_cutoff.at), "label_window_end": str(holdout_cutoff.label_end),
+                       "cutoffs": [str(cutoffs[i].at) for i in usable],
+                       "rows": len(final_data.frame), "positives": int(final_data.frame["purchased"].sum())},
+        "judged_on": result["split"],
+        "metrics": dict(result["metrics"]),
+        "pilot": result["pilot"],
+        "gate": result["gate"],
+        "dropped_features": uninformative(final_data.frame),
+    })
+    return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds, per_user=per_user)
+
+
+def train_and_choose(settings: Settings, config: Config, version: str, log: Log = print) -> TrainOutcome:
+    """Train and judge the ranker, choose the list to publish, save the model and its report.
+
+    An export too thin to train on is an answer, not an error: its cold-start lists are chosen
+    while no better list is published (``gate.gate_without_ranker``).
+    """
+    try:
+        outcome = train_and_evaluate(settings, config, version, log)
+    except NotEnoughHistory as thin:
+        log(f"no ranker: {thin}")
+        decision = gate.gate_without_ranker(runs.published_ndcg(settings), str(thin))
+        return TrainOutcome(model=None, evaluation={"notes": [str(thin)]}, decision=decision)
+    directory = save_model(settings, outcome)
+    log(f"model {version} saved to {directory}; gate: {outcome.decision.reason}")
+    return outcome
+
+
+def write_lists(settings: Settings, config: Config, outcome: TrainOutcome, log: Log = print) -> dict[str, Any]:
+    """The personal lists of whichever list won the gate, into the build database's
+    ``ml_recommendations``: the ranker's top N, the winning baseline's, or none (cold start)."""
+    name = outcome.decision.list_name
+    if name == "ranker":
+        return score_serving(settings.build_db, outcome.model.pipeline, config.top_n, log)
+    if name == "cold_start":
+        lists.no_personal_lists(settings.build_db)
+        return {"users": 0, "rows": 0, "candidates": 0}
+    return serve_baseline(settings.build_db, spec_named(name), config.horizon_days, config.k, config.top_n, log)
+
+
+def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
+    """Version directory with the model, its card, and the evaluation (JSON + HTML report)."""
+    directory = outcome.model.save(settings.models_dir)
+    (directory / "evaluation.json").write_text(json.dumps(outcome.evaluation, indent=2, default=str))
+    try:
+        from ml.reports import render_evaluation_report
+    except ImportError:
+        return directory
+    render_evaluation_report({"title": f"Model {outcome.model.version}", **outcome.evaluation},
+                             directory / "evaluation.html")
+    return directory
+
+
+def build_serving_tables(settings: Settings, config: Config, input_path: Path, version: str,
+                         generated_at: datetime, log: Log = print) -> DbtResult:
+    """dbt build of the pub_* tables (contracts and tests) from the scores just written."""
+    variables = _run_vars(config, input_path, version, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
+    return run_dbt(settings, "build", variables, select="tag:serving", on_node=_dbt_progress(log))
+
+
+def publish(settings: Settings, config: Config, version: str, as_of: datetime,
+            decision: gate.GateDecision) -> dict[str, Any]:
+    """Swap the new serving file in (``ml.serving.publish``: all or nothing, so a retry is safe).
+    User ids are pseudonymised when the home's pseudonym mode is on (``ml.serving.privacy``)."""
+    published = serving.publish(
+        settings.build_db, settings.serving_db, model_version=version, as_of=as_of,
+        list_source=decision.list_source, require_recommendations=decision.list_source != "cold_start",
+        pseudonym_key=privacy.publish_key(settings.home, config.pseudonymize), file_mode=config.file_mode)
+    return asdict(published)

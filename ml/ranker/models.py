@@ -1,0 +1,120 @@
+"""The suitable / not-suitable classifier that ranks candidates, and how it is stored.
+
+Default: ``HistGradientBoostingClassifier`` (handles missing values and mixed scales, learns
+interactions such as "repurchase matters for this kind of item", and accepts the monotonic
+price constraint). Reference: logistic regression, the simplest model that could work.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from ml.ranker.features import FEATURES, MONOTONIC, make_preprocessor
+
+MODEL_KINDS = ("hgb", "logreg")
+
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "hgb": {"learning_rate": 0.1, "max_leaf_nodes": 31, "max_iter": 120, "l2_regularization": 1.0,
+            "min_samples_leaf": 40},
+    "logreg": {"C": 1.0},
+}
+
+# Searched by time-respecting cross-validation (ml.ranker.training).
+PARAM_GRID: dict[str, dict[str, list[Any]]] = {
+    "hgb": {"learning_rate": [0.05, 0.15], "max_leaf_nodes": [15, 63]},
+    "logreg": {"C": [0.1, 1.0, 10.0]},
+}
+
+
+def make_classifier(kind: str = "hgb", features: Sequence[str] = FEATURES, **params: Any) -> Pipeline:
+    """A fresh, unfitted pipeline: categorical encoding and the classifier, as one estimator.
+
+    It reads only ``features`` of the frame it is given (see ``ml.ranker.features.uninformative``).
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
+    settings = {**DEFAULT_PARAMS[kind], **params}
+    if kind == "hgb":
+        monotonic = {name: sign for name, sign in MONOTONIC.items() if name in features}
+        classifier = HistGradientBoostingClassifier(
+            **settings, monotonic_cst=monotonic or None, early_stopping=False, random_state=0
+        )
+    else:
+        classifier = LogisticRegression(**settings, max_iter=2000)
+    return Pipeline([("features", make_preprocessor(kind == "logreg", features)),
+                     ("classifier", classifier)])
+
+
+def features_used(model: Pipeline) -> list[str]:
+    """The input features a fitted pipeline reads, in ``FEATURES`` order."""
+    used = {column for name, _, columns in model.named_steps["features"].transformers_
+            if name != "remainder" for column in columns}
+    return [name for name in FEATURES if name in used]
+
+
+# Price sanity beyond what the trees learned: a candidate priced more than 1.5x above the user's
+# usual range (p75) loses score smoothly, e^(-1.5) per e-fold of price; one expensive purchase
+# among cheap ones (which leaves the median and p75 cheap) cannot pull expensive items up.
+PRICE_TOLERANCE = np.log(1.5)
+PRICE_PENALTY = 1.5
+
+
+def scores(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
+    """How suitable the candidate is: the probability it is bought in the horizon, lowered for
+    prices far above the user's usual range (never raised)."""
+    probability = model.predict_proba(frame[FEATURES])[:, 1]
+    excess = np.clip(frame["price_above_tier"].fillna(0.0).to_numpy() - PRICE_TOLERANCE, 0.0, None)
+    return probability * np.exp(-PRICE_PENALTY * excess)
+
+
+@dataclass
+class SavedModel:
+    """A fitted pipeline with what is needed to trust and reproduce it."""
+
+    version: str
+    kind: str
+    params: dict[str, Any]
+    pipeline: Pipeline
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, models_dir: Path) -> Path:
+        """Write ``<models_dir>/<version>/`` with the pipeline and a readable ``model.json``."""
+        directory = models_dir / self.version
+        directory.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.pipeline, directory / "model.joblib")
+        card = {
+            "version": self.version,
+            "kind": self.kind,
+            "params": self.params,
+            "features": features_used(self.pipeline),
+            "monotonic_constraints": MONOTONIC,
+            "library_versions": library_versions(),
+            **self.metadata,
+        }
+        (directory / "model.json").write_text(json.dumps(card, indent=2, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> "SavedModel":
+        card = json.loads((directory / "model.json").read_text())
+        return cls(version=card["version"], kind=card["kind"], params=card["params"],
+                   pipeline=joblib.load(directory / "model.joblib"), metadata=card)
+
+
+def library_versions() -> dict[str, str]:
+    import duckdb
+
+    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+            "pandas": pd.__version__, "numpy": np.__version__, "duckdb": duckdb.__version__}

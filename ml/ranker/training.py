@@ -1,0 +1,185 @@
+"""Fitting the ranker: hyper-parameters by time-respecting cross-validation, validation curves
+for over-fitting, and permutation importance for a sense check.
+
+Cross-validation never splits at random: each fold trains on the candidates of an older cutoff
+and validates on the next newer one (forward chaining), scoring NDCG@k of the ranked lists
+against everything the users really bought.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.pipeline import Pipeline
+
+from ml.ranker.features import FEATURES, LABEL, uninformative
+from ml.ranker.models import DEFAULT_PARAMS, make_classifier, scores
+from ml.ranker.ranking import ranking_ndcg
+
+# Wider ranges than the search grid: enough to see under- and over-fitting on either side.
+CURVE_RANGES: dict[str, dict[str, list[Any]]] = {
+    "hgb": {"learning_rate": [0.03, 0.1, 0.3], "max_leaf_nodes": [4, 15, 63]},
+    "logreg": {"C": [0.001, 0.1, 10.0]},
+}
+
+
+class NotEnoughHistory(ValueError):
+    """The export is too short or thin to learn and judge a ranking (e.g. the 0.1 % sample)."""
+
+
+@dataclass
+class LabelledSet:
+    """Candidates of one labelled cutoff and the purchases of its window."""
+
+    cutoff_index: int
+    frame: pd.DataFrame
+    truth: pd.DataFrame
+
+    @classmethod
+    def pooled(cls, sets: Sequence["LabelledSet"]) -> "LabelledSet":
+        """Several cutoffs as one training set: more windows, less fitting to one window's quirks.
+
+        A user at two cutoffs is two ranking problems, so user ids are prefixed by the cutoff.
+        """
+        if len(sets) == 1:
+            return sets[0]
+
+        def keyed(frame: pd.DataFrame, index: int) -> pd.DataFrame:
+            return frame.assign(user_id=f"{index}:" + frame["user_id"].astype(str))
+
+        return cls(min(data.cutoff_index for data in sets),
+                   pd.concat([keyed(data.frame, data.cutoff_index) for data in sets], ignore_index=True),
+                   pd.concat([keyed(data.truth, data.cutoff_index) for data in sets], ignore_index=True))
+
+    def sample_negatives(self, max_rows: int, seed: int = 0) -> "LabelledSet":
+        """At most ``max_rows`` rows, every positive kept: a uniform negative sample shifts every
+        score by the same log-odds, so the order within a user is unchanged."""
+        if len(self.frame) <= max_rows:
+            return self
+        positives = self.frame[self.frame[LABEL] == 1]
+        negatives = self.frame[self.frame[LABEL] == 0]
+        negatives = negatives.sample(n=min(max(max_rows - len(positives), 0), len(negatives)), random_state=seed)
+        return LabelledSet(self.cutoff_index, pd.concat([positives, negatives]).sort_index(), self.truth)
+
+    def sample_users(self, max_users: int, seed: int = 0) -> "LabelledSet":
+        users = self.frame["user_id"].unique()
+        if len(users) <= max_users:
+            return self
+        keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+        return LabelledSet(self.cutoff_index, self.frame[self.frame["user_id"].isin(keep)],
+                           self.truth[self.truth["user_id"].isin(keep)])
+
+    @property
+    def usable(self) -> bool:
+        """A model can only learn or be judged where there are both positives and negatives."""
+        return len(self.frame) > 0 and 0 < self.frame[LABEL].sum() < len(self.frame)
+
+
+@dataclass
+class SearchResult:
+    params: dict[str, Any]
+    fold_scores: dict[tuple[int, int], float]
+
+
+def user_balanced_weights(frame: pd.DataFrame) -> np.ndarray:
+    """Sample weights under which each user's purchases together weigh as much as one purchase.
+
+    NDCG averages over users, so a user with one purchase matters as much as one with fifty;
+    unweighted, the heavy buyers' many positives would decide what the model learns.
+    Negatives keep weight 1.
+    """
+    positives = frame[LABEL].to_numpy() == 1
+    per_user = frame.loc[positives, "user_id"].value_counts()
+    weights = np.ones(len(frame))
+    weights[positives] = 1.0 / frame.loc[positives, "user_id"].map(per_user).to_numpy()
+    return weights
+
+
+def fit(kind: str, params: Mapping[str, Any], data: LabelledSet) -> Pipeline:
+    """Fit on the features that can inform this frame (``ml.ranker.features.uninformative``)."""
+    dropped = uninformative(data.frame)
+    features = [name for name in FEATURES if name not in dropped]
+    if not features:
+        raise NotEnoughHistory(f"no feature varies across the {len(data.frame):,} training rows")
+    model = make_classifier(kind, features=features, **params)
+    model.fit(data.frame[FEATURES], data.frame[LABEL],
+              classifier__sample_weight=user_balanced_weights(data.frame))
+    return model
+
+
+def evaluate_ndcg(model: Pipeline, data: LabelledSet, k: int) -> float:
+    return ranking_ndcg(data.frame, scores(model, data.frame), data.truth, k)
+
+
+def grid(kind: str, search: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    names = list(search)
+    return [dict(zip(names, values)) for values in itertools.product(*(search[n] for n in names))]
+
+
+def search_params(kind: str, search: Mapping[str, Sequence[Any]], folds: Sequence[tuple[LabelledSet, LabelledSet]],
+                  k: int, log: Callable[[str], None] = print) -> list[SearchResult]:
+    """Score every grid point on every (older -> newer) fold."""
+    results = []
+    for params in grid(kind, search):
+        fold_scores = {}
+        for train, valid in folds:
+            fold_scores[(train.cutoff_index, valid.cutoff_index)] = evaluate_ndcg(fit(kind, params, train), valid, k)
+        results.append(SearchResult(params, fold_scores))
+        log(f"  cv {kind} {params}: ndcg@{k} " + ", ".join(f"{v:.4f}" for v in fold_scores.values()))
+    return results
+
+
+def best_params(kind: str, results: Sequence[SearchResult],
+                folds: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """The grid point with the best mean NDCG over the given folds (all folds by default)."""
+    def mean_score(result: SearchResult) -> float:
+        chosen = [v for f, v in result.fold_scores.items() if folds is None or f in folds]
+        return float(np.mean(chosen)) if chosen else float("-inf")
+
+    if not results:
+        return dict(DEFAULT_PARAMS[kind])
+    return {**DEFAULT_PARAMS[kind], **max(results, key=mean_score).params}
+
+
+def validation_curves(kind: str, params: Mapping[str, Any], train: LabelledSet, valid: LabelledSet,
+                      k: int, max_users: int = 3_000) -> list[dict[str, Any]]:
+    """Train and validation NDCG@k while one hyper-parameter moves around its value in
+    ``params`` (the chosen one, always on the curve as ``chosen``) and the others stay put.
+
+    Validation far below training, and falling while training still rises, is over-fitting;
+    both low is under-fitting. Training uses at most ``max_users`` users' candidates
+    (``train_users``): the curves' shape around the choice is what they are for, not picking a
+    value (cross-validation on the full folds did that).
+    """
+    train = train.sample_users(max_users)
+    curves = []
+    for name, values in CURVE_RANGES[kind].items():
+        chosen = params[name]
+        values = sorted({*values, chosen})
+        train_scores, valid_scores = [], []
+        for value in values:
+            model = fit(kind, {**params, name: value}, train)
+            train_scores.append(evaluate_ndcg(model, train, k))
+            valid_scores.append(evaluate_ndcg(model, valid, k))
+        curves.append({"param": name, "values": values, "chosen": chosen, "train_score": train_scores,
+                       "valid_score": valid_scores, "metric": f"ndcg@{k}",
+                       "train_users": int(train.frame["user_id"].nunique())})
+    return curves
+
+
+def feature_importance(model: Pipeline, data: LabelledSet, max_rows: int = 50_000,
+                       n_repeats: int = 3) -> list[dict[str, Any]]:
+    """Permutation importance on held-out rows (average precision lost when a feature is shuffled)."""
+    frame = data.frame
+    if len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=0)
+    result = permutation_importance(model, frame[FEATURES], frame[LABEL], scoring="average_precision",
+                                    n_repeats=n_repeats, random_state=0, n_jobs=1)
+    rows = [{"feature": name, "importance_mean": float(mean), "importance_std": float(std)}
+            for name, mean, std in zip(FEATURES, result.importances_mean, result.importances_std)]
+    return sorted(rows, key=lambda row: -row["importance_mean"])

@@ -1,0 +1,165 @@
+"""Running dbt against the build database, and reading what it built.
+
+dbt runs as a child process, with the project and its profile at the repository root (where a
+plain ``dbt build`` finds them too) and the build database chosen by ``RECSYS_BUILD_DB``, so
+each product home has its own warehouse.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml.config import PROJECT_ROOT, Settings
+from ml.data.export import read_header
+from ml.warehouse.children import dies_with_us
+
+
+class DbtError(RuntimeError):
+    """A dbt invocation failed; the message names the failing nodes."""
+
+
+@dataclass
+class DbtResult:
+    """Outcome of one dbt invocation: which nodes ran and how long each took."""
+
+    command: str
+    node_status: dict[str, str] = field(default_factory=dict)
+    node_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def dbt_vars(input_path: Path, as_of: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The variables a build needs; anything in ``dbt_project.yml`` ``vars`` can be overridden.
+
+    ``export_columns`` is the export's header: staging reads lines without sniffing and needs
+    to know which field is which (8 or 10 columns).
+    """
+    values: dict[str, Any] = {"input_path": str(Path(input_path).resolve()), "as_of": as_of or "",
+                              "export_columns": read_header(input_path)}
+    values.update(overrides)
+    return values
+
+
+def run_dbt(
+    settings: Settings,
+    command: str,
+    variables: Mapping[str, Any],
+    *,
+    select: str | None = None,
+    exclude: str | None = None,
+    indirect_selection: str | None = None,
+    on_node: Callable[[str, str, float], None] | None = None,
+) -> DbtResult:
+    """Run ``dbt <command>`` (build, run, test, ...) for one home; raise ``DbtError`` on failure.
+
+    dbt runs in a child process: dbt-duckdb keeps its database open for the life of the
+    process, and the pipeline must be able to open the build database once dbt is done.
+    ``on_node(name, status, seconds)`` is called as each node finishes, for progress output.
+    ``select`` and ``exclude`` are dbt selections (several separated by spaces);
+    ``indirect_selection`` is dbt's mode for the tests of the selected models.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RECSYS_BUILD_DB": str(settings.build_db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    args = [
+        _dbt_executable(), command,
+        "--project-dir", str(PROJECT_ROOT),
+        "--profiles-dir", str(PROJECT_ROOT),
+        "--target-path", str(settings.home / "dbt_target"),
+        "--log-path", str(settings.home / "dbt_logs"),
+        "--log-format", "json",
+        "--vars", json.dumps(dict(variables)),
+    ]
+    if select:
+        args += ["--select", select]
+    if exclude:
+        args += ["--exclude", exclude]
+    if indirect_selection:
+        args += ["--indirect-selection", indirect_selection]
+
+    result = DbtResult(command=command)
+    errors: list[str] = []
+    # dies_with_us: a killed run must not leave dbt writing the build database under the next one
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, cwd=PROJECT_ROOT, preexec_fn=dies_with_us()) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            event = _parse_event(line)
+            if event is None:
+                continue
+            name, data = event
+            if name.startswith("Log") and name.endswith("Result") and "node_info" in data:
+                node = data["node_info"]
+                seconds = float(data.get("execution_time") or 0.0)
+                result.node_status[node["node_name"]] = node["node_status"]
+                result.node_seconds[node["node_name"]] = seconds
+                if on_node:
+                    on_node(node["node_name"], node["node_status"], seconds)
+            elif name in ("RunResultError", "RunResultFailure", "MainEncounteredError"):
+                node_name = data.get("node_info", {}).get("node_name", "")
+                errors.append(f"{node_name}: {data.get('msg') or data.get('exc')}".strip(": "))
+    if process.returncode != 0:
+        detail = "; ".join(errors[:5]) or f"exit code {process.returncode}"
+        raise DbtError(f"dbt {command} failed: {detail} (log: {settings.home / 'dbt_logs' / 'dbt.log'})")
+    return result
+
+
+def _dbt_executable() -> str:
+    beside_python = Path(sys.executable).with_name("dbt")
+    return str(beside_python) if beside_python.exists() else (shutil.which("dbt") or "dbt")
+
+
+def _parse_event(line: str) -> tuple[str, dict[str, Any]] | None:
+    try:
+        payload = json.loads(line)
+        return payload["info"]["name"], payload.get("data", {})
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def rejected_rows_summary(input_path: Path, scratch_dir: Path) -> dict[str, Any]:
+    """What a build would quarantine from ``input_path``: rows per reason and the first example
+    of each as written, exactly as the warehouse decides, because dbt itself runs
+    ``+rejected_rows`` in a temporary home under ``scratch_dir`` (deleted afterwards).
+    ``{"error": ...}`` when dbt fails.
+    """
+    import duckdb
+
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    tmp_home = Path(tempfile.mkdtemp(prefix="profile-", dir=scratch_dir))
+    try:
+        settings = Settings(home=tmp_home)
+        try:
+            run_dbt(settings, "run", dbt_vars(input_path), select="+rejected_rows")
+        except DbtError as error:
+            return {"error": str(error)}
+        with duckdb.connect(str(settings.build_db), read_only=True) as con:
+            staged = con.execute("select count(*) from stg_ab_test__events").fetchall()[0][0]
+            by_reason = con.execute("""
+                select reject_reason, count(*) as n from rejected_rows group by 1 order by n desc, 1
+            """).fetchall()
+            # The row as written: every raw_* field the quarantine keeps (whatever the model's
+            # current columns are), or the unsplittable line itself.
+            present = [r[0] for r in con.execute("describe rejected_rows").fetchall()]
+            fields = [c for c in present if c.startswith("raw_") and c != "raw_line"]
+            joined = ("concat_ws(',', " + ", ".join(f"coalesce({f}::varchar, '')" for f in fields) + ")"
+                      if fields else "''")
+            line = "raw_line" if "raw_line" in present else "null"
+            order = ", ".join(c for c in ("event_row_id nulls last", "line_number") if c.split()[0] in present)
+            examples = con.execute(f"""
+                select reject_reason, coalesce({line}, {joined}) as example
+                from rejected_rows
+                qualify row_number() over (partition by reject_reason{' order by ' + order if order else ''}) = 1
+            """).fetchall()
+        total = sum(n for _, n in by_reason)
+        return {"staged_rows": int(staged), "total": int(total),
+                "by_reason": [{"reason": r, "rows": int(n)} for r, n in by_reason],
+                "examples": {r: e[:400] for r, e in examples}}
+    finally:
+        shutil.rmtree(tmp_home, ignore_errors=True)
