@@ -51,52 +51,52 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
     """Fake ``pub_*`` tables, generated in SQL (ids: 38-digit decimals like the real hashes)."""
     t0 = time.perf_counter()
     con = duckdb.connect(str(path))
-    con.execute("SET preserve_insertion_order = false")
-    uid = ("cast(1 + hash(i, 'u') % 9 AS VARCHAR) || lpad(CAST(hash(i, 'v') % 10000000000000000000 AS VARCHAR), 19, '0')"
-           " || lpad(CAST(hash(i, 'w') % 1000000000000000000 AS VARCHAR), 18, '0')")
-    iid = ("cast(1 + hash({x}, 'i') % 9 AS VARCHAR) || lpad(CAST(hash({x}, 'j') % 10000000000000000000 AS VARCHAR), 19, '0')"
-           " || lpad(CAST(hash({x}, 'k') % 1000000000000000000 AS VARCHAR), 18, '0')")
-    con.execute(f"CREATE TABLE item_ids AS SELECT i AS n, {iid.format(x='i')} AS item_id FROM range({items}) r(i)")
-    con.execute(f"""CREATE TABLE pub_items AS SELECT item_id,
-        CAST(1000000 + n % {categories} AS VARCHAR) AS category_id,
-        CAST(100 + hash(n, 'p') % 20000 AS DOUBLE) AS price_rub,
-        1000000.0 / (n + 10) AS popularity, 'bench' AS model_version FROM item_ids""")
+    con.execute("set preserve_insertion_order = false")
+    uid = ("cast(1 + hash(i, 'u') % 9 as varchar) || lpad(cast(hash(i, 'v') % 10000000000000000000 as varchar), 19, '0')"
+           " || lpad(cast(hash(i, 'w') % 1000000000000000000 as varchar), 18, '0')")
+    iid = ("cast(1 + hash({x}, 'i') % 9 as varchar) || lpad(cast(hash({x}, 'j') % 10000000000000000000 as varchar), 19, '0')"
+           " || lpad(cast(hash({x}, 'k') % 1000000000000000000 as varchar), 18, '0')")
+    con.execute(f"create table item_ids as select i as n, {iid.format(x='i')} as item_id from range({items}) r(i)")
+    con.execute(f"""create table pub_items as select item_id,
+        cast(1000000 + n % {categories} as varchar) as category_id,
+        cast(100 + hash(n, 'p') % 20000 as double) as price_rub,
+        1000000.0 / (n + 10) as popularity, 'bench' as model_version from item_ids""")
     gen = "TIMESTAMP '2023-08-14 03:00:00'"
-    con.execute(f"""CREATE TABLE pub_recommendations AS
-        SELECT g.user_id, it.item_id, g.rank, 1.0 / g.rank AS score,
-               'personal' AS reason, 'bench' AS model_version, {gen} AS generated_at
-        FROM (SELECT {uid} AS user_id, CAST(r AS INTEGER) AS rank,
-                     (hash(i) % {items // recs}) * {recs} + r - 1 AS item_n
-              FROM range({users}) u(i) CROSS JOIN range(1, {recs} + 1) t(r)) g
-        JOIN item_ids it ON it.n = g.item_n""")
+    con.execute(f"""create table pub_recommendations as
+        select g.user_id, it.item_id, g.rank, 1.0 / g.rank as score,
+               'personal' as reason, 'bench' as model_version, {gen} as generated_at
+        from (select {uid} as user_id, cast(r as integer) as rank,
+                     (hash(i) % {items // recs}) * {recs} + r - 1 as item_n
+              from range({users}) u(i) cross join range(1, {recs} + 1) t(r)) g
+        join item_ids it on it.n = g.item_n""")
     # (each user gets a block of consecutive item numbers, so a list never repeats an item)
-    con.execute(f"""CREATE TABLE pub_user_profiles AS
-        SELECT {uid} AS user_id, (['Site', 'Android', 'iOS'])[1 + i % 3] AS platform,
-               CAST(floor(log2(500 + i % 5000)) AS INTEGER) AS price_tier,
-               CAST(1000000 + i % {categories} AS VARCHAR) AS top_category_id, 'bench' AS model_version
-        FROM range({users + cold_users}) u(i)""")
-    con.execute(f"""CREATE TABLE pub_fallback_recommendations AS
-        SELECT p.platform, it.item_id, CAST(it.n + 1 AS INTEGER) AS rank, 1.0 / (it.n + 1) AS score,
-               'popular' AS reason, 'bench' AS model_version, {gen} AS generated_at
-        FROM (VALUES ('Site'), ('Android'), ('iOS'), ('all')) p(platform), item_ids it WHERE it.n < 100""")
+    con.execute(f"""create table pub_user_profiles as
+        select {uid} as user_id, (['Site', 'Android', 'iOS'])[1 + i % 3] as platform,
+               cast(floor(log2(500 + i % 5000)) as integer) as price_tier,
+               cast(1000000 + i % {categories} as varchar) as top_category_id, 'bench' as model_version
+        from range({users + cold_users}) u(i)""")
+    con.execute(f"""create table pub_fallback_recommendations as
+        select p.platform, it.item_id, cast(it.n + 1 as integer) as rank, 1.0 / (it.n + 1) as score,
+               'popular' as reason, 'bench' as model_version, {gen} as generated_at
+        from (values ('Site'), ('Android'), ('iOS'), ('all')) p(platform), item_ids it where it.n < 100""")
     n_sim = items // 5
-    con.execute(f"""CREATE TABLE pub_similar_items AS
-        SELECT g.item_id, b.item_id AS similar_item_id, g.rank, 1.0 / g.rank AS score,
-               CAST(20 - g.rank AS INTEGER) AS support_users, 0.1 / g.rank AS confidence, 3.0 AS lift,
-               'bench' AS model_version
-        FROM (SELECT a.item_id, CAST(r AS INTEGER) AS rank, {n_sim} + (a.n * 10 + r) % {items - n_sim} AS other_n
-              FROM item_ids a CROSS JOIN range(1, 11) t(r) WHERE a.n < {n_sim}) g
-        JOIN item_ids b ON b.n = g.other_n""")
+    con.execute(f"""create table pub_similar_items as
+        select g.item_id, b.item_id as similar_item_id, g.rank, 1.0 / g.rank as score,
+               cast(20 - g.rank as integer) as support_users, 0.1 / g.rank as confidence, 3.0 as lift,
+               'bench' as model_version
+        from (select a.item_id, cast(r as integer) as rank, {n_sim} + (a.n * 10 + r) % {items - n_sim} as other_n
+              from item_ids a cross join range(1, 11) t(r) where a.n < {n_sim}) g
+        join item_ids b on b.n = g.other_n""")
     samples = {
-        "warm": [r[0] for r in con.execute(f"SELECT {uid} FROM range({users}) u(i) USING SAMPLE 5000 ROWS").fetchall()],
-        "cold": [r[0] for r in con.execute(f"SELECT {uid} FROM range({users}, {users + cold_users}) u(i) "
+        "warm": [r[0] for r in con.execute(f"select {uid} from range({users}) u(i) using SAMPLE 5000 ROWS").fetchall()],
+        "cold": [r[0] for r in con.execute(f"select {uid} from range({users}, {users + cold_users}) u(i) "
                                            "USING SAMPLE 2000 ROWS").fetchall()],
-        "items_pairs": [r[0] for r in con.execute(f"SELECT item_id FROM item_ids WHERE n < {n_sim} "
+        "items_pairs": [r[0] for r in con.execute(f"select item_id from item_ids where n < {n_sim} "
                                                   "USING SAMPLE 2000 ROWS").fetchall()],
-        "items_new": [r[0] for r in con.execute(f"SELECT item_id FROM item_ids WHERE n >= {n_sim} "
+        "items_new": [r[0] for r in con.execute(f"select item_id from item_ids where n >= {n_sim} "
                                                 "USING SAMPLE 2000 ROWS").fetchall()],
     }
-    con.execute("DROP TABLE item_ids")
+    con.execute("drop table item_ids")
     con.close()
     print(f"build db: {users:,} users x {recs} recs, {items:,} items in {time.perf_counter() - t0:.1f} s", flush=True)
     return samples
@@ -193,7 +193,7 @@ def report(stats: dict, seconds: float, label: str) -> dict:
 
 def sql_phase(serving_db: Path, samples: dict, threads: int):
     reader = serving.ServingReader(serving_db, check_interval=0.05)
-    plain = "SELECT item_id, rank, score FROM recommendations WHERE user_id = ? ORDER BY rank"
+    plain = "select item_id, rank, score from recommendations where user_id = ? order by rank"
 
     def work(rng, record):
         kind = rng.choices(["plain_warm", "recommend_warm", "recommend_unknown", "related_items",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
-    {"ml.vocabulary", "ml.evaluation"},
-    {"ml.config"},
+    {"ml.config", "ml.evaluation"},
+    {"ml.vocabulary"},
     {"ml.data"},
     {"ml.warehouse"},
     {"ml.ranker", "ml.baselines"},

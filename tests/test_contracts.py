@@ -28,12 +28,12 @@ def test_every_pub_model_is_a_serving_table():
 
 def test_the_serving_tables_are_the_pub_contracts():
     """Created from schema.TABLES, each table has its contract's columns, in order, with their
-    types and NOT NULL; only the stamp is left out where the serving table drops it."""
+    types and not null; only the stamp is left out where the serving table drops it."""
     con = duckdb.connect()
     for name, ddl in schema.TABLES.items():
-        con.execute(f"CREATE TABLE {name} ({ddl})")
-        created = con.execute("SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
-                              "WHERE table_name = ? ORDER BY column_index", [name]).fetchall()
+        con.execute(f"create table {name} ({ddl})")
+        created = con.execute("select column_name, data_type, is_nullable from duckdb_columns() "
+                              "where table_name = ? order by column_index", [name]).fetchall()
         declared = [(c.name, c.data_type.upper(), not any(k.type == "not_null" for k in c.constraints))
                     for c in contracts.contract(f"pub_{name}").columns
                     if not (name in schema.UNSTAMPED and c.name == schema.STAMP)]

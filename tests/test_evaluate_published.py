@@ -31,7 +31,7 @@ CUTOFF = datetime(2023, 8, 10)
 K = 10
 # A profile whose platform has no fallback list: the macro falls back to 'all'.
 ODD_PLATFORM = "205"
-ODD_PLATFORM_SQL = f"INSERT INTO pub_user_profiles VALUES ('{ODD_PLATFORM}', 'TV', NULL, NULL, 'v1')"
+ODD_PLATFORM_SQL = f"insert into pub_user_profiles values ('{ODD_PLATFORM}', 'TV', null, null, 'v1')"
 
 # The serving fixture of tests/test_serving.py: 101 has items 1021..1040 at ranks 1..20,
 # 102 has 1003, 1002, 1004 (Android), 201 has a profile (Android) and no list. The Android
@@ -87,9 +87,9 @@ def write_parquet(path: Path, rows: list[tuple],
                   columns: str = "user_id VARCHAR, item_id VARCHAR, rank INTEGER") -> Path:
     """A parquet written with DuckDB from literal rows; ``columns`` declares them."""
     with duckdb.connect() as con:
-        con.execute(f"CREATE TABLE lists ({columns})")
-        con.executemany(f"INSERT INTO lists VALUES ({', '.join('?' * len(rows[0]))})", rows)
-        con.execute("COPY lists TO ? (FORMAT parquet)", [str(path)])
+        con.execute(f"create table lists ({columns})")
+        con.executemany(f"insert into lists values ({', '.join('?' * len(rows[0]))})", rows)
+        con.execute("copy lists to ? (format parquet)", [str(path)])
     return path
 
 
@@ -116,7 +116,7 @@ def test_served_lists_equal_the_macro(serving_path):
                 served = published.served_lists(lists.con, pd.Index(users), k)
                 for uid in users:
                     mine = served[served["user_id"] == uid][["item_id", "rank"]]
-                    macro = macro_con.execute("SELECT item_id, rank FROM recommend(?, ?)", [uid, k]).fetchall()
+                    macro = macro_con.execute("select item_id, rank from recommend(?, ?)", [uid, k]).fetchall()
                     assert list(mine.itertuples(index=False, name=None)) == macro, (uid, k)
     finally:
         macro_con.close()
@@ -254,8 +254,8 @@ def test_pseudonymous_lists_are_judged_with_the_homes_key(export, tmp_path, caps
 
 def _no_recommendations(path: Path) -> Path:
     with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE fallback_recommendations (platform VARCHAR, item_id VARCHAR, rank INTEGER)")
-        con.execute("CREATE TABLE user_profiles (user_id VARCHAR, platform VARCHAR)")
+        con.execute("create table fallback_recommendations (platform varchar, item_id varchar, rank integer)")
+        con.execute("create table user_profiles (user_id varchar, platform varchar)")
     return path
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.data import synthetic as gen
+from ml.data.synthetic import writer
 from ml.data.export import read_csv_sql, read_line_items
 from ml.data.synthetic import GeneratorConfig, generate_export, planted_structure
 from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
@@ -167,7 +167,7 @@ def test_failed_run_leaves_no_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(gen, "_write_chunk", boom)
+    monkeypatch.setattr(writer, "_write_chunk", boom)
     out = tmp_path / "x.csv"
     with pytest.raises(RuntimeError):
         generate_export(GeneratorConfig(rows=5_000, seed=1), out)

@@ -27,7 +27,7 @@ from tests.test_serving import (
 KEY = bytes(range(32))
 # Raw ids long and odd enough that finding one in the file's bytes cannot be chance.
 RAW = {uid: f"7301{uid}99999999999999999999{uid}" for uid in (WARM_FULL, WARM_SHORT, KNOWN_COLD)}
-RAW_IDS_SQL = "; ".join(f"UPDATE {table} SET user_id = '{raw}' WHERE user_id = '{uid}'"
+RAW_IDS_SQL = "; ".join(f"update {table} set user_id = '{raw}' where user_id = '{uid}'"
                         for uid, raw in RAW.items() for table in ("pub_recommendations", "pub_user_profiles"))
 
 
@@ -38,12 +38,12 @@ def _mode(path) -> int:
 def _all_text(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every VARCHAR value of every table, and every macro's text."""
     values = []
-    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE "
+    for table, column in con.execute("select table_name, column_name from duckdb_columns() where "
                                      "data_type = 'VARCHAR' AND database_name = current_database()").fetchall():
-        values += [r[0] for r in con.execute(f'SELECT DISTINCT "{column}" FROM "{table}"').fetchall()]
+        values += [r[0] for r in con.execute(f'select distinct "{column}" from "{table}"').fetchall()]
     values += [r[0] for r in con.execute(
-        "SELECT macro_definition FROM duckdb_functions() "
-        "WHERE database_name = current_database() AND macro_definition IS NOT NULL").fetchall()]
+        "select macro_definition from duckdb_functions() "
+        "where database_name = current_database() and macro_definition is not null").fetchall()]
     return [v for v in values if v is not None]
 
 
@@ -57,12 +57,12 @@ def test_a_reason_that_could_name_the_users_items_is_refused(tmp_path, reason):
     publish(make_build_db(tmp_path / "ok.duckdb"), serving_db, model_version="v1", as_of=AS_OF)
     before = serving_db.read_bytes()
     bad = make_build_db(tmp_path / "bad.duckdb", model_version="v2", extra_sql=(
-        f"UPDATE pub_recommendations SET reason = '{reason}' WHERE user_id = '{WARM_SHORT}' AND rank = 2"))
-    with pytest.raises(PublishError, match="CHECK"):
+        f"update pub_recommendations set reason = '{reason}' where user_id = '{WARM_SHORT}' and rank = 2"))
+    with pytest.raises(PublishError, match="check"):
         publish(bad, serving_db, model_version="v2", as_of=AS_OF)
     assert serving_db.read_bytes() == before
     baseline = make_build_db(tmp_path / "baseline.duckdb", model_version="v3",
-                             extra_sql="UPDATE pub_recommendations SET reason = 'baseline:repurchase'")
+                             extra_sql="update pub_recommendations set reason = 'baseline:repurchase'")
     publish(baseline, serving_db, model_version="v3", as_of=AS_OF)
 
 
@@ -105,8 +105,8 @@ def test_user_profiles_hold_a_price_tier_not_the_median(tmp_path):
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
     publish(make_build_db(tmp_path / "build.duckdb"), serving_db, model_version="v1", as_of=AS_OF)
     with duckdb.connect(str(serving_db), read_only=True) as con:
-        columns = con.execute("SELECT column_name, data_type FROM duckdb_columns() "
-                              "WHERE table_name = 'user_profiles'").fetchall()
+        columns = con.execute("select column_name, data_type from duckdb_columns() "
+                              "where table_name = 'user_profiles'").fetchall()
     assert columns == [("user_id", "VARCHAR"), ("platform", "VARCHAR"), ("price_tier", "INTEGER"),
                        ("top_category_id", "VARCHAR")]
 
@@ -114,7 +114,7 @@ def test_user_profiles_hold_a_price_tier_not_the_median(tmp_path):
 # ---------------------------------------------------------------------------- pseudonyms
 @pytest.fixture(scope="module")
 def pseudonymous(tmp_path_factory):
-    """The serving fixture with long raw ids, published with KEY."""
+    """The serving fixture with long raw ids, published with key."""
     tmp = tmp_path_factory.mktemp("pseudonymous")
     serving_db = tmp / "serving" / "recommendations.duckdb"
     publish(make_build_db(tmp / "build.duckdb", extra_sql=RAW_IDS_SQL), serving_db, model_version="v1",
@@ -129,7 +129,7 @@ def test_pseudonym_is_hmac_sha256_in_python_and_sql():
     with duckdb.connect() as con:
         con.execute(privacy.PSEUDONYM_MACRO)
         for uid in (RAW[WARM_FULL], "1", "9" * 40):
-            assert con.execute("SELECT pseudonym(?, ?)", [uid, KEY.hex()]).fetchone()[0] == privacy.pseudonym(KEY, uid)
+            assert con.execute("select pseudonym(?, ?)", [uid, KEY.hex()]).fetchone()[0] == privacy.pseudonym(KEY, uid)
 
 
 def test_the_file_has_pseudonyms_only_and_never_the_key(pseudonymous):
@@ -140,9 +140,9 @@ def test_the_file_has_pseudonyms_only_and_never_the_key(pseudonymous):
         assert secret not in data
     with duckdb.connect(str(pseudonymous), read_only=True) as con:
         text = _all_text(con)
-        ids = {r[0] for r in con.execute("SELECT user_id FROM recommendations UNION "
-                                         "SELECT user_id FROM user_profiles").fetchall()}
-        publication = con.execute("SELECT pseudonymized, pseudonym_key_id FROM publication").fetchone()
+        ids = {r[0] for r in con.execute("select user_id from recommendations union "
+                                         "select user_id from user_profiles").fetchall()}
+        publication = con.execute("select pseudonymized, pseudonym_key_id from publication").fetchone()
     assert not any(raw in value for raw in RAW.values() for value in text)
     assert not any(KEY.hex() in value.lower() for value in text)
     assert ids == {privacy.pseudonym(KEY, raw) for raw in RAW.values()}
@@ -152,14 +152,14 @@ def test_the_file_has_pseudonyms_only_and_never_the_key(pseudonymous):
 
 def test_direct_sql_readers_pass_the_key_to_the_pseudonym_macro(pseudonymous):
     with duckdb.connect(str(pseudonymous), read_only=True) as con:
-        rows = con.execute("SELECT item_id, source FROM recommend(pseudonym(?, ?), 5)",
+        rows = con.execute("select item_id, source from recommend(pseudonym(?, ?), 5)",
                            [RAW[WARM_FULL], KEY.hex()]).fetchall()
         assert rows == [(str(1020 + r), "personal") for r in range(1, 6)]
-        page = con.execute("SELECT item_id, personalised FROM related_items(?, 20, uid := pseudonym(?, ?))",
+        page = con.execute("select item_id, personalised from related_items(?, 20, uid := pseudonym(?, ?))",
                            [ITEM_WITH_PAIRS, RAW[WARM_SHORT], KEY.hex()]).fetchall()
         assert page[0] == ("1002", True) and page[-1][0] == "1005"
         # the raw id alone is an unknown user
-        assert {r[0] for r in con.execute("SELECT source FROM recommend(?, 5)", [RAW[WARM_FULL]]).fetchall()} == {
+        assert {r[0] for r in con.execute("select source from recommend(?, 5)", [RAW[WARM_FULL]]).fetchall()} == {
             "fallback:all"}
 
 

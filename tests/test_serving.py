@@ -1,4 +1,4 @@
-"""Publishing the serving database and the marketplace's queries on it (ml/serving.py)."""
+"""Publishing the serving database and the marketplace's queries on it (ml/serving/)."""
 from __future__ import annotations
 
 import fcntl
@@ -43,12 +43,12 @@ def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
     """A small build database with the ``pub_*`` tables the pipeline produces, every row
     stamped with ``model_version`` (the build's run)."""
     con = duckdb.connect(str(path))
-    con.execute("""CREATE OR REPLACE TABLE pub_items (item_id VARCHAR, category_id VARCHAR,
-                   price_rub DOUBLE, popularity DOUBLE, model_version VARCHAR)""")
-    con.executemany("INSERT INTO pub_items VALUES (?, ?, ?, ?, ?)", [(*row, model_version) for row in _items()])
-    con.execute("""CREATE OR REPLACE TABLE pub_recommendations (user_id VARCHAR, item_id VARCHAR,
-                   rank INTEGER, score DOUBLE, reason VARCHAR, model_version VARCHAR,
-                   generated_at TIMESTAMP)""")
+    con.execute("""create or replace table pub_items (item_id varchar, category_id varchar,
+                   price_rub double, popularity double, model_version varchar)""")
+    con.executemany("insert into pub_items values (?, ?, ?, ?, ?)", [(*row, model_version) for row in _items()])
+    con.execute("""create or replace table pub_recommendations (user_id varchar, item_id varchar,
+                   rank integer, score double, reason varchar, model_version varchar,
+                   generated_at timestamp)""")
     recs = []
     if recs_users >= 1:  # 101: items 1021..1040 (category 502), best first
         recs += [(WARM_FULL, str(1020 + r), r, 1.0 / r, "personal", model_version, GEN) for r in range(1, 21)]
@@ -56,26 +56,26 @@ def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
         recs += [(WARM_SHORT, str(i), r, 1.0 / r, "personal", model_version, GEN)
                  for r, i in enumerate((1003, 1002, 1004), start=1)]
     if recs:
-        con.executemany("INSERT INTO pub_recommendations VALUES (?, ?, ?, ?, ?, ?, ?)", recs)
-    con.execute("""CREATE OR REPLACE TABLE pub_fallback_recommendations (platform VARCHAR,
-                   item_id VARCHAR, rank INTEGER, score DOUBLE, reason VARCHAR,
-                   model_version VARCHAR, generated_at TIMESTAMP)""")
+        con.executemany("insert into pub_recommendations values (?, ?, ?, ?, ?, ?, ?)", recs)
+    con.execute("""create or replace table pub_fallback_recommendations (platform varchar,
+                   item_id varchar, rank integer, score double, reason varchar,
+                   model_version varchar, generated_at timestamp)""")
     fb = []
     for p_idx, platform in enumerate(["Site", "Android", "iOS", "all"]):
         for r in range(1, 26):  # 25 items, rotated per platform so the lists differ
             item = 1001 + (r - 1 + 5 * p_idx) % 39
             fb.append((platform, str(item), r, 1.0 / r, f"popular:{platform}", model_version, GEN))
-    con.executemany("INSERT INTO pub_fallback_recommendations VALUES (?, ?, ?, ?, ?, ?, ?)", fb)
-    con.execute("""CREATE OR REPLACE TABLE pub_similar_items (item_id VARCHAR, similar_item_id VARCHAR,
-                   rank INTEGER, score DOUBLE, support_users INTEGER, confidence DOUBLE, lift DOUBLE,
-                   model_version VARCHAR)""")
+    con.executemany("insert into pub_fallback_recommendations values (?, ?, ?, ?, ?, ?, ?)", fb)
+    con.execute("""create or replace table pub_similar_items (item_id varchar, similar_item_id varchar,
+                   rank integer, score double, support_users integer, confidence double, lift double,
+                   model_version varchar)""")
     sim = [(ITEM_WITH_PAIRS, s, r, 1.0 / r, 10 - r, 0.5 / r, 2.0, model_version)
            for r, s in enumerate(["1005", "1002", "1010", "1003", "1025"], start=1)]
     sim += [("1002", "1001", 1, 1.0, 9, 0.4, 2.0, model_version)]
-    con.executemany("INSERT INTO pub_similar_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", sim)
-    con.execute("""CREATE OR REPLACE TABLE pub_user_profiles (user_id VARCHAR, platform VARCHAR,
-                   price_tier INTEGER, top_category_id VARCHAR, model_version VARCHAR)""")
-    con.executemany("INSERT INTO pub_user_profiles VALUES (?, ?, ?, ?, ?)", [  # tier 8: 256..511 RUB
+    con.executemany("insert into pub_similar_items values (?, ?, ?, ?, ?, ?, ?, ?)", sim)
+    con.execute("""create or replace table pub_user_profiles (user_id varchar, platform varchar,
+                   price_tier integer, top_category_id varchar, model_version varchar)""")
+    con.executemany("insert into pub_user_profiles values (?, ?, ?, ?, ?)", [  # tier 8: 256..511 RUB
         (WARM_FULL, "iOS", 8, "502", model_version),
         (WARM_SHORT, "Android", 8, "501", model_version),
         (KNOWN_COLD, "Android", 7, "501", model_version),
@@ -121,45 +121,45 @@ def test_publish_result_and_schema(published):
     assert list(publisher._private_dir(serving_db).iterdir()) == []
     c = duckdb.connect(str(serving_db), read_only=True)
     try:
-        cols = c.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+        cols = c.execute("select table_name, list(column_name order by column_index) from duckdb_columns() "
                          "GROUP BY 1").fetchall()
         assert dict(cols)["recommendations"] == ["user_id", "item_id", "rank", "score", "reason",
                                                  "model_version", "generated_at"]
         assert dict(cols)["publication"] == ["model_version", "generated_at", "as_of", "n_users", "n_rows",
                                                "list_source", "pseudonymized", "pseudonym_key_id"]
         assert dict(cols)["user_profiles"] == ["user_id", "platform", "price_tier", "top_category_id"]
-        assert c.execute("SELECT model_version, n_users, n_rows, pseudonymized, pseudonym_key_id "
-                         "FROM publication").fetchall() == [("v1", 2, 23, False, None)]
-        nullable = c.execute("SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'recommendations' "
+        assert c.execute("select model_version, n_users, n_rows, pseudonymized, pseudonym_key_id "
+                         "from publication").fetchall() == [("v1", 2, 23, False, None)]
+        nullable = c.execute("select is_nullable from duckdb_columns() where table_name = 'recommendations' "
                              "AND column_name = 'user_id'").fetchone()[0]
         assert nullable is False
-        macros = {r[0] for r in c.execute("SELECT function_name FROM duckdb_functions() "
-                                          "WHERE function_type = 'table_macro'").fetchall()}
+        macros = {r[0] for r in c.execute("select function_name from duckdb_functions() "
+                                          "where function_type = 'table_macro'").fetchall()}
         assert {"recommend", "related_items"} <= macros
         # a plain read-only connection (how other clients open it) can call the macros
-        assert len(c.execute("SELECT * FROM recommend('101', 20)").fetchall()) == 20
+        assert len(c.execute("select * from recommend('101', 20)").fetchall()) == 20
     finally:
         c.close()
 
 
 @pytest.mark.parametrize("extra_sql, message", [
-    ("INSERT INTO pub_recommendations VALUES ('101', '1001', 3, 0.1, 'personal', 'v2', TIMESTAMP '2023-08-14')",
+    ("insert into pub_recommendations values ('101', '1001', 3, 0.1, 'personal', 'v2', timestamp '2023-08-14')",
      "duplicate (user_id, rank)"),
     # another run rebuilt the features under this one: its items, profiles, pairs and popular lists
-    ("UPDATE pub_items SET model_version = 'v9'; UPDATE pub_user_profiles SET model_version = 'v9'; "
-     "UPDATE pub_similar_items SET model_version = 'v9'; UPDATE pub_fallback_recommendations SET model_version = 'v9'",
+    ("update pub_items set model_version = 'v9'; update pub_user_profiles set model_version = 'v9'; "
+     "update pub_similar_items set model_version = 'v9'; update pub_fallback_recommendations set model_version = 'v9'",
      "mixed build: publishing v2, but pub_fallback_recommendations comes from build(s) v9; pub_similar_items "
      "comes from build(s) v9; pub_items comes from build(s) v9; pub_user_profiles comes from build(s) v9 "),
-    ("UPDATE pub_items SET model_version = 'v9' WHERE item_id = '1001'", "pub_items comes from build(s) v9"),
-    ("ALTER TABLE pub_user_profiles DROP COLUMN model_version", "pub_user_profiles lacks column(s) model_version"),
-    ("UPDATE pub_recommendations SET rank = rank + 1 WHERE user_id = '102'", "not 1..n"),
-    ("UPDATE pub_recommendations SET item_id = '1003' WHERE user_id = '102' AND rank = 2", "repeat an item"),
-    ("DELETE FROM pub_fallback_recommendations WHERE platform = 'iOS'", "platform(s) iOS"),
-    ("DROP TABLE pub_similar_items", "pub_similar_items is missing"),
-    ("ALTER TABLE pub_items DROP COLUMN popularity", "lacks column(s) popularity"),
-    ("UPDATE pub_recommendations SET item_id = NULL WHERE rank = 1", "NOT NULL"),
-    ("UPDATE pub_recommendations SET score = 'nan'::DOUBLE WHERE rank = 1", "non-finite"),
-    ("INSERT INTO pub_user_profiles VALUES ('101', 'iOS', 1, '1', 'v2')", "PRIMARY KEY"),
+    ("update pub_items set model_version = 'v9' where item_id = '1001'", "pub_items comes from build(s) v9"),
+    ("alter table pub_user_profiles drop column model_version", "pub_user_profiles lacks column(s) model_version"),
+    ("update pub_recommendations set rank = rank + 1 where user_id = '102'", "not 1..n"),
+    ("update pub_recommendations set item_id = '1003' where user_id = '102' and rank = 2", "repeat an item"),
+    ("delete from pub_fallback_recommendations where platform = 'iOS'", "platform(s) iOS"),
+    ("drop table pub_similar_items", "pub_similar_items is missing"),
+    ("alter table pub_items drop column popularity", "lacks column(s) popularity"),
+    ("update pub_recommendations set item_id = null where rank = 1", "not null"),
+    ("update pub_recommendations set score = 'nan'::double where rank = 1", "non-finite"),
+    ("insert into pub_user_profiles values ('101', 'iOS', 1, '1', 'v2')", "PRIMARY KEY"),
 ])
 def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
     _, serving_db, _ = published
@@ -263,7 +263,7 @@ def test_input_is_never_sql(con):
     evil = "1' OR '1'='1"
     rows = serving.recommendations_for_user(con, evil, n=5)
     assert {r["source"] for r in rows} == {"fallback:all"}  # treated as an unknown id
-    assert serving.similar_items(con, "1'; DROP TABLE items; --", n=3)[0]["source"] == "fallback:all"
+    assert serving.similar_items(con, "1'; drop table items; --", n=3)[0]["source"] == "fallback:all"
 
 
 # ---------------------------------------------------------------------------- product page
@@ -312,9 +312,9 @@ def test_publication_info(con):
 
 def test_connection_is_locked_down(con):
     with pytest.raises(duckdb.Error):
-        con.execute("CREATE TABLE serving.x (a INT)")
+        con.execute("create table serving.x (a INT)")
     with pytest.raises(duckdb.Error):
-        con.execute("SELECT * FROM read_csv('/etc/passwd')")
+        con.execute("select * from read_csv('/etc/passwd')")
 
 
 # ---------------------------------------------------------------------------- swapping
@@ -416,13 +416,13 @@ def test_fast_paths_match_the_macros(con):
         for n in (1, 3, 20, 30):
             for platform in (None, "iOS", "all"):
                 fast = serving.recommendations_for_user(con, uid, n=n, platform=platform)
-                macro = reader._rows(con.execute("SELECT * FROM recommend(?, ?, plat := ?)",
+                macro = reader._rows(con.execute("select * from recommend(?, ?, plat := ?)",
                                                   [uid, n, platform]))
                 assert fast == macro, (uid, n, platform)
     for item in (ITEM_WITH_PAIRS, "1002", NEW_ITEM_IN_CAT, NEW_ITEM_NO_CAT, UNKNOWN_ITEM):
         for n in (1, 3, 20):
             fast = serving.similar_items(con, item, n=n)
-            macro = reader._rows(con.execute("SELECT * FROM related_items(?, ?)", [item, n]))
+            macro = reader._rows(con.execute("select * from related_items(?, ?)", [item, n]))
             assert fast == macro, (item, n)
 
 
@@ -440,25 +440,25 @@ def test_fast_paths_match_the_macros(con):
 PAGE_ITEM = "1011"
 BIG_CATEGORY_NEW_ITEM = "2300"
 PAGE_SQL = """
-UPDATE pub_items SET price_rub = 6 * pow(2, 8.5) WHERE item_id = '1019';
-UPDATE pub_items SET price_rub = NULL WHERE item_id = '1012';
-INSERT INTO pub_similar_items
-SELECT '1011', s, r, 1.0 / r, 5, 0.1, 2.0, 'v1'
-FROM (VALUES ('1019', 1), ('1013', 2), ('1014', 3), ('1012', 4), ('1099', 5), ('1040', 6), ('1005', 7),
+update pub_items set price_rub = 6 * pow(2, 8.5) where item_id = '1019';
+update pub_items set price_rub = null where item_id = '1012';
+insert into pub_similar_items
+select '1011', s, r, 1.0 / r, 5, 0.1, 2.0, 'v1'
+from (values ('1019', 1), ('1013', 2), ('1014', 3), ('1012', 4), ('1099', 5), ('1040', 6), ('1005', 7),
              ('1022', 8), ('1031', 9), ('1023', 10), ('1002', 11), ('1004', 12)) t(s, r);
-INSERT INTO pub_recommendations VALUES
-    ('103', '1023', 1, 1.0, 'personal', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
-    ('103', '1014', 2, 0.5, 'personal', 'v1', TIMESTAMP '2023-08-14 03:00:00'),
-    ('103', '2150', 3, 0.3, 'personal', 'v1', TIMESTAMP '2023-08-14 03:00:00');
-INSERT INTO pub_user_profiles VALUES ('202', 'Site', NULL, NULL, 'v1'), ('203', 'iOS', -2, '501', 'v1'),
+insert into pub_recommendations values
+    ('103', '1023', 1, 1.0, 'personal', 'v1', timestamp '2023-08-14 03:00:00'),
+    ('103', '1014', 2, 0.5, 'personal', 'v1', timestamp '2023-08-14 03:00:00'),
+    ('103', '2150', 3, 0.3, 'personal', 'v1', timestamp '2023-08-14 03:00:00');
+insert into pub_user_profiles values ('202', 'Site', null, null, 'v1'), ('203', 'iOS', -2, '501', 'v1'),
     ('204', 'Site', 8, '503', 'v1'), ('205', 'Windows', 8, '501', 'v1');
-INSERT INTO pub_items VALUES ('3001', '504', 300.0, 10.0, 'v1'), ('3002', '501', NULL, 10.0, 'v1'),
+insert into pub_items values ('3001', '504', 300.0, 10.0, 'v1'), ('3002', '501', null, 10.0, 'v1'),
     ('2300', '503', 300.0, 0.5, 'v1');
-INSERT INTO pub_items
-SELECT CAST(i AS VARCHAR), '503',
-       CASE WHEN i > 2200 THEN 300.0 ELSE 1000.0 + 100 * (((i - 2000) // 2) % 20) END,
+insert into pub_items
+select cast(i as varchar), '503',
+       case when i > 2200 then 300.0 else 1000.0 + 100 * (((i - 2000) // 2) % 20) end,
        1000.0 - (i - 2000) // 2, 'v1'
-FROM range(2001, 2251) r(i);
+from range(2001, 2251) r(i);
 """
 
 
@@ -473,7 +473,7 @@ def page_con(tmp_path_factory):
 
 
 def _related_macro(con, item: str, n: int, uid: str | None) -> list[dict]:
-    return reader._rows(con.execute("SELECT * FROM related_items(?, ?, uid := ?)", [item, n, uid]))
+    return reader._rows(con.execute("select * from related_items(?, ?, uid := ?)", [item, n, uid]))
 
 
 def test_product_page_matches_the_macro(page_con):
@@ -501,7 +501,7 @@ def test_new_item_candidates_are_the_category_top_k(page_con):
     """The new-item page re-ranks the CATEGORY_TOP_K most popular items of the category by
     popularity / (1 + |ln price ratio|): cheap items near the new item's price that are not
     among the top K never appear (the macro and the fast path could both be wrong)."""
-    top = page_con.execute("SELECT item_id, price_rub, popularity FROM items WHERE category_id = '503' "
+    top = page_con.execute("select item_id, price_rub, popularity from items where category_id = '503' "
                            "ORDER BY popularity DESC, item_id LIMIT ?", [schema.CATEGORY_TOP_K]).fetchall()
     assert len(top) == schema.CATEGORY_TOP_K == 200 and top[-1][0] == "2200"  # the tie: 2201 is out
     expected = sorted(top, key=lambda r: (-r[2] / (1 + abs(math.log((r[1] + 1) / (300 + 1)))), r[0]))
@@ -519,16 +519,16 @@ def test_new_item_candidates_are_the_category_top_k(page_con):
 
 
 def test_category_top_items_table(page_con):
-    counts = dict(page_con.execute("SELECT category_id, count(*) FROM category_top_items GROUP BY 1").fetchall())
+    counts = dict(page_con.execute("select category_id, count(*) from category_top_items group by 1").fetchall())
     assert counts == {"501": 21, "502": 19, "503": schema.CATEGORY_TOP_K, "504": 1}
     members = {r[0] for r in page_con.execute(
-        "SELECT item_id FROM category_top_items WHERE category_id = '503'").fetchall()}
+        "select item_id from category_top_items where category_id = '503'").fetchall()}
     assert members == {str(i) for i in range(2001, 2201)}
-    same = page_con.execute("SELECT count(*) FROM category_top_items t JOIN items i USING (item_id) "
-                            "WHERE i.category_id = t.category_id AND i.price_rub IS NOT DISTINCT FROM t.price_rub "
+    same = page_con.execute("select count(*) from category_top_items t join items i using (item_id) "
+                            "where i.category_id = t.category_id and i.price_rub is not distinct from t.price_rub "
                             "AND i.popularity = t.popularity").fetchone()[0]
     assert same == sum(counts.values())
-    assert page_con.execute("SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'category_top_items' "
+    assert page_con.execute("select count(*) from duckdb_indexes() where table_name = 'category_top_items' "
                             "AND expressions = '[category_id]'").fetchone()[0] == 1
     assert serving.publication_info(page_con)["row_counts"]["category_top_items"] == sum(counts.values())
 
@@ -537,8 +537,8 @@ def test_long_id_lists_probe_the_items_key(page_con):
     """Re-ordering a list for a user reads its items by ``item_id = ANY(?)``; beyond DuckDB's
     dynamic_or_filter_threshold (default 50 ids) that scans items (millions of rows in
     production) instead of probing the primary key, unless open_serving raises it."""
-    ids = [r[0] for r in page_con.execute("SELECT item_id FROM items ORDER BY item_id LIMIT 120").fetchall()]
-    plan = page_con.execute("EXPLAIN ANALYZE " + reader._ITEM_ATTRS_SQL, [ids]).fetchall()[0][1]
+    ids = [r[0] for r in page_con.execute("select item_id from items order by item_id limit 120").fetchall()]
+    plan = page_con.execute("explain analyze " + reader._ITEM_ATTRS_SQL, [ids]).fetchall()[0][1]
     assert "Index Scan" in plan and "Sequential Scan" not in plan
 
 

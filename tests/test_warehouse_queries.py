@@ -2,7 +2,7 @@
 
 Every file is executed as its header says a marketplace engineer runs it: the file's text as a
 DuckDB prepared statement with named ``$parameters``, on the serving file opened read-only (and
-on the locked-down ATTACH connection of the Python readers), with the header's own Python and
+on the locked-down attach connection of the Python readers), with the header's own Python and
 CLI examples run as written. The fixture data is ``tests/test_serving.py``'s.
 """
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_header_examples_run_as_written(con, name):
 
 
 def test_queries_run_on_the_locked_down_reader(shared_serving_db):
-    """The Python readers' connection (ATTACH read-only, no file access, configuration locked)
+    """The Python readers' connection (attach read-only, no file access, configuration locked)
     answers every file the same as a plain read-only connection."""
     locked = serving.open_serving(shared_serving_db)
     plain = duckdb.connect(str(shared_serving_db), read_only=True)

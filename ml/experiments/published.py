@@ -50,42 +50,42 @@ SERVING_TABLES = ("recommendations", "fallback_recommendations", "user_profiles"
 USERS = "evaluated_users"  # the population, registered on the connection as a table
 
 PERSONAL_SQL = f"""
-SELECT r.user_id, r.item_id, r.rank
-FROM recommendations r JOIN {USERS} u USING (user_id)
-WHERE r.rank <= $k
-ORDER BY r.user_id, r.rank"""
+select r.user_id, r.item_id, r.rank
+from recommendations r join {USERS} u using (user_id)
+where r.rank <= $k
+order by r.user_id, r.rank"""
 
-# recommend(uid, k) of ml/serving.py for every user of the population at once.
+# recommend(uid, k) of ml/serving/schema.py for every user of the population at once.
 SERVED_SQL = f"""
-WITH personal AS (
-    SELECT r.user_id, r.item_id, r.rank AS src_rank, 0 AS tier
-    FROM recommendations r JOIN {USERS} u USING (user_id)
-    WHERE r.rank <= $k
+with personal as (
+    select r.user_id, r.item_id, r.rank as src_rank, 0 as tier
+    from recommendations r join {USERS} u using (user_id)
+    where r.rank <= $k
 ),
-profiles AS (  -- a profile platform counts only when it has a fallback list
-    SELECT user_id, platform FROM user_profiles
-    WHERE platform IN (SELECT platform FROM fallback_recommendations)
+profiles as (  -- a profile platform counts only when it has a fallback list
+    select user_id, platform from user_profiles
+    where platform in (select platform from fallback_recommendations)
 ),
-chosen AS (
-    SELECT u.user_id, coalesce(p.platform, 'all') AS platform
-    FROM {USERS} u LEFT JOIN profiles p USING (user_id)
+chosen as (
+    select u.user_id, coalesce(p.platform, 'all') as platform
+    from {USERS} u left join profiles p using (user_id)
 ),
-fallback AS (
-    SELECT c.user_id, f.item_id, f.rank AS src_rank, 1 AS tier
-    FROM chosen c JOIN fallback_recommendations f USING (platform)
-    WHERE NOT EXISTS (SELECT 1 FROM personal p WHERE p.user_id = c.user_id AND p.item_id = f.item_id)
+fallback as (
+    select c.user_id, f.item_id, f.rank as src_rank, 1 as tier
+    from chosen c join fallback_recommendations f using (platform)
+    where not exists (select 1 from personal p where p.user_id = c.user_id and p.item_id = f.item_id)
 )
-SELECT user_id, item_id,
-       CAST(row_number() OVER (PARTITION BY user_id ORDER BY tier, src_rank) AS INTEGER) AS rank
-FROM (SELECT * FROM personal UNION ALL SELECT * FROM fallback)
-QUALIFY rank <= $k
-ORDER BY user_id, rank"""
+select user_id, item_id,
+       cast(row_number() over (partition by user_id order by tier, src_rank) as integer) as rank
+from (select * from personal union all select * from fallback)
+qualify rank <= $k
+order by user_id, rank"""
 
 PARQUET_SQL = """
-CREATE TABLE recommendations AS
-SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(item_id AS VARCHAR) AS item_id,
-       CAST(rank AS BIGINT) AS rank
-FROM read_parquet(?)"""
+create table recommendations as
+select cast(user_id as varchar) as user_id, cast(item_id as varchar) as item_id,
+       cast(rank as bigint) as rank
+from read_parquet(?)"""
 
 
 class PublishedError(ValueError):
@@ -117,7 +117,7 @@ def open_published(path: Path) -> Iterator[PublishedLists]:
 def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> PublishedLists:
     """Copy the parquet's three columns into memory as ``recommendations``, ids as text."""
     try:
-        described = con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [str(path)]).description
+        described = con.execute("select * from read_parquet(?) limit 0", [str(path)]).description
     except duckdb.Error as error:
         raise PublishedError(f"{path} is not a readable parquet file: {_first_line(error)}") from None
     types = {name: str(kind) for name, kind, *_ in described}
@@ -139,19 +139,19 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> PublishedLists:
 def _attach_serving(con: duckdb.DuckDBPyConnection, path: Path) -> PublishedLists:
     """Attach a serving database read-only (as ``open_serving`` does) and check its tables."""
     try:
-        con.execute("ATTACH ? AS published (READ_ONLY)", [str(path)])
+        con.execute("attach ? as published (read_only)", [str(path)])
     except duckdb.Error as error:
         raise PublishedError(f"{path} is neither a serving database (.duckdb) nor a parquet file "
                              f"(.parquet): {_first_line(error)}") from None
-    con.execute("USE published")
+    con.execute("use published")
     tables = {row[0] for row in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'published'").fetchall()}
+        "select table_name from duckdb_tables() where database_name = 'published'").fetchall()}
     missing = [name for name in SERVING_TABLES if name not in tables]
     if missing:
         raise PublishedError(f"{path} is not a serving database: no table {', '.join(missing)}")
     publication = None
     if "publication" in tables:
-        cur = con.execute("SELECT * FROM publication")
+        cur = con.execute("select * from publication")
         rows = cur.fetchall()
         publication = dict(zip([column[0] for column in cur.description], rows[0])) if rows else None
     return PublishedLists(con, served=True, publication=publication)
@@ -194,10 +194,10 @@ def window(settings: Settings, input_path: Path, cutoff: datetime,
     run_dbt(settings, "build", dbt_vars(input_path), select="tag:ingest", indirect_selection="buildable")
     end = cutoff + timedelta(days=horizon_days)
     with duckdb.connect(str(settings.build_db), read_only=True) as con:
-        history = con.execute("SELECT DISTINCT user_id, item_id FROM int_line_items "
-                              "WHERE event_at < ? ORDER BY ALL", [cutoff]).df()
-        truth = con.execute("SELECT DISTINCT user_id, item_id FROM int_line_items "
-                            "WHERE event_type = 'purchase' AND event_at >= ? AND event_at < ? ORDER BY ALL",
+        history = con.execute("select distinct user_id, item_id from int_line_items "
+                              "where event_at < ? order by all", [cutoff]).df()
+        truth = con.execute("select distinct user_id, item_id from int_line_items "
+                            "where event_type = 'purchase' and event_at >= ? and event_at < ? order by all",
                             [cutoff, end]).df()
     return history, truth
 

@@ -5,7 +5,7 @@
 - ``GET /health``                                   -- publication row and table row counts
 
 Ids are decimal digits, 1-40 characters; anything else is answered 422 before any query
-runs, and queries are always parameterised. The serving file is opened read-only (ATTACH,
+runs, and queries are always parameterised. The serving file is opened read-only (attach,
 see ``ml.serving``) and reopened when a new file is published (checked by ``stat`` at most
 every ``check_interval`` seconds), so no restart is needed. The service never takes a lock
 that a publisher waits for: publishers write a different file and ``os.replace`` it.

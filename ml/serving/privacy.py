@@ -27,10 +27,10 @@ PSEUDONYM_CHARS = 32           # 128 bits: no collision in practice, half the by
 # HMAC-SHA256 (RFC 2104) in DuckDB SQL: the key, zero-padded to SHA-256's 64-byte block, xor-ed
 # with the inner (0x36) and outer (0x5c) pads. The key is an argument, never part of the file.
 PSEUDONYM_MACRO = f"""
-CREATE MACRO pseudonym(uid, key_hex) AS left(sha256(
+create macro pseudonym(uid, key_hex) as left(sha256(
     xor(unhex(rpad(key_hex, 128, '0'))::BIT, repeat(unhex('5c'), 64)::BIT)::BLOB
     || unhex(sha256(xor(unhex(rpad(key_hex, 128, '0'))::BIT, repeat(unhex('36'), 64)::BIT)::BLOB
-                    || encode(CAST(uid AS VARCHAR))))), {PSEUDONYM_CHARS})
+                    || encode(cast(uid as varchar))))), {PSEUDONYM_CHARS})
 """
 
 

@@ -136,17 +136,17 @@ def _register_pseudonyms(con: duckdb.DuckDBPyConnection, key: bytes,
     """``pseudonyms (user_id, pseudonym)`` for every user of the build, made by the API's own
     function, as a TEMP table: it lives in this connection's memory, never in the file."""
     users = [row[0] for row in con.execute(" UNION ".join(
-        f"SELECT user_id FROM {found[name][0]}" for name in TABLES if "user_id" in COLUMNS[name])).fetchall()
+        f"select user_id from {found[name][0]}" for name in TABLES if "user_id" in COLUMNS[name])).fetchall()
         if row[0] is not None]
-    con.execute("CREATE TEMP TABLE pseudonyms AS SELECT unnest($1::VARCHAR[]) AS user_id, "
+    con.execute("create temp table pseudonyms as select unnest($1::varchar[]) as user_id, "
                 "unnest($2::VARCHAR[]) AS pseudonym", [users, privacy.pseudonyms(key, users)])
 
 
 def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, list[str]]]:
     """``pub_<table>`` -> (qualified name in the attached build db, its columns)."""
     rows = con.execute(
-        "SELECT schema_name, table_name, list(column_name ORDER BY column_index) "
-        "FROM duckdb_columns() WHERE database_name = 'build' AND starts_with(table_name, 'pub_') "
+        "select schema_name, table_name, list(column_name order by column_index) "
+        "from duckdb_columns() where database_name = 'build' and starts_with(table_name, 'pub_') "
         "GROUP BY ALL").fetchall()
     found: dict[str, tuple[str, list[str]]] = {}
     for schema, table, cols in sorted(rows, key=lambda r: (r[0] != "main", r[0])):
@@ -162,7 +162,7 @@ def _other_builds(con: duckdb.DuckDBPyConnection, found: dict[str, tuple[str, li
     run rebuilt part of the warehouse under this one (a mixed file must never be published)."""
     problems = []
     for name in TABLES:
-        stamps = con.execute(f"SELECT DISTINCT {STAMP} FROM {found[name][0]} ORDER BY 1").fetchall()
+        stamps = con.execute(f"select distinct {STAMP} from {found[name][0]} order by 1").fetchall()
         others = [version for (version,) in stamps if version != model_version]
         if others:
             problems.append(f"pub_{name} comes from build(s) {', '.join(map(str, others))}")
@@ -183,36 +183,36 @@ def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> 
         "similar_items": ("item_id", "rank", "similar_item_id"),
     }
     for table, (key, pos, member) in lists.items():
-        dup = count(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key}, {pos} HAVING count(*) > 1)")
+        dup = count(f"select count(*) from (select 1 from {table} group by {key}, {pos} having count(*) > 1)")
         if dup:
             errors.append(f"{table}: {dup} duplicate ({key}, {pos}) pairs")
-        gaps = count(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key} "
+        gaps = count(f"select count(*) from (select 1 from {table} group by {key} "
                      f"HAVING min({pos}) <> 1 OR max({pos}) <> count(*))")
         if gaps:
             errors.append(f"{table}: {gaps} lists whose ranks are not 1..n")
-        dup_items = count(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key}, {member} "
+        dup_items = count(f"select count(*) from (select 1 from {table} group by {key}, {member} "
                           f"HAVING count(*) > 1)")
         if dup_items:
             errors.append(f"{table}: {dup_items} lists repeat an item")
     for table in ("recommendations", "fallback_recommendations", "similar_items"):
-        bad = count(f"SELECT count(*) FROM {table} WHERE NOT isfinite(score)")
+        bad = count(f"select count(*) from {table} where not isfinite(score)")
         if bad:
             errors.append(f"{table}: {bad} rows with a non-finite score")
 
-    n_recs = count("SELECT count(*) FROM recommendations")
+    n_recs = count("select count(*) from recommendations")
     if n_recs == 0 and require_recommendations:
         errors.append("recommendations is empty (pass require_recommendations=False if the "
                       "build really has no warm users)")
-    present = {r[0] for r in con.execute("SELECT DISTINCT platform FROM fallback_recommendations").fetchall()}
+    present = {r[0] for r in con.execute("select distinct platform from fallback_recommendations").fetchall()}
     missing = [p for p in FALLBACK_PLATFORMS if p not in present]
     if missing:
         errors.append(f"fallback_recommendations: no list for platform(s) {', '.join(missing)}")
 
-    orphans = count("SELECT count(DISTINCT r.item_id) FROM recommendations r "
+    orphans = count("select count(distinct r.item_id) from recommendations r "
                     "ANTI JOIN items i ON i.item_id = r.item_id")
     if orphans:
         warnings.append(f"{orphans} recommended items are missing from items")
-    no_profile = count("SELECT count(DISTINCT r.user_id) FROM recommendations r "
+    no_profile = count("select count(distinct r.user_id) from recommendations r "
                        "ANTI JOIN user_profiles p ON p.user_id = r.user_id")
     if no_profile:
         warnings.append(f"{no_profile} users with a list have no user_profiles row")
@@ -229,7 +229,7 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
     simple list won the gate, ``cold_start`` when there are none); readers find it in
     ``publication``.
 
-    The build database is attached READ_ONLY: the caller must not hold a read-write
+    The build database is attached read-only: the caller must not hold a read-write
     connection to it in this same process (DuckDB refuses to attach a file twice).
     Raises :class:`PublishError` (old serving file untouched, temp file removed) when a table
     is missing, a column is missing (the ``model_version`` stamp included), a table holds rows
@@ -255,11 +255,11 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
         con = None
         try:
             con = duckdb.connect(str(tmp))
-            con.execute("SET enable_progress_bar = false")
+            con.execute("set enable_progress_bar = false")
             if threads:
-                con.execute(f"SET threads = {int(threads)}")
+                con.execute(f"set threads = {int(threads)}")
             try:
-                con.execute("ATTACH ? AS build (READ_ONLY)", [str(build_db)])
+                con.execute("attach ? as build (read_only)", [str(build_db)])
             except duckdb.Error as exc:
                 raise PublishError(
                     f"cannot attach build database {build_db} read-only ({exc}); close any "
@@ -284,18 +284,18 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                 _register_pseudonyms(con, pseudonym_key, found)
 
             for name, ddl in TABLES.items():
-                con.execute(f"CREATE TABLE {name} ({ddl})")
+                con.execute(f"create table {name} ({ddl})")
                 cols = ", ".join(COLUMNS[name])
                 source = found[name][0]
                 if pseudonym_key is not None and "user_id" in COLUMNS[name]:
-                    source = (f"(SELECT b.* REPLACE (p.pseudonym AS user_id) FROM {source} b "
+                    source = (f"(select b.* replace (p.pseudonym as user_id) from {source} b "
                               "LEFT JOIN pseudonyms p ON p.user_id = b.user_id)")
                 try:
-                    con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {source} "
+                    con.execute(f"insert into {name} ({cols}) select {cols} from {source} "
                                 f"ORDER BY {SORT_KEYS[name]}")
                 except duckdb.Error as exc:
                     raise PublishError(f"refusing to publish: copying pub_{name} failed: {exc}") from exc
-            con.execute("DETACH build")
+            con.execute("detach build")
 
             errors, warnings = _validate(con, require_recommendations)
             if errors:
@@ -305,29 +305,29 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             con.execute(CATEGORY_TOP_ITEMS_SQL)
 
             for table, col in INDEXES.items():
-                con.execute(f"CREATE INDEX {table}_{col}_idx ON {table} ({col})")
+                con.execute(f"create index {table}_{col}_idx on {table} ({col})")
             for sql in MACROS.values():
                 con.execute(sql)
 
             n_users, n_rows, gen = con.execute(
-                "SELECT count(DISTINCT user_id), count(*), max(generated_at) FROM recommendations").fetchone()
-            gen_fb = con.execute("SELECT max(generated_at) FROM fallback_recommendations").fetchone()[0]
+                "select count(distinct user_id), count(*), max(generated_at) from recommendations").fetchone()
+            gen_fb = con.execute("select max(generated_at) from fallback_recommendations").fetchone()[0]
             generated_at = max([g for g in (gen, gen_fb) if g is not None],
                                default=_naive_utc(datetime.now(timezone.utc)))
             con.execute(PUBLICATION_DDL)
             key_id = None if pseudonym_key is None else privacy.key_id(pseudonym_key)
-            con.execute("INSERT INTO publication VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            con.execute("insert into publication values (?, ?, ?, ?, ?, ?, ?, ?)",
                         [model_version, generated_at, as_of, n_users, n_rows, list_source,
                          key_id is not None, key_id])
-            row_counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            row_counts = {name: con.execute(f"select count(*) from {name}").fetchone()[0]
                           for name in ALL_TABLES}
-            con.execute("CHECKPOINT")
+            con.execute("checkpoint")
             con.close()
             con = None
 
             wal = Path(str(tmp) + ".wal")
             if wal.exists():
-                raise PublishError(f"temp database left a WAL ({wal}) after CHECKPOINT; not swapping")
+                raise PublishError(f"temp database left a WAL ({wal}) after checkpoint; not swapping")
             _fsync_path(tmp)
             stale_wal = Path(str(serving_db) + ".wal")
             if stale_wal.exists():  # never let an old WAL be replayed onto the new file

@@ -7,7 +7,7 @@ built from caller input.
 Why ``open_serving`` ATTACHes instead of ``duckdb.connect(path, read_only=True)``: the Python
 client keeps a process-wide cache of open databases keyed by *path*. While any connection to
 the old file is alive, ``duckdb.connect(path)`` returns that cached instance -- the replaced
-file -- so a long-running process would never see a new publication. ``ATTACH ... (READ_ONLY)``
+file -- so a long-running process would never see a new publication. ``attach ... (read_only)``
 always opens the file currently at the path.
 """
 from __future__ import annotations
@@ -46,10 +46,10 @@ class ServingUnavailable(RuntimeError):
 def open_serving(serving_db: Path, *, threads: int = 1) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the serving database currently at ``serving_db``.
 
-    The file is ATTACHed READ_ONLY into an in-memory database (see the module docstring for
+    The file is attached read-only into an in-memory database (see the module docstring for
     why), made the default catalog, and the connection is locked down: no file access, no
     configuration changes. Cursors made from it (``con.cursor()``) must run
-    ``USE serving`` first; :func:`cursor` does that.
+    ``use serving`` first; :func:`cursor` does that.
     """
     serving_db = Path(serving_db)
     if not serving_db.exists():
@@ -59,10 +59,10 @@ def open_serving(serving_db: Path, *, threads: int = 1) -> duckdb.DuckDBPyConnec
     # longer (the fallback list is top_n long), and the catalogue has millions of items.
     con = duckdb.connect(":memory:", config={"threads": threads, "dynamic_or_filter_threshold": 1000})
     try:
-        con.execute(f"ATTACH ? AS {SERVING_ALIAS} (READ_ONLY)", [str(serving_db)])
-        con.execute(f"USE {SERVING_ALIAS}")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+        con.execute(f"attach ? as {SERVING_ALIAS} (read_only)", [str(serving_db)])
+        con.execute(f"use {SERVING_ALIAS}")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
     except BaseException:
         con.close()
         raise
@@ -72,7 +72,7 @@ def open_serving(serving_db: Path, *, threads: int = 1) -> duckdb.DuckDBPyConnec
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """A new cursor on ``con`` (one per thread / request) with the serving catalog selected."""
     cur = con.cursor()
-    cur.execute(f"USE {SERVING_ALIAS}")
+    cur.execute(f"use {SERVING_ALIAS}")
     return cur
 
 
@@ -93,41 +93,41 @@ def _check_n(n: int) -> int:
 # what the macro would (same columns, same order; tests/test_serving.py checks the equivalence);
 # recommendations_for_user falls through to the macro for a short list (the top-up).
 _PERSONAL_SQL = """
-SELECT user_id, item_id, rank, score, reason, 'personal' AS source, model_version, generated_at
-FROM recommendations WHERE user_id = ? AND rank <= ? ORDER BY rank"""
-_PROFILE_PLATFORM_SQL = "SELECT platform FROM user_profiles WHERE user_id = ?"
+select user_id, item_id, rank, score, reason, 'personal' as source, model_version, generated_at
+from recommendations where user_id = ? and rank <= ? order by rank"""
+_PROFILE_PLATFORM_SQL = "select platform from user_profiles where user_id = ?"
 _FALLBACK_SQL = """
-SELECT CAST(? AS VARCHAR) AS user_id, item_id, rank, score, reason, 'fallback:' || platform AS source,
+select cast(? as varchar) as user_id, item_id, rank, score, reason, 'fallback:' || platform as source,
        model_version, generated_at
-FROM fallback_recommendations WHERE platform = ? AND rank <= ? ORDER BY rank"""
+from fallback_recommendations where platform = ? and rank <= ? order by rank"""
 _BOUGHT_SQL = """
-SELECT item_id AS for_item_id, similar_item_id AS item_id, rank, score,
-       1.0 / log2(rank + 1) AS final_score, 'bought_together' AS source, rank AS src_rank,
-       false AS personalised
-FROM similar_items WHERE item_id = ? ORDER BY rank LIMIT ?"""
+select item_id as for_item_id, similar_item_id as item_id, rank, score,
+       1.0 / log2(rank + 1) as final_score, 'bought_together' as source, rank as src_rank,
+       false as personalised
+from similar_items where item_id = ? order by rank limit ?"""
 # Personalised product page (the macro, step by step): the item's whole bought-together list
 # (the macro re-orders all of it before cutting to n), the user's profile and list, and the
 # candidates' category and price. ``= ANY(?)`` with a list is answered from the items primary
 # key; IN (...) / a join scan items. No bought-together rows: the item's category and price
 # (primary key), its category's top items (index); no category or no other top item: the
 # fallback list of the user's platform.
-_BOUGHT_ALL_SQL = "SELECT similar_item_id, rank, score FROM similar_items WHERE item_id = ? ORDER BY rank"
-_PROFILE_SQL = (f"SELECT {TIER_PRICE_SQL.format(tier='price_tier')}, top_category_id, platform "
-                "FROM user_profiles WHERE user_id = ?")
-_MINE_SQL = "SELECT item_id FROM recommendations WHERE user_id = ?"
-_ITEM_ATTRS_SQL = "SELECT item_id, category_id, price_rub FROM items WHERE item_id = ANY(?)"
-_ANCHOR_SQL = "SELECT category_id, price_rub FROM items WHERE item_id = ?"
+_BOUGHT_ALL_SQL = "select similar_item_id, rank, score from similar_items where item_id = ? order by rank"
+_PROFILE_SQL = (f"select {TIER_PRICE_SQL.format(tier='price_tier')}, top_category_id, platform "
+                "from user_profiles where user_id = ?")
+_MINE_SQL = "select item_id from recommendations where user_id = ?"
+_ITEM_ATTRS_SQL = "select item_id, category_id, price_rub from items where item_id = any(?)"
+_ANCHOR_SQL = "select category_id, price_rub from items where item_id = ?"
 _SAME_CATEGORY_SQL = f"""
-SELECT t.item_id, t.price_rub, {SAME_CATEGORY_SCORE.format(anchor_price="CAST(? AS DOUBLE)")} AS score
-FROM category_top_items t WHERE t.category_id = ? AND t.item_id <> ?
-ORDER BY score DESC, t.item_id LIMIT greatest(?, {SAME_CATEGORY_MIN})"""
+select t.item_id, t.price_rub, {SAME_CATEGORY_SCORE.format(anchor_price="cast(? as double)")} as score
+from category_top_items t where t.category_id = ? and t.item_id <> ?
+order by score desc, t.item_id limit greatest(?, {SAME_CATEGORY_MIN})"""
 _FALLBACK_ALL_SQL = """
-SELECT item_id, rank, score FROM fallback_recommendations WHERE platform = ? AND item_id <> ? ORDER BY rank"""
+select item_id, rank, score from fallback_recommendations where platform = ? and item_id <> ? order by rank"""
 
 
 def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: int = DEFAULT_N,
                              platform: str | None = None) -> list[dict[str, Any]]:
-    """``SELECT * FROM recommend(user_id, n, plat := platform)``: the personal list (topped up
+    """``select * from recommend(user_id, n, plat := platform)``: the personal list (topped up
     from the fallback), or the fallback list of the request's platform, else of the user's
     profile platform, else 'all'."""
     if platform is not None and platform not in FALLBACK_PLATFORMS:
@@ -142,12 +142,12 @@ def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: in
             prof = con.execute(_PROFILE_PLATFORM_SQL, [user_id]).fetchone()
             chosen = prof[0] if prof and prof[0] in FALLBACK_PLATFORMS else "all"
         return _rows(con.execute(_FALLBACK_SQL, [user_id, chosen, n]))
-    return _rows(con.execute("SELECT * FROM recommend(?, ?, plat := ?)", [user_id, n, platform]))
+    return _rows(con.execute("select * from recommend(?, ?, plat := ?)", [user_id, n, platform]))
 
 
 def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | None = None,
                   n: int = DEFAULT_N) -> list[dict[str, Any]]:
-    """``SELECT * FROM related_items(item_id, n, uid := user_id)``: items bought together
+    """``select * from related_items(item_id, n, uid := user_id)``: items bought together
     with ``item_id``, else popular items of its category near its price, else the fallback
     list; re-ordered for ``user_id`` when known. Point lookups only: the macro's plan costs
     several times more."""
@@ -233,16 +233,16 @@ def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User,
 def pseudonym_key_id(con: duckdb.DuckDBPyConnection) -> str | None:
     """The id of the key the file's user ids were made with; None: they are the raw ids (also
     in files published before pseudonyms existed)."""
-    rows = _rows(con.execute("SELECT * FROM publication"))
+    rows = _rows(con.execute("select * from publication"))
     return rows[0].get("pseudonym_key_id") if rows else None
 
 
 def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """The publication row plus row counts of every serving table."""
-    info = _rows(con.execute("SELECT * FROM publication"))
+    info = _rows(con.execute("select * from publication"))
     out: dict[str, Any] = dict(info[0]) if info else {}
     out["row_counts"] = {
-        name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # fixed names only
+        name: con.execute(f"select count(*) from {name}").fetchone()[0]  # fixed names only
         for name in ALL_TABLES}
     return out
 
@@ -252,10 +252,10 @@ def _warm_up(con: duckdb.DuckDBPyConnection) -> None:
     file load the catalog, the macros, table metadata and index roots (measured at 100k users:
     ~12 ms to attach, 30-45 ms for this first run, 1-3 ms a query afterwards); no request
     should pay that."""
-    user = con.execute("SELECT user_id FROM recommendations LIMIT 1").fetchone()
-    item = con.execute("SELECT item_id FROM similar_items LIMIT 1").fetchone()
+    user = con.execute("select user_id from recommendations limit 1").fetchone()
+    item = con.execute("select item_id from similar_items limit 1").fetchone()
     uid, iid = (user[0] if user else "0"), (item[0] if item else "0")
-    cat = con.execute("SELECT category_id FROM category_top_items LIMIT 1").fetchone()
+    cat = con.execute("select category_id from category_top_items limit 1").fetchone()
     recommendations_for_user(con, uid)
     recommendations_for_user(con, "0")            # fallback lookups
     similar_items(con, iid)

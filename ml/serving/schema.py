@@ -43,7 +43,7 @@ UNSTAMPED = ("similar_items", "items", "user_profiles")
 # uniqueness is a dbt test).
 PRIMARY_KEYS = {"items": "item_id", "user_profiles": "user_id"}
 # The dbt constraint types the pub_* contracts use, in DuckDB's DDL.
-_CONSTRAINT_SQL = {"not_null": "NOT NULL", "check": "CHECK ({expression})"}
+_CONSTRAINT_SQL = {"not_null": "not null", "check": "check ({expression})"}
 
 
 def _serving_columns(name: str) -> list[Column]:
@@ -54,8 +54,8 @@ def _serving_columns(name: str) -> list[Column]:
 
 
 def _table_ddl(name: str) -> str:
-    """The body of ``CREATE TABLE name (...)``: the pub_* model's contract (types, NOT NULL,
-    CHECK), so the file holds exactly what dbt built and checked; plus the primary key."""
+    """The body of ``create table name (...)``: the pub_* model's contract (types, not null,
+    check), so the file holds exactly what dbt built and checked; plus the primary key."""
     parts = []
     for column in _serving_columns(name):
         words = [column.name, column.data_type.upper()]
@@ -84,18 +84,18 @@ SORT_KEYS = {
 # Derived from the copied items on publish (no build table of its own): the new-item product
 # page looks up its category here (indexed) instead of scanning the category in items.
 CATEGORY_TOP_ITEMS_DDL = """
-CREATE TABLE category_top_items (
-    category_id VARCHAR NOT NULL,
-    item_id     VARCHAR NOT NULL,
-    price_rub   DOUBLE,
-    popularity  DOUBLE  NOT NULL
+create table category_top_items (
+    category_id varchar not null,
+    item_id     varchar not null,
+    price_rub   double,
+    popularity  double  not null
 )"""
 CATEGORY_TOP_ITEMS_SQL = f"""
-INSERT INTO category_top_items
-SELECT category_id, item_id, price_rub, popularity FROM items
-WHERE category_id IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY category_id ORDER BY popularity DESC, item_id) <= {CATEGORY_TOP_K}
-ORDER BY category_id, popularity DESC, item_id"""
+insert into category_top_items
+select category_id, item_id, price_rub, popularity from items
+where category_id is not null
+qualify row_number() over (partition by category_id order by popularity desc, item_id) <= {CATEGORY_TOP_K}
+order by category_id, popularity desc, item_id"""
 INDEXES = {
     "recommendations": "user_id",
     "similar_items": "item_id",
@@ -103,15 +103,15 @@ INDEXES = {
     # items and user_profiles: their PRIMARY KEY already is an ART index
 }
 PUBLICATION_DDL = """
-CREATE TABLE publication (
-    model_version VARCHAR   NOT NULL,
-    generated_at  TIMESTAMP NOT NULL,
-    as_of         TIMESTAMP NOT NULL,
-    n_users       BIGINT    NOT NULL,
-    n_rows        BIGINT    NOT NULL,
-    list_source   VARCHAR   NOT NULL,
-    pseudonymized BOOLEAN   NOT NULL,
-    pseudonym_key_id VARCHAR
+create table publication (
+    model_version varchar   not null,
+    generated_at  timestamp not null,
+    as_of         timestamp not null,
+    n_users       bigint    not null,
+    n_rows        bigint    not null,
+    list_source   varchar   not null,
+    pseudonymized boolean   not null,
+    pseudonym_key_id varchar
 )"""
 
 ALL_TABLES = (*TABLES, "category_top_items", "publication")
@@ -122,93 +122,93 @@ ALL_TABLES = (*TABLES, "category_top_items", "publication")
 _ANCHORED_SCORE = SAME_CATEGORY_SCORE.format(anchor_price="a.price_rub")
 MACROS = {
     "recommend": f"""
-CREATE MACRO recommend(uid, n := {DEFAULT_N}, plat := NULL) AS TABLE
-WITH personal AS (
-    SELECT r.item_id, r.rank AS src_rank, r.score, r.reason, r.model_version, r.generated_at,
-           'personal' AS source, 0 AS tier
-    FROM recommendations r
-    WHERE r.user_id = CAST(uid AS VARCHAR) AND r.rank <= n
+create macro recommend(uid, n := {DEFAULT_N}, plat := null) as table
+with personal as (
+    select r.item_id, r.rank as src_rank, r.score, r.reason, r.model_version, r.generated_at,
+           'personal' as source, 0 as tier
+    from recommendations r
+    where r.user_id = cast(uid as varchar) and r.rank <= n
 ),
-chosen AS (
-    SELECT coalesce(
-        (SELECT CAST(plat AS VARCHAR) WHERE CAST(plat AS VARCHAR) IN (SELECT platform FROM fallback_recommendations)),
-        (SELECT p.platform FROM user_profiles p
-          WHERE p.user_id = CAST(uid AS VARCHAR)
-            AND p.platform IN (SELECT platform FROM fallback_recommendations)),
-        'all') AS platform
+chosen as (
+    select coalesce(
+        (select cast(plat as varchar) where cast(plat as varchar) in (select platform from fallback_recommendations)),
+        (select p.platform from user_profiles p
+          where p.user_id = cast(uid as varchar)
+            and p.platform in (select platform from fallback_recommendations)),
+        'all') as platform
 ),
-fallback AS (
-    SELECT f.item_id, f.rank AS src_rank, f.score, f.reason, f.model_version, f.generated_at,
-           'fallback:' || f.platform AS source, 1 AS tier
-    FROM fallback_recommendations f JOIN chosen c ON f.platform = c.platform
-    WHERE f.item_id NOT IN (SELECT item_id FROM personal)
+fallback as (
+    select f.item_id, f.rank as src_rank, f.score, f.reason, f.model_version, f.generated_at,
+           'fallback:' || f.platform as source, 1 as tier
+    from fallback_recommendations f join chosen c on f.platform = c.platform
+    where f.item_id not in (select item_id from personal)
 )
-SELECT CAST(uid AS VARCHAR) AS user_id, item_id,
-       CAST(row_number() OVER (ORDER BY tier, src_rank) AS INTEGER) AS rank,
+select cast(uid as varchar) as user_id, item_id,
+       cast(row_number() over (order by tier, src_rank) as integer) as rank,
        score, reason, source, model_version, generated_at
-FROM (SELECT * FROM personal UNION ALL SELECT * FROM fallback ORDER BY tier, src_rank LIMIT n)
-ORDER BY rank
+from (select * from personal union all select * from fallback order by tier, src_rank limit n)
+order by rank
 """,
     "related_items": f"""
-CREATE MACRO related_items(item, n := {DEFAULT_N}, uid := NULL) AS TABLE
-WITH anchor AS (
-    SELECT i.item_id, i.category_id, i.price_rub FROM items i WHERE i.item_id = CAST(item AS VARCHAR)
+create macro related_items(item, n := {DEFAULT_N}, uid := null) as table
+with anchor as (
+    select i.item_id, i.category_id, i.price_rub from items i where i.item_id = cast(item as varchar)
 ),
-prof AS (
-    SELECT p.platform, {TIER_PRICE_SQL.format(tier="p.price_tier")} AS tier_price, p.top_category_id
-    FROM user_profiles p WHERE p.user_id = CAST(uid AS VARCHAR)
+prof as (
+    select p.platform, {TIER_PRICE_SQL.format(tier="p.price_tier")} as tier_price, p.top_category_id
+    from user_profiles p where p.user_id = cast(uid as varchar)
 ),
-mine AS (
-    SELECT r.item_id FROM recommendations r WHERE r.user_id = CAST(uid AS VARCHAR)
+mine as (
+    select r.item_id from recommendations r where r.user_id = cast(uid as varchar)
 ),
-bought AS (
-    SELECT s.similar_item_id AS item_id, s.rank AS src_rank, s.score, 'bought_together' AS source
-    FROM similar_items s WHERE s.item_id = CAST(item AS VARCHAR)
+bought as (
+    select s.similar_item_id as item_id, s.rank as src_rank, s.score, 'bought_together' as source
+    from similar_items s where s.item_id = cast(item as varchar)
 ),
-same_category AS (
-    SELECT t.item_id,
-           CAST(row_number() OVER (ORDER BY {_ANCHORED_SCORE} DESC, t.item_id) AS INTEGER) AS src_rank,
-           {_ANCHORED_SCORE} AS score,
-           'same_category' AS source
-    FROM category_top_items t JOIN anchor a ON t.category_id = a.category_id
-    WHERE t.item_id <> a.item_id AND NOT EXISTS (SELECT 1 FROM bought)
-    QUALIFY src_rank <= greatest(n, {SAME_CATEGORY_MIN})
+same_category as (
+    select t.item_id,
+           cast(row_number() over (order by {_ANCHORED_SCORE} desc, t.item_id) as integer) as src_rank,
+           {_ANCHORED_SCORE} as score,
+           'same_category' as source
+    from category_top_items t join anchor a on t.category_id = a.category_id
+    where t.item_id <> a.item_id and not exists (select 1 from bought)
+    qualify src_rank <= greatest(n, {SAME_CATEGORY_MIN})
 ),
-fallback AS (
-    SELECT f.item_id, f.rank AS src_rank, f.score, 'fallback:' || f.platform AS source
-    FROM fallback_recommendations f
-    WHERE f.platform = coalesce((SELECT platform FROM prof
-                                  WHERE platform IN (SELECT platform FROM fallback_recommendations)), 'all')
-      AND f.item_id <> CAST(item AS VARCHAR)
-      AND NOT EXISTS (SELECT 1 FROM bought) AND NOT EXISTS (SELECT 1 FROM same_category)
+fallback as (
+    select f.item_id, f.rank as src_rank, f.score, 'fallback:' || f.platform as source
+    from fallback_recommendations f
+    where f.platform = coalesce((select platform from prof
+                                  where platform in (select platform from fallback_recommendations)), 'all')
+      and f.item_id <> cast(item as varchar)
+      and not exists (select 1 from bought) and not exists (select 1 from same_category)
 ),
-candidates AS (
-    SELECT * FROM bought UNION ALL SELECT * FROM same_category UNION ALL SELECT * FROM fallback
+candidates as (
+    select * from bought union all select * from same_category union all select * from fallback
 ),
-known AS (
-    SELECT (EXISTS (SELECT 1 FROM prof) OR EXISTS (SELECT 1 FROM mine)) AS is_known
+known as (
+    select (exists (select 1 from prof) or exists (select 1 from mine)) as is_known
 ),
-scored AS (
-    SELECT c.item_id, c.src_rank, c.score, c.source,
-           CASE WHEN k.is_known THEN
+scored as (
+    select c.item_id, c.src_rank, c.score, c.source,
+           case when k.is_known then
                (1.0 / log2(c.src_rank + 1))
-               * (CASE WHEN c.item_id IN (SELECT item_id FROM mine) THEN {1 + IN_LIST_BOOST} ELSE 1.0 END)
-               * (CASE WHEN it.category_id IS NOT NULL
-                        AND it.category_id = (SELECT top_category_id FROM prof)
-                       THEN {1 + TOP_CATEGORY_BOOST} ELSE 1.0 END)
-               * (CASE WHEN it.price_rub > {PRICE_CEILING_FACTOR} * (SELECT tier_price FROM prof)
-                       THEN {PRICE_CEILING_FACTOR} * (SELECT tier_price FROM prof) / it.price_rub
-                       ELSE 1.0 END)
-           ELSE 1.0 / log2(c.src_rank + 1) END AS final_score,
-           k.is_known AS personalised
-    FROM candidates c CROSS JOIN known k LEFT JOIN items it ON it.item_id = c.item_id
+               * (case when c.item_id in (select item_id from mine) then {1 + IN_LIST_BOOST} else 1.0 end)
+               * (case when it.category_id is not null
+                        and it.category_id = (select top_category_id from prof)
+                       then {1 + TOP_CATEGORY_BOOST} else 1.0 end)
+               * (case when it.price_rub > {PRICE_CEILING_FACTOR} * (select tier_price from prof)
+                       then {PRICE_CEILING_FACTOR} * (select tier_price from prof) / it.price_rub
+                       else 1.0 end)
+           else 1.0 / log2(c.src_rank + 1) end as final_score,
+           k.is_known as personalised
+    from candidates c cross join known k left join items it on it.item_id = c.item_id
 )
-SELECT CAST(item AS VARCHAR) AS for_item_id, item_id,
-       CAST(row_number() OVER (ORDER BY final_score DESC, src_rank, item_id) AS INTEGER) AS rank,
+select cast(item as varchar) as for_item_id, item_id,
+       cast(row_number() over (order by final_score desc, src_rank, item_id) as integer) as rank,
        score, final_score, source, src_rank, personalised
-FROM scored
-ORDER BY final_score DESC, src_rank, item_id
-LIMIT n
+from scored
+order by final_score desc, src_rank, item_id
+limit n
 """,
     "pseudonym": privacy.PSEUDONYM_MACRO,
 }
