@@ -10,7 +10,7 @@ from ml.config import Settings
 from ml.warehouse.dbt import dbt_vars, run_dbt
 from tests.exports import activity, event, write_export, write_raw_lines
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 WB_SAMPLE = SHARED / "data" / "wb_sample" / "ab_test_sample.csv"
 FEATURE_TABLES = ["int_user_items", "user_features", "item_features", "item_popularity", "co_purchase"]
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ml.serving import api, publish
-from tests.test_serving import (
+from tests.serving.test_serving import (
     AS_OF,
     ITEM_WITH_PAIRS,
     KNOWN_COLD,

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from ml.config import ConfigError
 from ml.serving import PublishError, api, privacy, publish, publisher
-from tests.test_serving import (
+from tests.serving.test_serving import (
     AS_OF,
     ITEM_WITH_PAIRS,
     KNOWN_COLD,

@@ -17,7 +17,7 @@ from ml.data.export import ExportError, check_export, read_header
 from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
 from ml.warehouse.dbt import dbt_vars, run_dbt
 from tests.exports import activity, event, write_export, write_raw_lines
-from tests.test_warehouse import query
+from tests.warehouse.test_warehouse import query
 
 HEADER = "platform,utc_event_time,utc_event_date,user_id,event_type,ecom.price100,ecom.qty,ecom.nm"
 

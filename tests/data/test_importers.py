@@ -18,7 +18,7 @@ from ml.data.importers import (
 )
 from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 TA_FENG_ZIP = SHARED / "data" / "ta_feng" / "ta_feng.csv.zip"
 
 TA_FENG_LINES = [

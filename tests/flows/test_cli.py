@@ -5,7 +5,7 @@ import pytest
 
 from flows.cli import build_parser, main
 from ml.serving import publish
-from tests.test_serving import AS_OF, make_build_db
+from tests.serving.test_serving import AS_OF, make_build_db
 
 
 @pytest.fixture()

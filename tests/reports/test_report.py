@@ -15,7 +15,7 @@ from flows.cli import main as cli_main
 from ml.reports import render_evaluation_report, render_profile_report
 from ml.warehouse.profile import training_gaps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_PNG = re.compile(r'<img[^>]+src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"')
 URL = re.compile(r"https?://|//cdn|<script|<link", re.IGNORECASE)
 

@@ -3,7 +3,7 @@
 Every file is executed as its header says a marketplace engineer runs it: the file's text as a
 DuckDB prepared statement with named ``$parameters``, on the serving file opened read-only (and
 on the locked-down attach connection of the Python readers), with the header's own Python and
-CLI examples run as written. The fixture data is ``tests/test_serving.py``'s.
+CLI examples run as written. The fixture data is ``tests/serving/test_serving.py``'s.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pytest
 
 # The fixture builder, the publisher and the shared published file of the serving tests (the
 # module-scoped fixture gets its own instance here).
-from tests.test_serving import (  # noqa: F401 (shared_serving_db is a fixture)
+from tests.serving.test_serving import (  # noqa: F401 (shared_serving_db is a fixture)
     AS_OF, GEN, ITEM_WITH_PAIRS, KNOWN_COLD, UNKNOWN, UNKNOWN_ITEM, WARM_FULL, WARM_SHORT,
     make_build_db, publish, serving, shared_serving_db)
 
-QUERIES = Path(__file__).resolve().parents[1] / "warehouse" / "queries"
+QUERIES = Path(__file__).resolve().parents[2] / "warehouse" / "queries"
 PLATFORMS = ("Site", "Android", "iOS", "all")
 EVIL = "x' or 1=1 --"
 

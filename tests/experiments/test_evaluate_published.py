@@ -18,7 +18,7 @@ from ml.evaluation.splitting import cold_users, time_split, warm_users
 from ml.experiments import published
 from ml.serving import privacy, publish
 from tests.exports import event, write_export
-from tests.test_serving import (
+from tests.serving.test_serving import (
     AS_OF,
     KNOWN_COLD,
     UNKNOWN,
@@ -33,7 +33,7 @@ K = 10
 ODD_PLATFORM = "205"
 ODD_PLATFORM_SQL = f"insert into pub_user_profiles values ('{ODD_PLATFORM}', 'TV', null, null, 'v1')"
 
-# The serving fixture of tests/test_serving.py: 101 has items 1021..1040 at ranks 1..20,
+# The serving fixture of tests/serving/test_serving.py: 101 has items 1021..1040 at ranks 1..20,
 # 102 has 1003, 1002, 1004 (Android), 201 has a profile (Android) and no list. The Android
 # fallback list is 1006, 1007, ...; the 'all' list 1016, 1017, ... and never 1040.
 ROWS = [
@@ -71,7 +71,7 @@ def frames(export, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def serving_db(directory: Path, as_of: datetime = AS_OF) -> Path:
-    """The serving fixture of tests/test_serving.py (plus ODD_PLATFORM), published as of ``as_of``."""
+    """The serving fixture of tests/serving/test_serving.py (plus ODD_PLATFORM), published as of ``as_of``."""
     path = directory / "serving" / "recommendations.duckdb"
     publish(make_build_db(directory / "build.duckdb", extra_sql=ODD_PLATFORM_SQL), path,
             model_version="v1", as_of=as_of)

@@ -17,7 +17,7 @@ import pytest
 from ml import serving
 from ml.serving import PublishError, publish, publisher, reader, schema
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GEN = datetime(2023, 8, 14, 3, 0, 0)
 AS_OF = datetime(2023, 8, 13, 23, 59, 59)
 
