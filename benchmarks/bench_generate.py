@@ -6,6 +6,7 @@ Each size runs in its own child process (``python -m flows.cli generate``) so th
 ``benchmarks/results/generate-<timestamp>.json``. Output files are written to a temp dir
 and deleted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,19 @@ FULL_ROWS = 49_701_624
 
 def run_once(rows: int, seed: int, workdir: Path, with_categories: bool = False) -> dict:
     out = workdir / f"gen-{rows}.csv"
-    cmd = [sys.executable, "-c",
-           "import resource, sys; from flows.cli import main; rc = main(sys.argv[1:]); "
-           "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)",
-           "generate", "--rows", str(rows), "--seed", str(seed), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import resource, sys; from flows.cli import main; rc = main(sys.argv[1:]); "
+        "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)",
+        "generate",
+        "--rows",
+        str(rows),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
     if with_categories:
         cmd.append("--with-categories")
     t0 = time.perf_counter()
@@ -43,10 +53,15 @@ def run_once(rows: int, seed: int, workdir: Path, with_categories: bool = False)
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
     out.unlink()
     return {
-        "rows": rows, "seed": seed, "with_categories": with_categories,
-        "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds),
-        "peak_rss_mb": round(rss_kb / 1024, 1), "file_mb": round(size / 2**20, 1),
-        "data_lines": lines - 1, "exact_rows": lines - 1 == rows,
+        "rows": rows,
+        "seed": seed,
+        "with_categories": with_categories,
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(rows / seconds),
+        "peak_rss_mb": round(rss_kb / 1024, 1),
+        "file_mb": round(size / 2**20, 1),
+        "data_lines": lines - 1,
+        "exact_rows": lines - 1 == rows,
     }
 
 
@@ -64,15 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         for rows in sizes:
             r = run_once(rows, args.seed, Path(tmp), args.with_categories)
             results.append(r)
-            print(f"{rows:>12,} rows  {r['seconds']:8.1f} s  {r['rows_per_second']:>10,} rows/s  "
-                  f"peak RSS {r['peak_rss_mb']:8.1f} MB  file {r['file_mb']:9.1f} MB  exact={r['exact_rows']}",
-                  flush=True)
+            print(
+                f"{rows:>12,} rows  {r['seconds']:8.1f} s  {r['rows_per_second']:>10,} rows/s  "
+                f"peak RSS {r['peak_rss_mb']:8.1f} MB  file {r['file_mb']:9.1f} MB  exact={r['exact_rows']}",
+                flush=True,
+            )
     # the child's own ru_maxrss is reported; RUSAGE_CHILDREN gives the max over all children
     children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     report = {
-        "benchmark": "generate", "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "cpus": os.cpu_count(), "python": platform.python_version(),
-        "max_child_rss_mb": round(children_kb / 1024, 1), "results": results,
+        "benchmark": "generate",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "max_child_rss_mb": round(children_kb / 1024, 1),
+        "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"generate-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -6,6 +6,7 @@ process in a fresh home; stage times come from the run log (``model_runs.duratio
 memory from ``ru_maxrss`` of the waited-for descendants (dbt runs as a grandchild).
 Results go to ``benchmarks/results/pipeline-<timestamp>.json``; the homes are deleted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,31 @@ RESULTS = ROOT / "benchmarks" / "results"
 def run_size(rows: int, workdir: Path) -> dict:
     export = workdir / f"ab_{rows}.csv"
     home = workdir / f"home_{rows}"
-    subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--rows", str(rows), "--seed", "7",
-                    "--out", str(export), "--with-categories"], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "generate",
+            "--rows",
+            str(rows),
+            "--seed",
+            "7",
+            "--out",
+            str(export),
+            "--with-categories",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "--home", str(home), "run", "--input", str(export)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--home", str(home), "run", "--input", str(export)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
@@ -40,12 +60,20 @@ def run_size(rows: int, workdir: Path) -> dict:
     with duckdb.connect(str(home / "runs.duckdb"), read_only=True) as con:
         status, durations, users, recs, ndcg, popular = con.execute(
             "select status, durations, users_scored, recommendations, ndcg, popular_ndcg from model_runs "
-            "order by started_at desc limit 1").fetchone()
-    return {"rows": rows, "status": status, "wall_seconds": round(seconds, 1),
-            "stage_seconds": json.loads(durations), "users_scored": users, "recommendations": recs,
-            "holdout_ndcg": ndcg, "popular_ndcg": popular,
-            "peak_rss_gb": round(max(peak_kb, before) / 1024 / 1024, 2),
-            "peak_rss_note": "largest process among the run and its children (dbt, Prefect server)"}
+            "order by started_at desc limit 1"
+        ).fetchone()
+    return {
+        "rows": rows,
+        "status": status,
+        "wall_seconds": round(seconds, 1),
+        "stage_seconds": json.loads(durations),
+        "users_scored": users,
+        "recommendations": recs,
+        "holdout_ndcg": ndcg,
+        "popular_ndcg": popular,
+        "peak_rss_gb": round(max(peak_kb, before) / 1024 / 1024, 2),
+        "peak_rss_note": "largest process among the run and its children (dbt, Prefect server)",
+    }
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ Counts failed and empty answers per phase and query (all must be 0), prints p50/
 throughput, records the load average at the end of each phase, and writes JSON to
 ``benchmarks/results/serving-<timestamp>.json``. Not a test: takes minutes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -52,10 +53,14 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
     t0 = time.perf_counter()
     con = duckdb.connect(str(path))
     con.execute("set preserve_insertion_order = false")
-    uid = ("cast(1 + hash(i, 'u') % 9 as varchar) || lpad(cast(hash(i, 'v') % 10000000000000000000 as varchar), 19, '0')"
-           " || lpad(cast(hash(i, 'w') % 1000000000000000000 as varchar), 18, '0')")
-    iid = ("cast(1 + hash({x}, 'i') % 9 as varchar) || lpad(cast(hash({x}, 'j') % 10000000000000000000 as varchar), 19, '0')"
-           " || lpad(cast(hash({x}, 'k') % 1000000000000000000 as varchar), 18, '0')")
+    uid = (
+        "cast(1 + hash(i, 'u') % 9 as varchar) || lpad(cast(hash(i, 'v') % 10000000000000000000 as varchar), 19, '0')"
+        " || lpad(cast(hash(i, 'w') % 1000000000000000000 as varchar), 18, '0')"
+    )
+    iid = (
+        "cast(1 + hash({x}, 'i') % 9 as varchar) || lpad(cast(hash({x}, 'j') % 10000000000000000000 as varchar), 19, '0')"
+        " || lpad(cast(hash({x}, 'k') % 1000000000000000000 as varchar), 18, '0')"
+    )
     con.execute(f"create table item_ids as select i as n, {iid.format(x='i')} as item_id from range({items}) r(i)")
     con.execute(f"""create table pub_items as select item_id,
         cast(1000000 + n % {categories} as varchar) as category_id,
@@ -89,12 +94,20 @@ def make_build(path: Path, users: int, recs: int, cold_users: int, items: int, c
         join item_ids b on b.n = g.other_n""")
     samples = {
         "warm": [r[0] for r in con.execute(f"select {uid} from range({users}) u(i) using SAMPLE 5000 ROWS").fetchall()],
-        "cold": [r[0] for r in con.execute(f"select {uid} from range({users}, {users + cold_users}) u(i) "
-                                           "USING SAMPLE 2000 ROWS").fetchall()],
-        "items_pairs": [r[0] for r in con.execute(f"select item_id from item_ids where n < {n_sim} "
-                                                  "USING SAMPLE 2000 ROWS").fetchall()],
-        "items_new": [r[0] for r in con.execute(f"select item_id from item_ids where n >= {n_sim} "
-                                                "USING SAMPLE 2000 ROWS").fetchall()],
+        "cold": [
+            r[0]
+            for r in con.execute(
+                f"select {uid} from range({users}, {users + cold_users}) u(i) USING SAMPLE 2000 ROWS"
+            ).fetchall()
+        ],
+        "items_pairs": [
+            r[0]
+            for r in con.execute(f"select item_id from item_ids where n < {n_sim} USING SAMPLE 2000 ROWS").fetchall()
+        ],
+        "items_new": [
+            r[0]
+            for r in con.execute(f"select item_id from item_ids where n >= {n_sim} USING SAMPLE 2000 ROWS").fetchall()
+        ],
     }
     con.execute("drop table item_ids")
     con.close()
@@ -117,25 +130,40 @@ for i in range(int(sys.argv[4])):
 
 
 def start_republisher(build: Path, serving_db: Path, times: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(ROOT), str(build), str(serving_db), str(times)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", REPUBLISHER, str(ROOT), str(build), str(serving_db), str(times)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def summarise(name: str, lat_ms: list[float], failures: int, empties: int, seconds: float) -> dict:
     lat = sorted(lat_ms)
     pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3) if lat else None  # noqa: E731
-    out = {"name": name, "requests": len(lat), "failures": failures, "empty": empties,
-           "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
-           "max_ms": round(lat[-1], 3) if lat else None,
-           "throughput_rps": round(len(lat) / seconds, 1) if seconds else None}
-    print(f"  {name:<28} n={out['requests']:>7}  p50={out['p50_ms']:>7} ms  p95={out['p95_ms']:>7} ms  "
-          f"p99={out['p99_ms']:>7} ms  max={out['max_ms']:>8} ms  {out['throughput_rps']:>8} req/s  "
-          f"failed={failures} empty={empties}", flush=True)
+    out = {
+        "name": name,
+        "requests": len(lat),
+        "failures": failures,
+        "empty": empties,
+        "p50_ms": pick(0.50),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+        "max_ms": round(lat[-1], 3) if lat else None,
+        "throughput_rps": round(len(lat) / seconds, 1) if seconds else None,
+    }
+    print(
+        f"  {name:<28} n={out['requests']:>7}  p50={out['p50_ms']:>7} ms  p95={out['p95_ms']:>7} ms  "
+        f"p99={out['p99_ms']:>7} ms  max={out['max_ms']:>8} ms  {out['throughput_rps']:>8} req/s  "
+        f"failed={failures} empty={empties}",
+        flush=True,
+    )
     return out
 
 
-def run_workers(workers: list[tuple], *, proc: subprocess.Popen | None = None, seconds: float = 0.0,
-                max_requests: int = 200_000) -> tuple[dict, float, list[str]]:
+def run_workers(
+    workers: list[tuple], *, proc: subprocess.Popen | None = None, seconds: float = 0.0, max_requests: int = 200_000
+) -> tuple[dict, float, list[str]]:
     """Run each ``(work, threads)`` in its threads until ``proc`` exits, or for ``seconds``
     when there is no ``proc`` (or until ``max_requests``). ``work(rng, record)`` does one request."""
     stats: dict[str, list] = {}
@@ -159,8 +187,11 @@ def run_workers(workers: list[tuple], *, proc: subprocess.Popen | None = None, s
             work(rng, record)
 
     t0 = time.perf_counter()
-    pool = [threading.Thread(target=loop, args=(work, 100 * j + i), daemon=True)
-            for j, (work, threads) in enumerate(workers) for i in range(threads)]
+    pool = [
+        threading.Thread(target=loop, args=(work, 100 * j + i), daemon=True)
+        for j, (work, threads) in enumerate(workers)
+        for i in range(threads)
+    ]
     for t in pool:
         t.start()
     log = []
@@ -181,13 +212,21 @@ def run_workers(workers: list[tuple], *, proc: subprocess.Popen | None = None, s
 
 
 def report(stats: dict, seconds: float, label: str) -> dict:
-    out = {"seconds": round(seconds, 1), "load_avg_end": os.getloadavg(),
-           "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())]}
+    out = {
+        "seconds": round(seconds, 1),
+        "load_avg_end": os.getloadavg(),
+        "by_query": [summarise(k, *v, seconds) for k, v in sorted(stats.items())],
+    }
     for prefix in ("sql", "http"):
         mine = {k: v for k, v in stats.items() if k.startswith("http") == (prefix == "http")}
         if mine:
-            out[prefix] = summarise(f"{label}: {prefix} (all)", [x for v in mine.values() for x in v[0]],
-                                    sum(v[1] for v in mine.values()), sum(v[2] for v in mine.values()), seconds)
+            out[prefix] = summarise(
+                f"{label}: {prefix} (all)",
+                [x for v in mine.values() for x in v[0]],
+                sum(v[1] for v in mine.values()),
+                sum(v[2] for v in mine.values()),
+                seconds,
+            )
     return out
 
 
@@ -196,8 +235,10 @@ def sql_phase(serving_db: Path, samples: dict, threads: int):
     plain = "select item_id, rank, score from recommendations where user_id = ? order by rank"
 
     def work(rng, record):
-        kind = rng.choices(["plain_warm", "recommend_warm", "recommend_unknown", "related_items",
-                            "related_items_new"], weights=[3, 4, 1, 1.4, 0.6])[0]
+        kind = rng.choices(
+            ["plain_warm", "recommend_warm", "recommend_unknown", "related_items", "related_items_new"],
+            weights=[3, 4, 1, 1.4, 0.6],
+        )[0]
         t = time.perf_counter()
         ok, rows = True, []
         try:
@@ -280,9 +321,16 @@ def main() -> int:
     build, serving_db = home / "build.duckdb", home / "serving" / "recommendations.duckdb"
     home.mkdir(parents=True, exist_ok=True)
     build.unlink(missing_ok=True)
-    results: dict = {"started_at": datetime.now(timezone.utc).isoformat(), "args": vars(args),
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "duckdb": duckdb.__version__, "load_avg_start": os.getloadavg()}}
+    results: dict = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "args": vars(args),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+            "load_avg_start": os.getloadavg(),
+        },
+    }
     server = None
     try:
         samples = make_build(build, args.users, args.recs, args.cold_users, args.items, args.categories)
@@ -294,10 +342,15 @@ def main() -> int:
         for _ in range(300):  # warm-up: first queries read from disk
             sql_work(random.Random(0), lambda *a: None)
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "flows.cli", "--home", str(home), "api",
-                                   "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "--home", str(home), "api", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         import httpx
+
         base = f"http://127.0.0.1:{port}"
         for _ in range(200):
             try:
@@ -316,25 +369,38 @@ def main() -> int:
         stats, seconds, _ = run_workers([(http_work, args.http_concurrency)], seconds=args.quiet_seconds)
         results["quiet_http"] = report(stats, seconds, "quiet")
         print(f"phase quiet-both: sql and http at once, {args.quiet_seconds} s, no publisher", flush=True)
-        stats, seconds, _ = run_workers([(sql_work, args.sql_threads), (http_work, args.http_concurrency)],
-                                        seconds=args.quiet_seconds)
+        stats, seconds, _ = run_workers(
+            [(sql_work, args.sql_threads), (http_work, args.http_concurrency)], seconds=args.quiet_seconds
+        )
         results["quiet_both"] = report(stats, seconds, "quiet-both")
 
         for key, what, workers in [
-                ("republishing_sql", f"sql alone ({args.sql_threads} thread(s))", [(sql_work, args.sql_threads)]),
-                ("republishing_http", f"http alone ({args.http_concurrency} clients)",
-                 [(http_work, args.http_concurrency)]),
-                ("republishing_both", "sql and http at once (stress)",
-                 [(sql_work, args.sql_threads), (http_work, args.http_concurrency)])]:
+            ("republishing_sql", f"sql alone ({args.sql_threads} thread(s))", [(sql_work, args.sql_threads)]),
+            (
+                "republishing_http",
+                f"http alone ({args.http_concurrency} clients)",
+                [(http_work, args.http_concurrency)],
+            ),
+            (
+                "republishing_both",
+                "sql and http at once (stress)",
+                [(sql_work, args.sql_threads), (http_work, args.http_concurrency)],
+            ),
+        ]:
             print(f"phase {key}: {what} while another process publishes {args.republish} times", flush=True)
             sql_reloads, api_reloads = reader.reloads, httpx.get(base + "/health").json()["reloads"]
             publisher = start_republisher(build, serving_db, args.republish)
             stats, seconds, log = run_workers(workers, proc=publisher, max_requests=args.max_requests)
             health = httpx.get(base + "/health").json()
             results[key] = report(stats, seconds, key)
-            results[key].update({"republished": log, "sql_reader_reloads": reader.reloads - sql_reloads,
-                                 "api_reloads": health["reloads"] - api_reloads,
-                                 "api_model_version": health["model_version"]})
+            results[key].update(
+                {
+                    "republished": log,
+                    "sql_reader_reloads": reader.reloads - sql_reloads,
+                    "api_reloads": health["reloads"] - api_reloads,
+                    "api_model_version": health["model_version"],
+                }
+            )
         reader.close()
     finally:
         if server is not None:
@@ -346,16 +412,17 @@ def main() -> int:
     results["machine"]["load_avg_end"] = os.getloadavg()
     phases = [v for v in results.values() if isinstance(v, dict) and "by_query" in v]
     republishing = [results[k] for k in ("republishing_sql", "republishing_http", "republishing_both")]
-    goals = {"quiet_sql_p99_lt_10ms": results["quiet_sql"]["sql"]["p99_ms"] < 10,
-             "quiet_http_p99_lt_50ms": results["quiet_http"]["http"]["p99_ms"] < 50,
-             "republishing_sql_p99_lt_10ms": results["republishing_sql"]["sql"]["p99_ms"] < 10,
-             "republishing_http_p99_lt_50ms": results["republishing_http"]["http"]["p99_ms"] < 50,
-             "no_failures_or_empty": all(q["failures"] == 0 and q["empty"] == 0
-                                         for p in phases for q in p["by_query"]),
-             "republished_3_times_per_phase": all(len(p["republished"]) >= 3 for p in republishing)}
+    goals = {
+        "quiet_sql_p99_lt_10ms": results["quiet_sql"]["sql"]["p99_ms"] < 10,
+        "quiet_http_p99_lt_50ms": results["quiet_http"]["http"]["p99_ms"] < 50,
+        "republishing_sql_p99_lt_10ms": results["republishing_sql"]["sql"]["p99_ms"] < 10,
+        "republishing_http_p99_lt_50ms": results["republishing_http"]["http"]["p99_ms"] < 50,
+        "no_failures_or_empty": all(q["failures"] == 0 and q["empty"] == 0 for p in phases for q in p["by_query"]),
+        "republished_3_times_per_phase": all(len(p["republished"]) >= 3 for p in republishing),
+    }
     results["goals"] = goals
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"serving-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS / f"serving-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     print("goals:", goals)
     print("wrote", out)

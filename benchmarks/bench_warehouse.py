@@ -25,9 +25,11 @@ dbt build
 Each measured step runs in its own child process so its peak memory is its own. The
 table is printed and the JSON written to ``benchmarks/results/warehouse-<timestamp>.json``.
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -49,24 +51,24 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _python_child(code: str, *args: str, env: dict | None = None) -> dict:
     """Run ``code`` in a fresh interpreter; it prints one JSON line prefixed RESULT."""
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr[-3000:]}")
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def _dir_bytes(path: Path) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.path.getsize(os.path.join(dirpath, name))
-            except OSError:
-                pass
     return total
 
 
@@ -103,8 +105,8 @@ class _Sampler(threading.Thread):
 
 # --------------------------------------------------------------------------- phases
 
-def phase_build(home: Path, input_path: Path, command: str, select: str | None,
-                exclude: str | None) -> dict:
+
+def phase_build(home: Path, input_path: Path, command: str, select: str | None, exclude: str | None) -> dict:
     """Child-process phase: run one dbt command, report wall time, node times, memory."""
     sys.path.insert(0, str(ROOT))
     from datetime import datetime
@@ -119,8 +121,7 @@ def phase_build(home: Path, input_path: Path, command: str, select: str | None,
     wall_t0 = time.time()
     error = None
     try:
-        run_dbt(settings, command, dbt_vars(input_path), select=select,
-                **({"exclude": exclude} if exclude else {}))
+        run_dbt(settings, command, dbt_vars(input_path), select=select, **({"exclude": exclude} if exclude else {}))
     except Exception as exc:  # report what was measured up to the failure
         error = str(exc)
     wall = time.perf_counter() - t0
@@ -140,21 +141,32 @@ def phase_build(home: Path, input_path: Path, command: str, select: str | None,
             start = end = 0.0
         off = sampler.t0 - t0  # sampler clock vs run start (tiny)
         inside = [smp for smp in sampler.samples if start - 0.3 <= smp[0] + off <= end + 0.3]
-        nodes.append({
-            "node": res["unique_id"].split(".", 2)[-1], "status": res["status"],
-            "seconds": round(res.get("execution_time", 0.0), 2),
-            "start_s": round(start, 1), "end_s": round(end, 1),
-            "max_rss_mb_while_running": round(max((x[1] for x in inside), default=0) / 1024),
-            "max_spill_mb_while_running": round(max((x[2] for x in inside), default=0) / 2**20),
-        })
+        nodes.append(
+            {
+                "node": res["unique_id"].split(".", 2)[-1],
+                "status": res["status"],
+                "seconds": round(res.get("execution_time", 0.0), 2),
+                "start_s": round(start, 1),
+                "end_s": round(end, 1),
+                "max_rss_mb_while_running": round(max((x[1] for x in inside), default=0) / 1024),
+                "max_spill_mb_while_running": round(max((x[2] for x in inside), default=0) / 2**20),
+            }
+        )
     peak_at = max(sampler.samples, key=lambda x: x[1], default=(0, 0, 0))
     return {
-        "command": command, "select": select, "exclude": exclude,
-        "wall_seconds": round(wall, 2), "error": error,
+        "command": command,
+        "select": select,
+        "exclude": exclude,
+        "wall_seconds": round(wall, 2),
+        "error": error,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
-        "cpu_seconds": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-                             + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime, 1),
-        "sampled_peak_rss_mb": round(peak_at[1] / 1024), "sampled_peak_at_s": round(peak_at[0], 1),
+        "cpu_seconds": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime,
+            1,
+        ),
+        "sampled_peak_rss_mb": round(peak_at[1] / 1024),
+        "sampled_peak_at_s": round(peak_at[0], 1),
         "max_spill_mb": round(max((x[2] for x in sampler.samples), default=0) / 2**20),
         "db_mb": round(settings.build_db.stat().st_size / 2**20) if settings.build_db.exists() else None,
         "nodes": nodes,
@@ -198,8 +210,7 @@ def scan_and_stage(home: Path, repeats: int, memory: str) -> dict:
     source = manifest["sources"]["source.recsys.ab_test.events"]["relation_name"]
     compiled = next(target.glob("compiled/*/dbt_project/models/staging/stg_ab_test__events.sql")).read_text()
     with tempfile.TemporaryDirectory(prefix="bench-stage-", dir=home) as tmp:
-        result = _python_child(_SCAN_AND_STAGE, source, compiled, str(Path(tmp) / "stage.duckdb"),
-                               memory, str(repeats))
+        result = _python_child(_SCAN_AND_STAGE, source, compiled, str(Path(tmp) / "stage.duckdb"), memory, str(repeats))
     result["source_sql"] = source
     return result
 
@@ -207,33 +218,56 @@ def scan_and_stage(home: Path, repeats: int, memory: str) -> dict:
 def ensure_export(rows: int, seed: int, out: Path, with_categories: bool) -> float | None:
     if out.exists():
         return None
-    cmd = [sys.executable, "-m", "flows.cli", "generate", "--rows", str(rows), "--seed", str(seed),
-           "--out", str(out)] + (["--with-categories"] if with_categories else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "generate",
+        "--rows",
+        str(rows),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ] + (["--with-categories"] if with_categories else [])
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     return round(time.perf_counter() - t0, 1)
 
 
-def run_phase(home: Path, input_path: Path, command: str, select: str | None = None,
-              exclude: str | None = None) -> dict:
-    args = [sys.executable, "-m", "benchmarks.bench_warehouse", "--phase", command,
-            "--home", str(home), "--input", str(input_path)]
+def run_phase(
+    home: Path, input_path: Path, command: str, select: str | None = None, exclude: str | None = None
+) -> dict:
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_warehouse",
+        "--phase",
+        command,
+        "--home",
+        str(home),
+        "--input",
+        str(input_path),
+    ]
     args += (["--select", select] if select else []) + (["--phase-exclude", exclude] if exclude else [])
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"phase {command} failed: {proc.stderr[-3000:]}")
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 # --------------------------------------------------------------------------- report
+
 
 def _fmt_nodes(build: dict, limit: int = 40) -> list[str]:
     nodes = sorted(build["nodes"], key=lambda n: -n["seconds"])
     lines = [f"  {'node':<58} {'status':<8} {'s':>8} {'RSS MB':>8} {'spill MB':>9}"]
     for n in nodes[:limit]:
-        lines.append(f"  {n['node'][:58]:<58} {n['status']:<8} {n['seconds']:>8.2f} "
-                     f"{n['max_rss_mb_while_running']:>8} {n['max_spill_mb_while_running']:>9}")
+        lines.append(
+            f"  {n['node'][:58]:<58} {n['status']:<8} {n['seconds']:>8.2f} "
+            f"{n['max_rss_mb_while_running']:>8} {n['max_spill_mb_while_running']:>9}"
+        )
     return lines
 
 
@@ -273,12 +307,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help=f"use the full {FULL_ROWS:,} rows")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--with-categories", action="store_true")
-    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_warehouse"),
-                        help="where the export is generated / reused")
+    parser.add_argument(
+        "--dir",
+        default=str(Path(tempfile.gettempdir()) / "bench_warehouse"),
+        help="where the export is generated / reused",
+    )
     parser.add_argument("--export", help="use this export file (generated there if missing)")
     parser.add_argument("--repeats", type=int, default=2, help="scan/staging repetitions (median)")
-    parser.add_argument("--exclude", dest="build_exclude", default="tag:serving",
-                        help="dbt --exclude for the build (serving models need the ranker's scores)")
+    parser.add_argument(
+        "--exclude",
+        dest="build_exclude",
+        default="tag:serving",
+        help="dbt --exclude for the build (serving models need the ranker's scores)",
+    )
     parser.add_argument("--skip-scan", action="store_true", help="only the dbt build")
     parser.add_argument("--delete-export", action="store_true", help="delete the export afterwards")
     # internal: one measured phase in its own process
@@ -290,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.phase:
-        result = phase_build(Path(args.home), Path(args.input), args.phase, args.select,
-                             args.phase_exclude)
+        result = phase_build(Path(args.home), Path(args.input), args.phase, args.select, args.phase_exclude)
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -304,11 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     memory = os.environ.get("RECSYS_DUCKDB_MEMORY", "6GB")
 
     report: dict = {
-        "benchmark": "warehouse", "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "cpus": os.cpu_count(), "python": platform.python_version(), "rows": rows,
-        "seed": args.seed, "with_categories": args.with_categories, "export": str(export),
-        "file_mb": round(export.stat().st_size / 2**20), "generate_seconds": generate_seconds,
-        "memory_limit": memory, "load_average_before": os.getloadavg(),
+        "benchmark": "warehouse",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "rows": rows,
+        "seed": args.seed,
+        "with_categories": args.with_categories,
+        "export": str(export),
+        "file_mb": round(export.stat().st_size / 2**20),
+        "generate_seconds": generate_seconds,
+        "memory_limit": memory,
+        "load_average_before": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-warehouse-", dir=workdir) as tmp:
         home = Path(tmp) / "home"

@@ -4,6 +4,7 @@ Run: ``.venv/bin/python -m benchmarks.run_all [metrics generate ...]`` (default:
 first). Each runs in its own process, so one's memory never counts in the next one's peak;
 the first failure stops the rest. Results go to ``benchmarks/results/``.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@ subcommand; ``run`` and ``serve`` take every run setting (``recsys run --help``)
 argparse, not typer: the flags are made from the config's fields, one loop, so no option,
 type or default is written a second time here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ from ml.serving import ServingUnavailable
 GLOBAL_SETTINGS = ("home", "log_level")
 # Settings of one command only; every other setting is a flag of `run` and `serve`.
 COMMAND_SETTINGS = {"cron": "serve", "api_host": "api", "api_port": "api"}
-RUN_SETTINGS = tuple(name for name in Config.model_fields
-                     if name not in GLOBAL_SETTINGS and name not in COMMAND_SETTINGS)
+RUN_SETTINGS = tuple(
+    name for name in Config.model_fields if name not in GLOBAL_SETTINGS and name not in COMMAND_SETTINGS
+)
 SETTING = "setting:"  # argparse dest prefix of the flags that are Config fields
 SPLIT_HORIZON_HELP = f"truth window in days; unset: dbt_project.yml's horizon_days, {DBT_VARS['horizon_days']}"
 
@@ -65,9 +67,18 @@ def _cmd_import_transactions(args: argparse.Namespace) -> int:
     from ml.data.importers import import_transactions
 
     stats = import_transactions(
-        Path(args.input), Path(args.out), user=args.user, item=args.item, time_col=args.time,
-        price=args.price, qty=args.qty, category=args.category, basket=args.basket,
-        time_format=args.time_format, price_is_total=args.price_is_total, platform=args.platform,
+        Path(args.input),
+        Path(args.out),
+        user=args.user,
+        item=args.item,
+        time_col=args.time,
+        price=args.price,
+        qty=args.qty,
+        category=args.category,
+        basket=args.basket,
+        time_format=args.time_format,
+        price_is_total=args.price_is_total,
+        platform=args.platform,
     )
     print(stats.summary())
     return 0
@@ -101,8 +112,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     for warning in profile["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     rejected = profile.get("rejected", {})
-    verdict = (f"rejected rows: {rejected['error']}" if "error" in rejected
-               else f"{rejected.get('total', 0):,} rows rejected")
+    verdict = (
+        f"rejected rows: {rejected['error']}" if "error" in rejected else f"{rejected.get('total', 0):,} rows rejected"
+    )
     print(f"profiled {profile['rows']:,} rows ({verdict}) in {profile['seconds']:.1f} s -> {out}")
     return 1 if "error" in rejected else 0  # the report is written either way; the failure is the news
 
@@ -112,8 +124,15 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
     config = args.config
     print(f"serving {config.settings.serving_db} on http://{config.api_host}:{config.api_port}", flush=True)
-    serve(config.settings.serving_db, host=config.api_host, port=config.api_port, log_level=config.log_level,
-          home=config.home, docs=args.docs, default_n=config.top_n)
+    serve(
+        config.settings.serving_db,
+        host=config.api_host,
+        port=config.api_port,
+        log_level=config.log_level,
+        home=config.home,
+        docs=args.docs,
+        default_n=config.top_n,
+    )
     return 0
 
 
@@ -153,22 +172,29 @@ def summary(settings: Settings, run: dict) -> str:
         f"  serving cutoff {run.get('as_of')}; {run.get('time_scale')}",
     ]
     if run.get("dropped_features"):
-        lines.append("  left out of the fit: " + ", ".join(f"{name} ({why})" for name, why in
-                                                          run["dropped_features"].items()))
+        lines.append(
+            "  left out of the fit: " + ", ".join(f"{name} ({why})" for name, why in run["dropped_features"].items())
+        )
     metrics = run.get("metrics") or {}
     judged = [name for name in ("ranker", "popular_tuned", "repurchase", "item_knn", "popular") if name in metrics]
     if judged:
         lines.append("  holdout NDCG@K: " + ", ".join(f"{name} {metrics[name]['ndcg']:.4f}" for name in judged))
     if run["status"] == "published":
-        lines += [f"  published {run.get('recommendations')} recommendations for {run.get('users_scored')} users "
-                  f"from the {run.get('published_list')} list",
-                  f"  serving database: {settings.serving_db}", "  try:",
-                  '    recsys query "select * from recommendations where user_id = '
-                  '(select min(user_id) from recommendations)"']
+        lines += [
+            f"  published {run.get('recommendations')} recommendations for {run.get('users_scored')} users "
+            f"from the {run.get('published_list')} list",
+            f"  serving database: {settings.serving_db}",
+            "  try:",
+            '    recsys query "select * from recommendations where user_id = '
+            '(select min(user_id) from recommendations)"',
+        ]
     elif run["status"] == "published_cold_start":
-        lines += ["  published the cold-start lists only (no ranker could be trained on this export)",
-                  f"  serving database: {settings.serving_db}", "  try:",
-                  "    recsys query \"select * from recommend('any-user-id')\""]
+        lines += [
+            "  published the cold-start lists only (no ranker could be trained on this export)",
+            f"  serving database: {settings.serving_db}",
+            "  try:",
+            "    recsys query \"select * from recommend('any-user-id')\"",
+        ]
     lines.append(f"  seconds per step: {run.get('durations')}")
     return "\n".join(lines)
 
@@ -182,9 +208,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     latest = runs.history(settings, limit=1)
     info = {
         "home": str(settings.home),
-        "paths": {"input": str(settings.default_input), "build_db": str(settings.build_db),
-                  "serving_db": str(settings.serving_db), "models": str(settings.models_dir),
-                  "reports": str(settings.reports_dir), "runs_db": str(runs.runs_db(settings))},
+        "paths": {
+            "input": str(settings.default_input),
+            "build_db": str(settings.build_db),
+            "serving_db": str(settings.serving_db),
+            "models": str(settings.models_dir),
+            "reports": str(settings.reports_dir),
+            "runs_db": str(runs.runs_db(settings)),
+        },
         "config": args.config.model_dump(mode="json"),
         "last_run": latest[0] if latest else None,
     }
@@ -225,14 +256,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = args.config.settings
     out = Path(args.out) if args.out else settings.reports_dir / "evaluation"
     result = evaluate_export(settings, args.config, args.cutoff, out, include_baselines=not args.no_baselines)
-    models = {**result["metrics"], **{f"{name} (cold buyers)": metrics
-                                      for name, metrics in result.get("cold_users_baselines", {}).items()}}
+    models = {
+        **result["metrics"],
+        **{f"{name} (cold buyers)": metrics for name, metrics in result.get("cold_users_baselines", {}).items()},
+    }
     print(_metrics_table(models))
     for note in result.get("notes", []):
         print(note)
     for name, check in result.get("pilot", {}).items():
-        print(f"pilot {name}: {check['value']:.4f} (target {check['direction']} {check['target']}) "
-              f"{'PASS' if check['passed'] else 'FAIL'}")
+        print(
+            f"pilot {name}: {check['value']:.4f} (target {check['direction']} {check['target']}) "
+            f"{'PASS' if check['passed'] else 'FAIL'}"
+        )
     print(f"report: {out / 'evaluation.html'}")
     return 0
 
@@ -242,8 +277,9 @@ def _evaluate_published(args: argparse.Namespace) -> int:
 
     config = args.config
     out = Path(args.out) if args.out else config.settings.reports_dir / "published"
-    result = evaluate_published(config.settings, config.input_path, Path(args.published), args.cutoff,
-                                config.horizon_days, config.k, out)
+    result = evaluate_published(
+        config.settings, config.input_path, Path(args.published), args.cutoff, config.horizon_days, config.k, out
+    )
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(_metrics_table(result["metrics"]))
@@ -305,23 +341,32 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-def _add_setting(parser: argparse.ArgumentParser, field: str, *, required: bool = False,
-                 help: str | None = None) -> None:
+def _add_setting(
+    parser: argparse.ArgumentParser, field: str, *, required: bool = False, help: str | None = None
+) -> None:
     """A flag for a ``Config`` field: its help (unless ``help`` says what it means for this
     command), default and variable come from the field. The value stays text for ``Config`` to
     parse and check, as it does the variable's."""
     info = Config.model_fields[field]
     shown = "" if info.default is None else f"default: {info.default}; "
-    parser.add_argument(flag_name(field), dest=SETTING + field, metavar=_metavar(field), required=required,
-                        default=argparse.SUPPRESS,
-                        help=f"{help or info.description} ({shown}env {env_name(field)})".replace("%", "%%"))
+    parser.add_argument(
+        flag_name(field),
+        dest=SETTING + field,
+        metavar=_metavar(field),
+        required=required,
+        default=argparse.SUPPRESS,
+        help=f"{help or info.description} ({shown}env {env_name(field)})".replace("%", "%%"),
+    )
 
 
 def _metavar(field: str) -> str:
     """``{a,b}`` for a choice or a switch (``{0,1}``), else the flag's name."""
     annotation = Config.model_fields[field].annotation
-    kinds = [kind for kind in (get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,))
-             if kind is not NoneType]
+    kinds = [
+        kind
+        for kind in (get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,))
+        if kind is not NoneType
+    ]
     if kinds == [bool]:
         return "{0,1}"
     if len(kinds) == 1 and get_origin(kinds[0]) is Literal:
@@ -329,8 +374,9 @@ def _metavar(field: str) -> str:
     return flag_name(field).lstrip("-").upper().replace("-", "_")
 
 
-def _subcommand(sub: Any, name: str, help: str, common: argparse.ArgumentParser,
-                settings: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+def _subcommand(
+    sub: Any, name: str, help: str, common: argparse.ArgumentParser, settings: tuple[str, ...] = ()
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=help, parents=[common], formatter_class=_HelpFormatter)
     for field in settings:
         _add_setting(parser, field)
@@ -343,14 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     for field in GLOBAL_SETTINGS:
         _add_setting(common, field)
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0], parents=[common],
-                                     formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="recsys", description=__doc__.splitlines()[0], parents=[common], formatter_class=_HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = _subcommand(sub, "run", "the whole pipeline: warehouse, training, evaluation, publishing", common,
-                      RUN_SETTINGS)
-    run.add_argument("--wait", action="store_true",
-                     help="when another run holds the home, wait for it instead of refusing (exit code 2)")
+    run = _subcommand(
+        sub, "run", "the whole pipeline: warehouse, training, evaluation, publishing", common, RUN_SETTINGS
+    )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another run holds the home, wait for it instead of refusing (exit code 2)",
+    )
     run.set_defaults(func=_cmd_run)
 
     info = _subcommand(sub, "info", "where everything lives, the settings, and the last run", common)
@@ -362,11 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cutoff", required=True, help="history before it, truth from it on")
     _add_setting(ev, "horizon_days", help=SPLIT_HORIZON_HELP)
     _add_setting(ev, "k")
-    ev.add_argument("--out", help="report directory (default <home>/reports/evaluation, "
-                                  "<home>/reports/published with --published)")
+    ev.add_argument(
+        "--out", help="report directory (default <home>/reports/evaluation, <home>/reports/published with --published)"
+    )
     ev.add_argument("--no-baselines", action="store_true", help="judge the ranker against popularity only")
-    ev.add_argument("--published", help="judge these lists instead of training: a serving database "
-                                        "(.duckdb) or a parquet of user_id, item_id, rank")
+    ev.add_argument(
+        "--published",
+        help="judge these lists instead of training: a serving database "
+        "(.duckdb) or a parquet of user_id, item_id, rank",
+    )
     ev.add_argument("--wait", action="store_true", help="when a run holds the home, wait for it")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -374,16 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.set_defaults(func=_cmd_query)
 
-    srv = _subcommand(sub, "serve", "run the pipeline on a schedule (Prefect deployment nightly-retrain)", common,
-                      ("cron", *RUN_SETTINGS))
+    srv = _subcommand(
+        sub,
+        "serve",
+        "run the pipeline on a schedule (Prefect deployment nightly-retrain)",
+        common,
+        ("cron", *RUN_SETTINGS),
+    )
     srv.set_defaults(func=_cmd_serve)
 
     gen = _subcommand(sub, "generate", "write a synthetic export in the ab_test.csv layout", common)
     gen.add_argument("--rows", type=int, default=default("demo_rows"), help="data rows to write")
     gen.add_argument("--seed", type=int, default=default("seed"))
     gen.add_argument("--out", required=True, help="CSV path to write")
-    gen.add_argument("--with-categories", action="store_true",
-                     help="add main_category and sub_category columns (10-column layout)")
+    gen.add_argument(
+        "--with-categories", action="store_true", help="add main_category and sub_category columns (10-column layout)"
+    )
     gen.set_defaults(func=_cmd_generate)
 
     imp = _subcommand(sub, "import", "convert a public transaction log to the export layout", common)
@@ -421,10 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--out", help="HTML to write (default: <home>/reports/profile.html)")
     prof.set_defaults(func=_cmd_profile)
 
-    api = _subcommand(sub, "api", "serve the published recommendations over HTTP (read-only)", common,
-                      ("api_host", "api_port"))
-    api.add_argument("--docs", action="store_true",
-                     help="serve the interactive /docs page (Swagger UI, served locally)")
+    api = _subcommand(
+        sub, "api", "serve the published recommendations over HTTP (read-only)", common, ("api_host", "api_port")
+    )
+    api.add_argument(
+        "--docs", action="store_true", help="serve the interactive /docs page (Swagger UI, served locally)"
+    )
     api.set_defaults(func=_cmd_api)
 
     return parser
@@ -432,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_of(args: argparse.Namespace) -> Config:
     """The flags that were given, over the environment and the defaults."""
-    return Config(**{name.removeprefix(SETTING): value for name, value in vars(args).items()
-                     if name.startswith(SETTING)})
+    return Config(
+        **{name.removeprefix(SETTING): value for name, value in vars(args).items() if name.startswith(SETTING)}
+    )
 
 
 def apply_log_level(level: str | None) -> None:

@@ -6,10 +6,11 @@ on) -> write the chosen lists -> serving tables -> publish -> log the run. Each 
 step of ``ml.pipeline.steps``, where every decision is made; the flow only orders them and keeps
 the run's record.
 """
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,16 @@ def write_lists(settings: Settings, config: Config, outcome: steps.TrainOutcome)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def build_serving_tables(settings: Settings, config: Config, input_path: Path, version: str,
-                         generated_at: datetime) -> None:
+def build_serving_tables(
+    settings: Settings, config: Config, input_path: Path, version: str, generated_at: datetime
+) -> None:
     steps.build_serving_tables(settings, config, input_path, version, generated_at, _log)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def publish(settings: Settings, config: Config, version: str, as_of: datetime,
-            decision: GateDecision) -> dict[str, Any]:
+def publish(
+    settings: Settings, config: Config, version: str, as_of: datetime, decision: GateDecision
+) -> dict[str, Any]:
     """Retried: publishing only ever swaps in a complete file, so a retry is always safe."""
     return steps.publish(settings, config, version, as_of, decision)
 
@@ -94,10 +97,15 @@ def recommendation_pipeline(config: Config | None = None) -> dict[str, Any]:
 
 def _run(settings: Settings, config: Config) -> dict[str, Any]:
     """The run's steps, under the run lock; the run's record (also in runs.duckdb)."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     version = steps.new_version(started)
-    run: dict[str, Any] = {"run_id": version, "model_version": version, "status": "failed",
-                           "started_at": started.replace(tzinfo=None), "durations": {}}
+    run: dict[str, Any] = {
+        "run_id": version,
+        "model_version": version,
+        "status": "failed",
+        "started_at": started.replace(tzinfo=None),
+        "durations": {},
+    }
     clock = time.perf_counter()
 
     def lap(step: str) -> None:
@@ -114,8 +122,7 @@ def _run(settings: Settings, config: Config) -> dict[str, Any]:
         config = config.updated(horizon_days=scale.horizon_days)
         run.update(horizon_days=scale.horizon_days, time_scale=scale.reason)
         counts = build_features(settings, config, source, version)
-        run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"],
-                   as_of=counts["as_of"])
+        run.update(rows_exported=counts["rows_exported"], rows_rejected=counts["rows_rejected"], as_of=counts["as_of"])
         lap("warehouse")
         outcome = train_and_choose(settings, config, version)
         run.update(outcome.run_facts())
@@ -139,14 +146,18 @@ def _run(settings: Settings, config: Config) -> dict[str, Any]:
 
 def _finish(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
     """Log the run (runs.duckdb) and attach its summary and metrics table as artifacts."""
-    run["finished_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    run["finished_at"] = datetime.now(UTC).replace(tzinfo=None)
     runs.record(settings, run)
-    create_markdown_artifact(runs.summary(settings, run), key="recommendation-run",
-                             description="Summary of the latest pipeline run")
+    create_markdown_artifact(
+        runs.summary(settings, run), key="recommendation-run", description="Summary of the latest pipeline run"
+    )
     table = runs.metrics_table(run)
     if table:
-        create_table_artifact(table, key="recommendation-run-metrics",
-                              description=f"Holdout metrics of every list judged by run {run['run_id']}")
+        create_table_artifact(
+            table,
+            key="recommendation-run-metrics",
+            description=f"Holdout metrics of every list judged by run {run['run_id']}",
+        )
     return run
 
 
@@ -154,6 +165,8 @@ def deployment(config: Config):
     """The scheduled deployment ``recsys serve`` runs: the whole pipeline on ``config.cron``
     (nightly by default), with ``config`` as its parameter."""
     return recommendation_pipeline.to_deployment(
-        name="nightly-retrain", cron=config.cron,
+        name="nightly-retrain",
+        cron=config.cron,
         parameters={"config": config.model_dump(mode="json")},
-        description="Rebuild features, retrain, evaluate, and publish recommendations.")
+        description="Rebuild features, retrain, evaluate, and publish recommendations.",
+    )

@@ -13,6 +13,7 @@ SIGKILLed run (~195 MB, for hours). Ours runs the same app the same way, but
 - keeps its SQLite database in the home (``<home>/prefect/``), so two homes never share one
   and the run lock keeps one run per home.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,8 @@ class TemporaryServer:
                 f"the temporary Prefect server did not answer within {self.timeout:g} s "
                 f"(raise {flag_name('prefect_startup_timeout')} or {env_name('prefect_startup_timeout')}, or run "
                 "`prefect server start` and set PREFECT_API_URL); "
-                f"its log: {self.log_path}")
+                f"its log: {self.log_path}"
+            )
         raise PrefectServerError(f"the temporary Prefect server exited with code {code}; its log: {self.log_path}")
 
     def stop(self) -> None:
@@ -87,16 +89,38 @@ class TemporaryServer:
         import prefect
 
         self.port = port
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1",
-               "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.directory / 'prefect.db'}"}
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.directory / 'prefect.db'}",
+        }
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
-                 "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-                 "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=dies_with_us())
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--app-dir",
+                    str(prefect.__module_path__.parent),
+                    "--factory",
+                    "prefect.server.api.server:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "error",
+                    "--lifespan",
+                    "on",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=dies_with_us(),
+            )
 
     def _answers_before(self, deadline: float) -> bool:
         with httpx.Client(timeout=5) as client:
@@ -131,8 +155,9 @@ def prefect_api(config: Config, log: Callable[[str], None] = print) -> Iterator[
         yield configured
         return
     server = TemporaryServer(config.home / "prefect", config.prefect_startup_timeout)
-    log(f"starting a temporary Prefect server (up to {server.timeout:g} s; "
-        "set PREFECT_API_URL to use a persistent one)")
+    log(
+        f"starting a temporary Prefect server (up to {server.timeout:g} s; set PREFECT_API_URL to use a persistent one)"
+    )
     server.start()
     try:
         log(f"temporary Prefect server on {server.api_url} (pid {server.process.pid})")

@@ -3,6 +3,7 @@
 ``pipeline`` -> ``experiments``, over ``config``, ``vocabulary`` and ``evaluation``.
 A package imports only from packages before it; ``flows`` (the Prefect flow and the CLI) sits on top.
 """
+
 import os
 
 # scikit-learn's gradient boosting runs on OpenMP. With the default busy-waiting, its threads

@@ -11,6 +11,7 @@ the flag or variable it came from (``ConfigError``), before any work.
 One setting moves the whole product: ``RECSYS_HOME`` (or ``--home``). Several homes can live
 side by side, so runs on different inputs never overwrite each other.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,76 +51,117 @@ def _dbt_var(name: str, description: str, **bounds: Any) -> Any:
 class Config(BaseSettings):
     """Every knob of every command and run. Frozen: a run's settings cannot drift mid-run."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True,
-                                      extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid", validate_default=True
+    )
 
     # where
     home: Path = Field(DEFAULT_HOME, description="product home: everything a run writes lives under it")
     input_path: Path | None = Field(None, description="export to use; unset: a demo export generated once per home")
 
     # the run
-    as_of: str | None = Field(None, description="use only events strictly before this time, YYYY-MM-DD[ HH:MM:SS] "
-                                                "(UTC); unset: the day after the last event")
+    as_of: str | None = Field(
+        None,
+        description="use only events strictly before this time, YYYY-MM-DD[ HH:MM:SS] "
+        "(UTC); unset: the day after the last event",
+    )
     top_n: int = _dbt_var("top_n", "recommendations per user, and length of the cold-start lists", ge=1)
     k: int = Field(10, ge=1, description="list length judged (NDCG@K, recall@K, ...) by the gate and evaluations")
-    horizon_days: int | None = Field(None, ge=1, description="label window in days; unset: chosen from the "
-                                                             "export's span and purchase rhythm")
-    labelled_cutoffs: int = _dbt_var("labelled_cutoffs", "labelled windows before the serving cutoff (training "
-                                                         "learns from the older, is judged on the newest)", ge=2)
-    gate_margin: float = Field(0.10, ge=0, lt=1, description="a run whose best list is more than this share below "
-                                                             "the published list's NDCG is rejected")
-    min_holdout_buyers: int = Field(50, ge=1, description="fewer buyers with history in the newest window cannot "
-                                                          "judge a list: the run publishes cold-start lists only")
-    max_training_rows: int = Field(400_000, ge=1, description="candidate rows per labelled window the ranker "
-                                                              "learns from (negatives are sampled down to it)")
-    model_kind: Literal["hgb", "logreg"] = Field("hgb", description="the ranker: gradient-boosted trees or "
-                                                                    "logistic regression")
+    horizon_days: int | None = Field(
+        None, ge=1, description="label window in days; unset: chosen from the export's span and purchase rhythm"
+    )
+    labelled_cutoffs: int = _dbt_var(
+        "labelled_cutoffs",
+        "labelled windows before the serving cutoff (training learns from the older, is judged on the newest)",
+        ge=2,
+    )
+    gate_margin: float = Field(
+        0.10,
+        ge=0,
+        lt=1,
+        description="a run whose best list is more than this share below the published list's NDCG is rejected",
+    )
+    min_holdout_buyers: int = Field(
+        50,
+        ge=1,
+        description="fewer buyers with history in the newest window cannot "
+        "judge a list: the run publishes cold-start lists only",
+    )
+    max_training_rows: int = Field(
+        400_000,
+        ge=1,
+        description="candidate rows per labelled window the ranker learns from (negatives are sampled down to it)",
+    )
+    model_kind: Literal["hgb", "logreg"] = Field(
+        "hgb", description="the ranker: gradient-boosted trees or logistic regression"
+    )
     seed: int = Field(7, description="seed of the demo export and of the training sample")
     demo_rows: int = Field(1_000_000, ge=1, description="rows of the demo export generated when no input is given")
 
     # what dbt builds (defaults in dbt_project.yml)
-    min_pair_users: int = _dbt_var("min_pair_users", "a bought-together pair is published only when this many "
-                                                     "users share it; at least 2, or one user's basket shows", ge=2)
-    max_pair_items_per_user: int = _dbt_var("max_pair_items_per_user", "each user's most recent bought or carted "
-                                                                       "items that pairs are counted over", ge=1)
-    max_pair_items_per_user_views: int = _dbt_var("max_pair_items_per_user_views", "the same for viewed items",
-                                                  ge=1)
-    popular_items_per_scope: int = _dbt_var("popular_items_per_scope", "items kept per popularity scope "
-                                                                       "(overall, platform, category)", ge=1)
+    min_pair_users: int = _dbt_var(
+        "min_pair_users",
+        "a bought-together pair is published only when this many "
+        "users share it; at least 2, or one user's basket shows",
+        ge=2,
+    )
+    max_pair_items_per_user: int = _dbt_var(
+        "max_pair_items_per_user", "each user's most recent bought or carted items that pairs are counted over", ge=1
+    )
+    max_pair_items_per_user_views: int = _dbt_var("max_pair_items_per_user_views", "the same for viewed items", ge=1)
+    popular_items_per_scope: int = _dbt_var(
+        "popular_items_per_scope", "items kept per popularity scope (overall, platform, category)", ge=1
+    )
     candidates_history: int = _dbt_var("candidates_history", "candidates per user: items of their own events", ge=0)
     candidates_repurchase: int = _dbt_var("candidates_repurchase", "candidates per user: items they bought", ge=0)
-    candidates_anchor_items: int = _dbt_var("candidates_anchor_items", "the user's items whose bought-together "
-                                                                       "items are candidates", ge=0)
-    candidates_co_purchase: int = _dbt_var("candidates_co_purchase", "candidates per user: bought together with "
-                                                                     "their items", ge=0)
-    candidates_neighbours_per_item: int = _dbt_var("candidates_neighbours_per_item", "bought-together items taken "
-                                                                                     "per anchor item", ge=0)
-    candidates_category: int = _dbt_var("candidates_category", "candidates per user: popular in their "
-                                                               "categories", ge=0)
-    candidates_trending: int = _dbt_var("candidates_trending", "candidates per user: trending on their platform",
-                                        ge=0)
+    candidates_anchor_items: int = _dbt_var(
+        "candidates_anchor_items", "the user's items whose bought-together items are candidates", ge=0
+    )
+    candidates_co_purchase: int = _dbt_var(
+        "candidates_co_purchase", "candidates per user: bought together with their items", ge=0
+    )
+    candidates_neighbours_per_item: int = _dbt_var(
+        "candidates_neighbours_per_item", "bought-together items taken per anchor item", ge=0
+    )
+    candidates_category: int = _dbt_var("candidates_category", "candidates per user: popular in their categories", ge=0)
+    candidates_trending: int = _dbt_var("candidates_trending", "candidates per user: trending on their platform", ge=0)
     candidates_popular: int = _dbt_var("candidates_popular", "candidates per user: popular on their platform", ge=0)
-    max_price100: int = _dbt_var("max_price100", "a price above this (in kopecks) quarantines the row as "
-                                                 "absurd_value", ge=1)
+    max_price100: int = _dbt_var(
+        "max_price100", "a price above this (in kopecks) quarantines the row as absurd_value", ge=1
+    )
     max_qty: int = _dbt_var("max_qty", "a quantity above this quarantines the row as absurd_value", ge=1)
-    outlier_gap_days: int = _dbt_var("outlier_gap_days", "rows beyond a silence longer than this at either end "
-                                                         "of the export are quarantined as outlier_date", ge=1)
+    outlier_gap_days: int = _dbt_var(
+        "outlier_gap_days",
+        "rows beyond a silence longer than this at either end of the export are quarantined as outlier_date",
+        ge=1,
+    )
 
     # the machine, privacy, the commands
-    duckdb_memory: str | None = Field(None, description="memory limit of dbt's DuckDB, e.g. 4GB; unset: the dbt "
-                                                  "profile's (dbt_project/profiles.yml)")
-    serving_file_mode: str = Field("0600", description="permission bits of the serving file, octal: 0600 (owner "
-                                                       "only), 0640 (the marketplace's group may read), 0644")
-    pseudonymize: bool | None = Field(None, description="1: publish pseudonymous user ids (the key is made in "
-                                                        "<home>/secrets); 0: raw ids, refused while the home has "
-                                                        "a key; unset: the home's mode (docs/privacy.md)")
-    prefect_startup_timeout: float = Field(120.0, gt=0, description="seconds to wait for the temporary Prefect "
-                                                                    "server when PREFECT_API_URL is not set")
-    log_level: LogLevel | None = Field(None, description="level of the logs on stderr (Python, Prefect, the "
-                                                         "API's uvicorn); unset: each library's own")
+    duckdb_memory: str | None = Field(
+        None, description="memory limit of dbt's DuckDB, e.g. 4GB; unset: the dbt profile's (dbt_project/profiles.yml)"
+    )
+    serving_file_mode: str = Field(
+        "0600",
+        description="permission bits of the serving file, octal: 0600 (owner "
+        "only), 0640 (the marketplace's group may read), 0644",
+    )
+    pseudonymize: bool | None = Field(
+        None,
+        description="1: publish pseudonymous user ids (the key is made in "
+        "<home>/secrets); 0: raw ids, refused while the home has "
+        "a key; unset: the home's mode (docs/privacy.md)",
+    )
+    prefect_startup_timeout: float = Field(
+        120.0, gt=0, description="seconds to wait for the temporary Prefect server when PREFECT_API_URL is not set"
+    )
+    log_level: LogLevel | None = Field(
+        None, description="level of the logs on stderr (Python, Prefect, the API's uvicorn); unset: each library's own"
+    )
     cron: str = Field("0 3 * * *", description="schedule of `recsys serve`, UTC")
-    api_host: str = Field("127.0.0.1", description="address `recsys api` listens on (no authentication: keep "
-                                                   "it on loopback or behind the backend)")
+    api_host: str = Field(
+        "127.0.0.1",
+        description="address `recsys api` listens on (no authentication: keep it on loopback or behind the backend)",
+    )
     api_port: int = Field(8000, ge=1, le=65535, description="port `recsys api` listens on")
 
     def __init__(self, **values: Any) -> None:
@@ -164,8 +206,9 @@ class Config(BaseSettings):
         except ValueError:
             raise ValueError("must be octal like 0600 or 0640") from None
         if mode & ~0o644 or mode & 0o600 != 0o600:
-            raise ValueError("must give the owner read and write and nobody else write or execute, "
-                             "such as 0600, 0640 or 0644")
+            raise ValueError(
+                "must give the owner read and write and nobody else write or execute, such as 0600, 0640 or 0644"
+            )
         return f"{mode:04o}"
 
     @field_validator("log_level", mode="before")
@@ -189,8 +232,11 @@ class Config(BaseSettings):
     def dbt_overrides(self) -> dict[str, Any]:
         """The dbt vars this config sets: every field named like a var that has a value, except
         the input and the cutoff, which ``ml.warehouse.dbt.dbt_vars`` takes as arguments."""
-        return {name: getattr(self, name) for name in type(self).model_fields
-                if name in DBT_VARS and name not in DBT_ARGUMENTS and getattr(self, name) is not None}
+        return {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if name in DBT_VARS and name not in DBT_ARGUMENTS and getattr(self, name) is not None
+        }
 
     @contextmanager
     def environment(self) -> Iterator[None]:

@@ -5,6 +5,7 @@ tests and this module all read that one list. The columns and raw event type nam
 ``ab_test.csv`` layout (docs: ../shared/docs/data-profile.md); dbt's staging model maps the raw
 event names to the short ones the warehouse uses.
 """
+
 from __future__ import annotations
 
 from ml.config import DBT_VARS

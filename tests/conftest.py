@@ -1,4 +1,5 @@
 """Shared fixtures: one Prefect test harness and one pipeline run per test session."""
+
 from __future__ import annotations
 
 import os

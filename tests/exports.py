@@ -1,4 +1,5 @@
 """Writing small exports in the ``ab_test.csv`` layout by hand, for tests."""
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,7 @@ def event(
     prices = [10_000] * len(items) if prices is None else prices
     qty = [1] * len(items) if qty is None else qty
     as_list = lambda values: "[" + ", ".join(str(v) for v in values) + "]"  # noqa: E731
-    return [platform, f"{at}+00:00", at[:10], str(user), event_type,
-            as_list(prices), as_list(qty), as_list(items)]
+    return [platform, f"{at}+00:00", at[:10], str(user), event_type, as_list(prices), as_list(qty), as_list(items)]
 
 
 def activity(user: int | str, event_type: str, date: str, platform: str = "Site") -> list[str]:

@@ -3,6 +3,7 @@
 Each unit (a sub-package of ``ml``, a top-level ``ml`` module, or ``flows``) may import only
 itself and units of lower layers; two units of one layer do not know each other.
 """
+
 from __future__ import annotations
 
 import ast

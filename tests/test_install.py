@@ -1,4 +1,5 @@
 """The environment holds exactly the lock (constraints.txt), and the lock fits pyproject's ranges."""
+
 from __future__ import annotations
 
 import tomllib

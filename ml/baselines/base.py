@@ -25,9 +25,11 @@ in sparse form, in batches of users; the others compute a dense block (sized to 
 and cut it with ``np.argpartition``. The top-up is a vectorised anti-join on integer keys.
 No Python loop runs per user, so 100k users x 1M interactions take seconds.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,12 +37,11 @@ import scipy.sparse as sp
 
 PURCHASE_ONLY: dict[str, float] = {"purchase": 1.0}
 DENSE_BLOCK_CELLS = 20_000_000  # cells of one dense score block (~80 MB as float32)
-SPARSE_BATCH_USERS = 2_000      # users per batch of sparse scores
+SPARSE_BATCH_USERS = 2_000  # users per batch of sparse scores
 
 
 # --------------------------------------------------------------------------- top-k helpers
-def topk_dense(scores: np.ndarray, k: int, min_score: float = -np.inf
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def topk_dense(scores: np.ndarray, k: int, min_score: float = -np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top ``k`` columns of each row of a dense block, best first.
 
     Returns ``(row, col, score)`` arrays; entries with ``score <= min_score`` (no evidence,
@@ -61,8 +62,7 @@ def topk_dense(scores: np.ndarray, k: int, min_score: float = -np.inf
     return rows[keep], cols[keep], vals[keep]
 
 
-def topk_sparse(scores: sp.spmatrix, k: int, min_score: float = 0.0
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def topk_sparse(scores: sp.spmatrix, k: int, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`topk_dense` for sparse scores: absent entries are "no evidence" like ``min_score``.
 
     Ties go to the lower column (item code), so the result is deterministic.
@@ -89,20 +89,29 @@ def topn_per_row_sparse(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
     order = np.lexsort((-matrix.data, rows))
     rank = np.arange(order.size) - matrix.indptr[rows[order]]
     keep = order[rank < n]
-    return sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])),
-                         shape=matrix.shape)
+    return sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape)
 
 
-def popularity_scores(history: pd.DataFrame, n_items: int, item_codes: np.ndarray,
-                      event_weights: Mapping[str, float], window_days: float | None
-                      ) -> np.ndarray:
+def popularity_scores(
+    history: pd.DataFrame,
+    n_items: int,
+    item_codes: np.ndarray,
+    event_weights: Mapping[str, float],
+    window_days: float | None,
+) -> np.ndarray:
     """Weighted popularity per item code: each user counts once per (item, event type).
 
     Distinct users, not raw events, so one bulk buyer cannot make a bestseller. With
     ``window_days`` only the last days before the history's end count.
     """
-    frame = pd.DataFrame({"u": history["user_id"].to_numpy(), "i": item_codes,
-                          "e": history["event_type"].to_numpy(), "ts": history["ts"].to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "u": history["user_id"].to_numpy(),
+            "i": item_codes,
+            "e": history["event_type"].to_numpy(),
+            "ts": history["ts"].to_numpy(),
+        }
+    )
     if window_days is not None and len(frame):
         start = frame["ts"].max() - pd.Timedelta(days=window_days)
         frame = frame[frame["ts"] > start]
@@ -123,15 +132,18 @@ class BaseRecommender:
     min_score: float = 0.0  # scores at or below are "no evidence" and left to the top-up
     sparse_scores: bool = False
 
-    def __init__(self, event_weights: Mapping[str, float] | None = None,
-                 filter_purchased: bool = False,
-                 fallback_window_days: float | None = None) -> None:
+    def __init__(
+        self,
+        event_weights: Mapping[str, float] | None = None,
+        filter_purchased: bool = False,
+        fallback_window_days: float | None = None,
+    ) -> None:
         self.event_weights = dict(event_weights or PURCHASE_ONLY)
         self.filter_purchased = filter_purchased
         self.fallback_window_days = fallback_window_days
 
     # -- fitting
-    def fit(self, history: pd.DataFrame) -> "BaseRecommender":
+    def fit(self, history: pd.DataFrame) -> BaseRecommender:
         """Encode ids, build the user x item matrices and the fallback ranking, then fit."""
         h = history[history["event_type"].isin(list(self.event_weights))]
         h = h[h["ts"].notna()]
@@ -142,12 +154,12 @@ class BaseRecommender:
         self.end_ = h["ts"].max() if len(h) else pd.Timestamp(0)
         n_u, n_i = len(users), len(items)
         weights = self._row_weights(h)
-        self.X_ = sp.csr_matrix((weights, (user_codes, item_codes)), shape=(n_u, n_i),
-                                dtype=np.float64)
+        self.X_ = sp.csr_matrix((weights, (user_codes, item_codes)), shape=(n_u, n_i), dtype=np.float64)
         self.X_.sum_duplicates()
         bought = (h["event_type"] == "purchase").to_numpy()
         self.purchased_ = sp.csr_matrix(
-            (np.ones(bought.sum()), (user_codes[bought], item_codes[bought])), shape=(n_u, n_i))
+            (np.ones(bought.sum()), (user_codes[bought], item_codes[bought])), shape=(n_u, n_i)
+        )
         self.purchased_.sum_duplicates()
         recent = popularity_scores(h, n_i, item_codes, self.event_weights, self.fallback_window_days)
         overall = popularity_scores(h, n_i, item_codes, self.event_weights, None)
@@ -187,7 +199,7 @@ class BaseRecommender:
         parts_pos, parts_item, parts_score = [], [], []
         bs = self._batch_size()
         for start in range(0, pos_known.size, bs):
-            pos = pos_known[start:start + bs]
+            pos = pos_known[start : start + bs]
             scores = self._score_batch(rows[pos])
             if scores is None:
                 break
@@ -218,16 +230,19 @@ class BaseRecommender:
         pos, item, score, source = pos[order], item[order], score[order], source[order]
         first = np.searchsorted(pos, pos, side="left")
         rank = np.arange(pos.size) - first + 1
-        return pd.DataFrame({
-            "user_id": req.to_numpy()[pos],
-            "item_id": self.items_.to_numpy()[item],
-            "rank": rank.astype(np.int64),
-            "score": score,
-            "source": np.where(source == 0, "model", "popular"),
-        })
+        return pd.DataFrame(
+            {
+                "user_id": req.to_numpy()[pos],
+                "item_id": self.items_.to_numpy()[item],
+                "rank": rank.astype(np.int64),
+                "score": score,
+                "source": np.where(source == 0, "model", "popular"),
+            }
+        )
 
-    def _top_up(self, n_req: int, m_pos: np.ndarray, m_item: np.ndarray,
-                excl_keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top_up(
+        self, n_req: int, m_pos: np.ndarray, m_item: np.ndarray, excl_keys: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Popular items for every user short of ``k``, skipping listed and excluded items.
 
         Vectorised: tile the first ``L`` popular items for the short users, anti-join on

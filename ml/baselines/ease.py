@@ -1,7 +1,8 @@
 """EASE (Steck 2019): a closed-form item-item linear model, strong on dense catalogues."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,9 +27,15 @@ class EASERecommender(BaseRecommender):
 
     min_score = -np.inf  # EASE scores can be negative; any modelled item is a candidate
 
-    def __init__(self, l2: float = 500.0, max_items: int | None = None, memory_gb: float = 4.0,
-                 event_weights: Mapping[str, float] | None = None, filter_purchased: bool = False,
-                 fallback_window_days: float | None = None) -> None:
+    def __init__(
+        self,
+        l2: float = 500.0,
+        max_items: int | None = None,
+        memory_gb: float = 4.0,
+        event_weights: Mapping[str, float] | None = None,
+        filter_purchased: bool = False,
+        fallback_window_days: float | None = None,
+    ) -> None:
         super().__init__(event_weights, filter_purchased, fallback_window_days)
         self.l2 = l2
         self.max_items = max_items

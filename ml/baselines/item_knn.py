@@ -1,7 +1,8 @@
 """Item-kNN: items co-bought with the user's items, by cosine similarity (Dacrema et al.)."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,14 @@ class ItemKNNRecommender(BaseRecommender):
 
     sparse_scores = True
 
-    def __init__(self, n_neighbours: int = 100, event_weights: Mapping[str, float] | None = None,
-                 filter_purchased: bool = False, max_items_per_user: int = 500,
-                 fallback_window_days: float | None = None) -> None:
+    def __init__(
+        self,
+        n_neighbours: int = 100,
+        event_weights: Mapping[str, float] | None = None,
+        filter_purchased: bool = False,
+        max_items_per_user: int = 500,
+        fallback_window_days: float | None = None,
+    ) -> None:
         super().__init__(event_weights, filter_purchased, fallback_window_days)
         self.n_neighbours = n_neighbours
         self.max_items_per_user = max_items_per_user
@@ -47,8 +53,8 @@ class ItemKNNRecommender(BaseRecommender):
         chunk = 2048  # items per block: bounds the memory of one co-occurrence block
         blocks = []
         for start in range(0, n_items, chunk):
-            co = (xt[start:start + chunk] @ binary).tocsr()
-            co = (sp.diags(inv_norm[start:start + chunk]) @ co @ sp.diags(inv_norm)).tocsr()
+            co = (xt[start : start + chunk] @ binary).tocsr()
+            co = (sp.diags(inv_norm[start : start + chunk]) @ co @ sp.diags(inv_norm)).tocsr()
             co.data[_diag_mask(co, start)] = 0.0
             co.eliminate_zeros()
             blocks.append(topn_per_row_sparse(co, self.n_neighbours))

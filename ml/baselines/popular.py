@@ -1,7 +1,8 @@
 """Most popular items in a recent window: the list any personal recommender must beat."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ml.baselines.base import BaseRecommender
 
@@ -15,7 +16,11 @@ class PopularRecommender(BaseRecommender):
     the whole history. The cold-start fallback of every other model.
     """
 
-    def __init__(self, window_days: float | None = 28, event_weights: Mapping[str, float] | None = None,
-                 filter_purchased: bool = False) -> None:
+    def __init__(
+        self,
+        window_days: float | None = 28,
+        event_weights: Mapping[str, float] | None = None,
+        filter_purchased: bool = False,
+    ) -> None:
         super().__init__(event_weights, filter_purchased, fallback_window_days=window_days)
         self.window_days = window_days

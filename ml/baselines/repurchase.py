@@ -1,7 +1,8 @@
 """The user's own past purchases, most frequent and recent first: strong on consumables."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,13 @@ class RepurchaseRecommender(BaseRecommender):
     popular item. Only purchases count by default: a viewed item is not a repurchase.
     """
 
-    def __init__(self, half_life_days: float | None = None,
-                 event_weights: Mapping[str, float] | None = None,
-                 fallback_window_days: float | None = None) -> None:
-        super().__init__(event_weights, filter_purchased=False,
-                         fallback_window_days=fallback_window_days)
+    def __init__(
+        self,
+        half_life_days: float | None = None,
+        event_weights: Mapping[str, float] | None = None,
+        fallback_window_days: float | None = None,
+    ) -> None:
+        super().__init__(event_weights, filter_purchased=False, fallback_window_days=fallback_window_days)
         self.half_life_days = half_life_days
 
     def _row_weights(self, h: pd.DataFrame) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Writing a baseline's personal lists into ``ml_recommendations`` when it won the gate."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,8 +13,9 @@ from ml.baselines.tuning import BaselineSpec, fit_tuned
 from ml.warehouse import lists, tables
 
 
-def serve_baseline(build_db: Path, spec: BaselineSpec, horizon_days: int, k: int, top_n: int,
-                   progress: Callable[[str], None] = print) -> dict[str, Any]:
+def serve_baseline(
+    build_db: Path, spec: BaselineSpec, horizon_days: int, k: int, top_n: int, progress: Callable[[str], None] = print
+) -> dict[str, Any]:
     """The winning baseline's top ``top_n`` for every user with history, tuned one horizon before
     the serving cutoff and fitted on all purchases before it (the recipe the gate judged).
 

@@ -7,13 +7,14 @@ whole catalogue. Run it on an export, e.g. Ta-Feng converted by ``recsys import 
 
     recsys baselines --input ta_feng_export.csv --cutoff 2001-02-01 --horizon-days 28 --k 10
 """
+
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,10 +76,17 @@ def tune(
         records.append({"params": dict(params), **scores, "seconds": time.perf_counter() - t0})
     table = pd.DataFrame(records)
     best = int(table[metric].fillna(-np.inf).to_numpy().argmax())
-    return TuneResult(best_params=table.loc[best, "params"], best_score=float(table.loc[best, metric]),
-                      metric=metric, table=table, seconds=time.perf_counter() - started)
+    return TuneResult(
+        best_params=table.loc[best, "params"],
+        best_score=float(table.loc[best, metric]),
+        metric=metric,
+        table=table,
+        seconds=time.perf_counter() - started,
+    )
+
 
 ALS_MISSING = "als skipped: the optional package 'implicit' is not installed (pip install -e '.[als]')"
+
 
 @dataclass
 class BaselineSpec:
@@ -95,8 +103,9 @@ def gate_specs() -> list[BaselineSpec]:
     return [
         BaselineSpec("popular_tuned", PopularRecommender, {"window_days": [7, 14, 28, 56, None]}),
         BaselineSpec("repurchase", RepurchaseRecommender, {"half_life_days": [None, 14, 30, 90]}),
-        BaselineSpec("item_knn", ItemKNNRecommender,
-                     {"n_neighbours": [10, 50, 200], "filter_purchased": [False, True]}),
+        BaselineSpec(
+            "item_knn", ItemKNNRecommender, {"n_neighbours": [10, 50, 200], "filter_purchased": [False, True]}
+        ),
     ]
 
 
@@ -131,22 +140,37 @@ class FittedBaseline:
     fit_seconds: float
 
 
-def fit_tuned(spec: BaselineSpec, history: pd.DataFrame, validation_cutoff: str | pd.Timestamp,
-              horizon_days: float, k: int, metric: str = "ndcg") -> FittedBaseline:
+def fit_tuned(
+    spec: BaselineSpec,
+    history: pd.DataFrame,
+    validation_cutoff: str | pd.Timestamp,
+    horizon_days: float,
+    k: int,
+    metric: str = "ndcg",
+) -> FittedBaseline:
     """Tune ``spec``'s grid on the split at ``validation_cutoff`` inside ``history``, then refit
     the chosen knobs on all of ``history``: the only fair way to give a baseline its best shot.
     A history that ends before ``validation_cutoff`` leaves nothing to tune on: defaults."""
     can_tune = bool(spec.grid) and len(history) > 0 and history["ts"].max() >= pd.Timestamp(validation_cutoff)
-    tuned = tune(spec.factory, spec.grid, history, validation_cutoff, horizon_days, k,
-                 metric=metric) if can_tune else None
+    tuned = (
+        tune(spec.factory, spec.grid, history, validation_cutoff, horizon_days, k, metric=metric) if can_tune else None
+    )
     params = tuned.best_params if tuned else {}
     t0 = time.perf_counter()
     model = spec.factory(**params).fit(history)
     return FittedBaseline(spec.name, model, params, tuned.seconds if tuned else 0.0, time.perf_counter() - t0)
 
 
-def judge_baselines(specs: list[BaselineSpec], purchases: pd.DataFrame, cutoff: datetime, horizon_days: float,
-                    k: int, users: pd.Index, truth: pd.DataFrame, history: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def judge_baselines(
+    specs: list[BaselineSpec],
+    purchases: pd.DataFrame,
+    cutoff: datetime,
+    horizon_days: float,
+    k: int,
+    users: pd.Index,
+    truth: pd.DataFrame,
+    history: pd.DataFrame,
+) -> dict[str, dict[str, Any]]:
     """Each baseline tuned and fitted before ``cutoff``, its top-``k`` lists for ``users`` judged
     against ``truth`` with exactly the ranker's metric call (``ml.ranker.holdout.ranking_scores``),
     so the gate compares like with like: ``{name: {"params": ..., "metrics": ..., "per_user": ...}}``
@@ -156,8 +180,9 @@ def judge_baselines(specs: list[BaselineSpec], purchases: pd.DataFrame, cutoff: 
     judged = {}
     for spec in specs:
         fitted = fit_tuned(spec, past, pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days), horizon_days, k)
-        scored = score_lists(fitted.model.recommend(users, k), users_truth, history, k,
-                             history["item_id"].nunique(), users=users)
+        scored = score_lists(
+            fitted.model.recommend(users, k), users_truth, history, k, history["item_id"].nunique(), users=users
+        )
         judged[spec.name] = {"params": fitted.params, "metrics": scored.metrics, "per_user": scored.per_user}
     return judged
 
@@ -207,11 +232,23 @@ def run_baselines(
         scores = scored.metrics
         if per_user is not None:
             per_user[spec.name] = scored.per_user
-        rows.append({"model": spec.name, "users": "warm", "params": fitted.params, **scores,
-                     "tune_s": fitted.tune_seconds, "fit_s": fitted.fit_seconds, "recommend_s": rec_s})
+        rows.append(
+            {
+                "model": spec.name,
+                "users": "warm",
+                "params": fitted.params,
+                **scores,
+                "tune_s": fitted.tune_seconds,
+                "fit_s": fitted.fit_seconds,
+                "recommend_s": rec_s,
+            }
+        )
         if verbose:
-            print(f"{spec.name}: {fitted.params} ndcg={scores['ndcg']:.4f} tune {fitted.tune_seconds:.1f}s "
-                  f"fit {fitted.fit_seconds:.1f}s rec {rec_s:.1f}s", flush=True)
+            print(
+                f"{spec.name}: {fitted.params} ndcg={scores['ndcg']:.4f} tune {fitted.tune_seconds:.1f}s "
+                f"fit {fitted.fit_seconds:.1f}s rec {rec_s:.1f}s",
+                flush=True,
+            )
         if spec.factory is PopularRecommender:
             popular_params = fitted.params
     if len(cold):
@@ -222,15 +259,40 @@ def run_baselines(
         recs = model.recommend(cold, k)
         rec_s = time.perf_counter() - t0
         scores = evaluate_lists(recs, restrict_truth(truth, cold), history, k, catalogue)
-        rows.append({"model": "popular@cold", "users": "cold", "params": popular_params or {},
-                     **scores, "tune_s": 0.0, "fit_s": fit_s, "recommend_s": rec_s})
+        rows.append(
+            {
+                "model": "popular@cold",
+                "users": "cold",
+                "params": popular_params or {},
+                **scores,
+                "tune_s": 0.0,
+                "fit_s": fit_s,
+                "recommend_s": rec_s,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def format_table(table: pd.DataFrame) -> str:
     """A compact text rendering of :func:`run_baselines` output for reports and the CLI."""
-    cols = ["model", "users", "n_users", "recall", "precision", "ndcg", "map", "hit_rate", "mrr",
-            "coverage", "missed_offer_share", "novelty", "popularity_pct", "tune_s", "fit_s",
-            "recommend_s", "params"]
+    cols = [
+        "model",
+        "users",
+        "n_users",
+        "recall",
+        "precision",
+        "ndcg",
+        "map",
+        "hit_rate",
+        "mrr",
+        "coverage",
+        "missed_offer_share",
+        "novelty",
+        "popularity_pct",
+        "tune_s",
+        "fit_s",
+        "recommend_s",
+        "params",
+    ]
     shown = table[[c for c in cols if c in table.columns]].copy()
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")

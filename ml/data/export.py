@@ -6,6 +6,7 @@ This module checks a file before any work (``check_export``), reads its header (
 the warehouse the layout) and is the lenient Python-side reader used by the generator's
 checks, the importers, the baselines and the profile report.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -43,8 +44,9 @@ def check_export(path: str | Path) -> Path:
     missing = [name for name in BASE_COLUMNS if name not in header]
     if missing:
         found = _printable(", ".join(header[:12])) or "nothing"
-        raise ExportError(f"{path} is not an ab_test.csv export: the header lacks "
-                          f"{', '.join(missing)} (found: {found})")
+        raise ExportError(
+            f"{path} is not an ab_test.csv export: the header lacks {', '.join(missing)} (found: {found})"
+        )
     with _open_text(path) as handle:
         handle.readline()
         if not any(line.strip() for line in handle):
@@ -77,8 +79,10 @@ def read_header(path: str | Path) -> list[str]:
     except UnicodeDecodeError:
         text = False
     if not text:
-        raise ExportError(f"{path} is not a CSV export: its first bytes are binary, not UTF-8 text "
-                          "(gzip is read when the name ends in .gz; other compressions are not)")
+        raise ExportError(
+            f"{path} is not a CSV export: its first bytes are binary, not UTF-8 text "
+            "(gzip is read when the name ends in .gz; other compressions are not)"
+        )
     with _open_text(path) as handle:
         return [name.strip() for name in next(csv.reader(handle), [])]
 
@@ -107,8 +111,9 @@ def read_csv_sql(path: str | Path) -> str:
     ``column<n>``: nothing from the file is pasted into the SQL.
     """
     header = read_header(path)
-    names = [name if name in KNOWN_COLUMNS and name not in header[:i] else f"column{i + 1}"
-             for i, name in enumerate(header)]
+    names = [
+        name if name in KNOWN_COLUMNS and name not in header[:i] else f"column{i + 1}" for i, name in enumerate(header)
+    ]
     columns = ", ".join(f"'{name}': 'VARCHAR'" for name in names)
     escaped = str(path).replace("'", "''")
     return (
@@ -128,9 +133,7 @@ def read_line_items(path: str | Path, con: duckdb.DuckDBPyConnection | None = No
     """
     con = con or duckdb.connect()
     columns = [r[0] for r in con.sql(f"describe select * from {read_csv_sql(path)}").fetchall()]
-    categories = (
-        "try_cast(main_category as varchar[])" if "main_category" in columns else "[]::varchar[]"
-    )
+    categories = "try_cast(main_category as varchar[])" if "main_category" in columns else "[]::varchar[]"
     query = f"""
         with raw as (
             select row_number() over () as row_id, *
@@ -207,8 +210,10 @@ def _profile_sql(con: duckdb.DuckDBPyConnection, columns: list[str]) -> dict[str
         parts.append(f"count_if({q(c)} is null or trim({q(c)}) = '')")
         parts.append(f"count_if(trim({q(c)}) = '[]')")
     counts = con.execute(f"select {', '.join(parts)} from raw").fetchall()[0]
-    out["missing"] = [{"column": c, "missing": int(counts[2 * i]), "empty_list": int(counts[2 * i + 1])}
-                      for i, c in enumerate(columns)]
+    out["missing"] = [
+        {"column": c, "missing": int(counts[2 * i]), "empty_list": int(counts[2 * i + 1])}
+        for i, c in enumerate(columns)
+    ]
 
     con.execute("""
         create temp table ev as
@@ -221,16 +226,24 @@ def _profile_sql(con: duckdb.DuckDBPyConnection, columns: list[str]) -> dict[str
     """)
     con.execute("drop table raw")
 
-    out["event_mix"] = _records(con, """
+    out["event_mix"] = _records(
+        con,
+        """
         select coalesce(event_type, '(missing)') as event_type, count(*) as rows,
                count(distinct user_id) as users, sum(len(items)) as line_items
-        from ev group by 1 order by rows desc""")
-    out["platforms"] = _records(con, """
+        from ev group by 1 order by rows desc""",
+    )
+    out["platforms"] = _records(
+        con,
+        """
         select coalesce(platform, '(missing)') as platform, count(*) as rows,
                count(distinct user_id) as users,
                count_if(event_type like 'ec.%') as commerce_rows
-        from ev group by 1 order by rows desc""")
-    out["funnel"] = _records(con, """
+        from ev group by 1 order by rows desc""",
+    )
+    out["funnel"] = _records(
+        con,
+        """
         with u as (
             select user_id,
                    bool_or(event_type = 'ec.view_item') as v,
@@ -240,7 +253,8 @@ def _profile_sql(con: duckdb.DuckDBPyConnection, columns: list[str]) -> dict[str
         select count(*) as users, count_if(v) as viewers, count_if(c) as carters, count_if(p) as buyers,
                count_if(v and c) as viewers_who_carted, count_if(v and c and p) as viewers_who_carted_and_bought,
                count_if(c and p) as buyers_who_carted
-        from u""")[0]
+        from u""",
+    )[0]
 
     # Prices per commerce event type: log-spaced histogram (10 bins per decade) and quantiles.
     con.execute("""
@@ -248,30 +262,45 @@ def _profile_sql(con: duckdb.DuckDBPyConnection, columns: list[str]) -> dict[str
         select event_type, unnest(prices) as p100 from ev
         where event_type like 'ec.%' and len(prices) > 0""")
     out["prices"] = {}
-    for row in _records(con, """
+    for row in _records(
+        con,
+        """
             select event_type, count(*) as n, count_if(p100 = 0) as zeros,
                    quantile_cont(p100, [0.05, 0.5, 0.95, 0.99]) as q, max(p100) as max
-            from prices where p100 is not null group by 1 order by n desc"""):
+            from prices where p100 is not null group by 1 order by n desc""",
+    ):
         out["prices"][row["event_type"]] = {
-            "n": int(row["n"]), "zeros": int(row["zeros"]), "max": row["max"],
-            "p5": row["q"][0], "median": row["q"][1], "p95": row["q"][2], "p99": row["q"][3],
-            "hist": []}
+            "n": int(row["n"]),
+            "zeros": int(row["zeros"]),
+            "max": row["max"],
+            "p5": row["q"][0],
+            "median": row["q"][1],
+            "p95": row["q"][2],
+            "p99": row["q"][3],
+            "hist": [],
+        }
     for event_type, lo, n in con.execute("""
             select event_type, floor(log10(p100 / 100.0) * 10) / 10 as lo, count(*)
             from prices where p100 > 0 group by all order by 1, 2""").fetchall():
         out["prices"][event_type]["hist"].append([float(lo), int(n)])
     con.execute("drop table prices")
 
-    out["daily"] = _records(con, """
+    out["daily"] = _records(
+        con,
+        """
         select day, count(*) as rows, count(distinct user_id) as users,
                count_if(event_type = 'ec.view_item') as views,
                count_if(event_type = 'ec.add_to_cart') as carts,
                count_if(event_type = 'ec.purchase') as purchases
-        from ev where day is not null group by day order by day""")
-    out["hourly"] = _records(con, """
+        from ev where day is not null group by day order by day""",
+    )
+    out["hourly"] = _records(
+        con,
+        """
         select hour(ts) as hour, count(*) as rows,
                count_if(event_type = 'ec.purchase') as purchases
-        from ev where ts is not null group by 1 order by 1""")
+        from ev where ts is not null group by 1 order by 1""",
+    )
     out["rows_without_time"] = con.execute("select count_if(ts is null) from ev").fetchall()[0][0]
 
     # Long tails: rank-frequency curves, sampled at ~40 log-spaced ranks per decade.
@@ -283,7 +312,10 @@ def _profile_sql(con: duckdb.DuckDBPyConnection, columns: list[str]) -> dict[str
     con.execute("create temp table user_counts as select user_id, count(*) as n from ev group by 1")
     out["tails"] = {}
     for kind, table in (("users", "user_counts"), ("items", "item_counts")):
-        stats = _records(con, f"""
+        stats = (
+            _records(
+                con,
+                f"""
             with r as (select n, row_number() over (order by n desc) as rk,
                               sum(n) over (order by n desc rows unbounded preceding) as cum
                        from {table}),
@@ -294,7 +326,11 @@ def _profile_sql(con: duckdb.DuckDBPyConnection, columns: list[str]) -> dict[str
                    (select count(*) from {table} where n = 1) / t.k as share_once,
                    (select median(n) from {table}) as median,
                    (select max(n) from {table}) as max
-            from t""")[0] if con.execute(f"select count(*) from {table}").fetchall()[0][0] else {}
+            from t""",
+            )[0]
+            if con.execute(f"select count(*) from {table}").fetchall()[0][0]
+            else {}
+        )
         curve = con.execute(f"""
             with r as (select n, row_number() over (order by n desc) as rk from {table}),
                  picks as (select distinct greatest(1, round(pow(10, i / 40.0)))::bigint as rk

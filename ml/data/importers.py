@@ -43,6 +43,7 @@ Decisions, kept deliberately faithful to the sources:
   and rows failing validation are written with a reason to ``<out>.rejected.csv`` and
   counted in the returned :class:`ImportStats`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -157,8 +158,7 @@ class _Spec:
     category: str | None
 
 
-def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: Path,
-             platform: str) -> ImportStats:
+def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: Path, platform: str) -> ImportStats:
     started = time.perf_counter()
     con.sql("set TimeZone = 'UTC'")
     con.sql("set enable_progress_bar = false")
@@ -199,7 +199,8 @@ def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: P
     cat_cols = (
         ", '[' || string_agg(export_category_id, ', ' order by record) || ']' as main_category"
         ", '[' || string_agg(export_category_id, ', ' order by record) || ']' as sub_category"
-        if with_categories else ""
+        if with_categories
+        else ""
     )
     con.sql(f"""
         create or replace temp table events as
@@ -226,7 +227,8 @@ def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: P
         to {_quote(out)} (header, delimiter ',')
     """)
     events, line_items, users = _one(
-        con, "select count(*), coalesce(sum(n_lines), 0), count(distinct user_id) from events")
+        con, "select count(*), coalesce(sum(n_lines), 0), count(distinct user_id) from events"
+    )
     items = _one(con, "select count(distinct item_id) from checked where reason is null")[0]
 
     _build_rejects(con)
@@ -234,23 +236,33 @@ def _convert(con: duckdb.DuckDBPyConnection, csv_path: Path, spec: _Spec, out: P
     rejected = sum(by_reason.values())
     rej_path = rejected_path_for(out)
     if rejected:
-        con.sql(f"copy (select * from rejects order by line nulls last, record) "
-                f"to {_quote(rej_path)} (header, delimiter ',')")
+        con.sql(
+            f"copy (select * from rejects order by line nulls last, record) "
+            f"to {_quote(rej_path)} (header, delimiter ',')"
+        )
     elif rej_path.exists():
         rej_path.unlink()  # a stale file from an earlier run would be misleading
     map_path = id_map_path_for(out)
     if mapped_ids:
-        con.sql(f"copy (select kind, source_id, export_id from id_map where mapped "
-                f"order by kind, source_id) to {_quote(map_path)} (header, delimiter ',')")
+        con.sql(
+            f"copy (select kind, source_id, export_id from id_map where mapped "
+            f"order by kind, source_id) to {_quote(map_path)} (header, delimiter ',')"
+        )
     elif map_path.exists():
         map_path.unlink()
     return ImportStats(
-        out=out, rows_read=rows_read + int(_one(con, "select count(distinct line) from reject_errors")[0]),
-        line_items=int(line_items), events=int(events), users=int(users), items=int(items),
-        rejected=rejected, rejected_by_reason=by_reason,
+        out=out,
+        rows_read=rows_read + int(_one(con, "select count(distinct line) from reject_errors")[0]),
+        line_items=int(line_items),
+        events=int(events),
+        users=int(users),
+        items=int(items),
+        rejected=rejected,
+        rejected_by_reason=by_reason,
         rejected_path=rej_path if rejected else None,
         seconds=time.perf_counter() - started,
-        mapped_ids=mapped_ids, id_map_path=map_path if mapped_ids else None,
+        mapped_ids=mapped_ids,
+        id_map_path=map_path if mapped_ids else None,
     )
 
 
@@ -264,7 +276,8 @@ def _map_ids(con: duckdb.DuckDBPyConnection, with_categories: bool) -> dict[str,
     """
     category_ids = (
         "union select 'category', category_id from checked where reason is null and category_id is not null"
-        if with_categories else ""
+        if with_categories
+        else ""
     )
     con.sql(f"""
         create or replace temp table id_map as
@@ -332,8 +345,7 @@ def import_ta_feng(input_path: str | Path, out: str | Path, platform: str = DEFA
     """
     input_path, out = Path(input_path), Path(out)
     with tempfile.TemporaryDirectory(prefix="recsys_import_") as tmp:
-        csv_path = _materialise_csv(input_path, TA_FENG_MEMBER if zipfile.is_zipfile(input_path)
-                                    else None, Path(tmp))
+        csv_path = _materialise_csv(input_path, TA_FENG_MEMBER if zipfile.is_zipfile(input_path) else None, Path(tmp))
         con = duckdb.connect()
         spec = _Spec(
             user="CUSTOMER_ID",
@@ -374,17 +386,30 @@ def import_transactions(
     with tempfile.TemporaryDirectory(prefix="recsys_import_") as tmp:
         csv_path = _materialise_csv(input_path, None, Path(tmp))
         con = duckdb.connect()
-        header = [r[0] for r in con.sql(
-            f"describe select * from read_csv({_quote(csv_path)}, header = true, all_varchar = true)"
-        ).fetchall()]
-        wanted = {"user": user, "item": item, "time": time_col, "price": price, "qty": qty,
-                  "category": category, "basket": basket}
+        header = [
+            r[0]
+            for r in con.sql(
+                f"describe select * from read_csv({_quote(csv_path)}, header = true, all_varchar = true)"
+            ).fetchall()
+        ]
+        wanted = {
+            "user": user,
+            "item": item,
+            "time": time_col,
+            "price": price,
+            "qty": qty,
+            "category": category,
+            "basket": basket,
+        }
         missing = {k: v for k, v in wanted.items() if v is not None and v not in header}
         if missing:
             raise ValueError(f"{input_path}: columns not found {missing}; header is {header}")
         t = _ident(time_col)
-        ts = (f"try_strptime({t}, {_quote(time_format)})::timestamp" if time_format
-              else f"try_cast({t} as timestamptz)::timestamp")
+        ts = (
+            f"try_strptime({t}, {_quote(time_format)})::timestamp"
+            if time_format
+            else f"try_cast({t} as timestamptz)::timestamp"
+        )
         price_expr = None
         if price:
             price_expr = f"100.0 * try_cast({_ident(price)} as double)"

@@ -11,6 +11,7 @@ Vectorised: each chunk of resamples is a (resamples x users) matrix of draw coun
 with the (users x columns) matrix of per-user values of every list and metric; a 100k-user
 holdout with ten lists takes seconds.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -22,8 +23,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 # Metric name (as in ml.evaluation.metrics.evaluate_lists) -> column of ml.evaluation.metrics.per_user_metrics.
-METRICS = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "map": "ap",
-           "hit_rate": "hit", "mrr": "rr"}
+METRICS = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "map": "ap", "hit_rate": "hit", "mrr": "rr"}
 
 
 def user_values(per_user: pd.DataFrame) -> pd.DataFrame:
@@ -31,14 +31,14 @@ def user_values(per_user: pd.DataFrame) -> pd.DataFrame:
     precision averages over every evaluated user, the others over buyers only (as
     ``ml.evaluation.metrics.evaluate_lists``), so the mean of each column is the reported metric."""
     buyers = per_user["n_truth"].to_numpy() > 0
-    values = {name: np.where(buyers, per_user[column].to_numpy(dtype=float), np.nan)
-              for name, column in METRICS.items()}
+    values = {
+        name: np.where(buyers, per_user[column].to_numpy(dtype=float), np.nan) for name, column in METRICS.items()
+    }
     values["precision"] = per_user["precision"].to_numpy(dtype=float)
     return pd.DataFrame(values, index=per_user.index)
 
 
-def resampled_means(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
-                    chunk: int = 50) -> np.ndarray:
+def resampled_means(values: np.ndarray, n_resamples: int = 1000, seed: int = 0, chunk: int = 50) -> np.ndarray:
     """The mean of each column of ``values`` (rows = users) in ``n_resamples`` resamples of the
     rows with replacement: shape (n_resamples, columns). A NaN is drawn like any row but left
     out of its column's mean (a non-buyer in a buyers' average); NaN where nothing counts."""
@@ -60,12 +60,17 @@ def resampled_means(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
             counts = np.bincount(draws.ravel(), minlength=size * n_rows).reshape(size, n_rows)
             totals = counts.astype(float) @ weights
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[start:start + size] = totals[:, :n_columns] / totals[:, n_columns + mask_of_column]
+                out[start : start + size] = totals[:, :n_columns] / totals[:, n_columns + mask_of_column]
     return out
 
 
-def intervals(per_user: Mapping[str, pd.DataFrame], reference: str | None = None,
-              n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def intervals(
+    per_user: Mapping[str, pd.DataFrame],
+    reference: str | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
     """Percentile intervals of every list's ranking metrics, and of ``reference`` minus each
     other list on the users both were judged on; JSON-able.
 
@@ -90,8 +95,15 @@ def intervals(per_user: Mapping[str, pd.DataFrame], reference: str | None = None
             keys.append((f"{reference} - {name}", metric))
             columns.append(base[metric].to_numpy() - aligned[metric].to_numpy())
 
-    result: dict[str, Any] = {"resamples": n_resamples, "level": level, "seed": seed, "unit": "user",
-                              "reference": reference if others else None, "lists": {}, "differences": {}}
+    result: dict[str, Any] = {
+        "resamples": n_resamples,
+        "level": level,
+        "seed": seed,
+        "unit": "user",
+        "reference": reference if others else None,
+        "lists": {},
+        "differences": {},
+    }
     if not columns or len(users) == 0:
         return result
     matrix = np.column_stack(columns)
@@ -102,15 +114,19 @@ def intervals(per_user: Mapping[str, pd.DataFrame], reference: str | None = None
         low, high = np.nanquantile(resampled_means(matrix, n_resamples, seed), [tail, 1 - tail], axis=0)
     cells = {key: (_number(p), _number(lo), _number(hi)) for key, p, lo, hi in zip(keys, point, low, high)}
     for name in values:
-        result["lists"][name] = {metric: {"low": cells[name, metric][1], "high": cells[name, metric][2]}
-                                 for metric in METRICS}
+        result["lists"][name] = {
+            metric: {"low": cells[name, metric][1], "high": cells[name, metric][2]} for metric in METRICS
+        }
     for name in others:
         result["differences"][name] = {}
         for metric in METRICS:
             difference, lo, hi = cells[f"{reference} - {name}", metric]
             result["differences"][name][metric] = {
-                "difference": difference, "low": lo, "high": hi,
-                "within_noise": None if lo is None else bool(lo <= 0 <= hi)}
+                "difference": difference,
+                "low": lo,
+                "high": hi,
+                "within_noise": None if lo is None else bool(lo <= 0 <= hi),
+            }
     return result
 
 

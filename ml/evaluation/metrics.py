@@ -16,6 +16,7 @@ least one purchase; precision@k averages over the whole population.
 No Python loop runs per user: each metric is a merge plus a few group-bys, so 100k users
 evaluate in about a second.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -98,8 +99,7 @@ def recall_at_k(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> float:
     return float(_buyers(per_user_metrics(recs, truth, k))["recall"].mean())
 
 
-def precision_at_k(recs: pd.DataFrame, truth: pd.DataFrame, k: int,
-                   users: pd.Index | None = None) -> float:
+def precision_at_k(recs: pd.DataFrame, truth: pd.DataFrame, k: int, users: pd.Index | None = None) -> float:
     """Mean over users of |top-k ∩ bought| / k (a short list is not rewarded for being short)."""
     return float(per_user_metrics(recs, truth, k, users)["precision"].mean())
 
@@ -124,8 +124,7 @@ def mrr_at_k(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> float:
     return float(_buyers(per_user_metrics(recs, truth, k))["rr"].mean())
 
 
-def missed_offer_share(recs: pd.DataFrame, truth: pd.DataFrame, k: int,
-                       users: pd.Index | None = None) -> float:
+def missed_offer_share(recs: pd.DataFrame, truth: pd.DataFrame, k: int, users: pd.Index | None = None) -> float:
     """The pilot's "share of missed offers", pooled (micro) over the evaluated users.
 
     EXACT definition: ``1 - (purchased items that were offered / purchased items)`` where
@@ -139,8 +138,7 @@ def missed_offer_share(recs: pd.DataFrame, truth: pd.DataFrame, k: int,
     return float(1.0 - pu["hits"].sum() / bought) if bought else float("nan")
 
 
-def offer_precision(recs: pd.DataFrame, truth: pd.DataFrame, k: int,
-                    users: pd.Index | None = None) -> float:
+def offer_precision(recs: pd.DataFrame, truth: pd.DataFrame, k: int, users: pd.Index | None = None) -> float:
     """The pilot's "precision of recommendations" (micro precision@k).
 
     EXACT definition: ``offered items that were purchased / offered items`` where *offered
@@ -155,8 +153,7 @@ def offer_precision(recs: pd.DataFrame, truth: pd.DataFrame, k: int,
     return float(pu["hits"].sum() / offered) if offered else float("nan")
 
 
-def catalogue_coverage(recs: pd.DataFrame, k: int, catalogue_size: int,
-                       users: pd.Index | None = None) -> float:
+def catalogue_coverage(recs: pd.DataFrame, k: int, catalogue_size: int, users: pd.Index | None = None) -> float:
     """Distinct items appearing in anyone's top k / catalogue size.
 
     Low coverage means the lists collapse on a few items (the earlier LightFM attempt put
@@ -171,8 +168,7 @@ def item_user_counts(history: pd.DataFrame) -> pd.Series:
     return history[KEYS].drop_duplicates().groupby("item_id").size()
 
 
-def novelty(recs: pd.DataFrame, history: pd.DataFrame, k: int,
-            users: pd.Index | None = None) -> float:
+def novelty(recs: pd.DataFrame, history: pd.DataFrame, k: int, users: pd.Index | None = None) -> float:
     """Mean self-information of recommended items, in bits: mean of -log2 p(i).
 
     p(i) = (users who interacted with i in history + 1) / (users in history + 1); the +1
@@ -187,8 +183,7 @@ def novelty(recs: pd.DataFrame, history: pd.DataFrame, k: int,
     return float(np.mean(-np.log2((c + 1.0) / (n_users + 1.0))))
 
 
-def popularity_percentile(recs: pd.DataFrame, history: pd.DataFrame, k: int,
-                          users: pd.Index | None = None) -> float:
+def popularity_percentile(recs: pd.DataFrame, history: pd.DataFrame, k: int, users: pd.Index | None = None) -> float:
     """Mean popularity percentile of recommended items (popularity bias), in [0, 1].
 
     An item's percentile is the share of history items whose user count is <= its own
@@ -245,18 +240,21 @@ def score_lists(
     bought, offered, hits = pu["n_truth"].sum(), pu["n_offered"].sum(), pu["hits"].sum()
     if catalogue_size is None:
         catalogue_size = history["item_id"].nunique()
-    return ListScores(metrics={
-        "recall": float(buyers["recall"].mean()),
-        "precision": float(pu["precision"].mean()),
-        "ndcg": float(buyers["ndcg"].mean()),
-        "map": float(buyers["ap"].mean()),
-        "hit_rate": float(buyers["hit"].mean()),
-        "mrr": float(buyers["rr"].mean()),
-        "missed_offer_share": float(1.0 - hits / bought) if bought else float("nan"),
-        "offer_precision": float(hits / offered) if offered else float("nan"),
-        "coverage": catalogue_coverage(recs, k, catalogue_size, pop),
-        "novelty": novelty(recs, history, k, pop),
-        "popularity_pct": popularity_percentile(recs, history, k, pop),
-        "n_users": int(len(pu)),
-        "n_users_with_list": int((pu["n_offered"] > 0).sum()),
-    }, per_user=pu)
+    return ListScores(
+        metrics={
+            "recall": float(buyers["recall"].mean()),
+            "precision": float(pu["precision"].mean()),
+            "ndcg": float(buyers["ndcg"].mean()),
+            "map": float(buyers["ap"].mean()),
+            "hit_rate": float(buyers["hit"].mean()),
+            "mrr": float(buyers["rr"].mean()),
+            "missed_offer_share": float(1.0 - hits / bought) if bought else float("nan"),
+            "offer_precision": float(hits / offered) if offered else float("nan"),
+            "coverage": catalogue_coverage(recs, k, catalogue_size, pop),
+            "novelty": novelty(recs, history, k, pop),
+            "popularity_pct": popularity_percentile(recs, history, k, pop),
+            "n_users": int(len(pu)),
+            "n_users_with_list": int((pu["n_offered"] > 0).sum()),
+        },
+        per_user=pu,
+    )

@@ -9,6 +9,7 @@ The interaction frame has at least ``user_id``, ``item_id``, ``ts`` (datetime64)
 ``event_type`` (``view_item`` | ``add_to_cart`` | ``purchase``); ``ml.data.export.read_line_items``
 returns a superset of it.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -36,16 +37,11 @@ def time_split(
     ts = interactions["ts"]
     history = interactions.loc[ts < cutoff].reset_index(drop=True)
     in_window = (ts >= cutoff) & (ts < end) & (interactions["event_type"] == PURCHASE)
-    truth = (
-        interactions.loc[in_window, ["user_id", "item_id"]]
-        .drop_duplicates()
-        .reset_index(drop=True)
-    )
+    truth = interactions.loc[in_window, ["user_id", "item_id"]].drop_duplicates().reset_index(drop=True)
     return history, truth
 
 
-def warm_users(history: pd.DataFrame, truth: pd.DataFrame,
-               event_types: tuple[str, ...] | None = None) -> pd.Index:
+def warm_users(history: pd.DataFrame, truth: pd.DataFrame, event_types: tuple[str, ...] | None = None) -> pd.Index:
     """Users who bought in the window *and* have history (of ``event_types``, default any).
 
     These are the users a personalised model can be judged on; sorted for determinism.
@@ -56,8 +52,7 @@ def warm_users(history: pd.DataFrame, truth: pd.DataFrame,
     return buyers.intersection(known).sort_values()
 
 
-def cold_users(history: pd.DataFrame, truth: pd.DataFrame,
-               event_types: tuple[str, ...] | None = None) -> pd.Index:
+def cold_users(history: pd.DataFrame, truth: pd.DataFrame, event_types: tuple[str, ...] | None = None) -> pd.Index:
     """Users who bought in the window but have no history: only fallback lists can serve them."""
     hist = history if event_types is None else history[history["event_type"].isin(event_types)]
     known = pd.Index(hist["user_id"].unique())

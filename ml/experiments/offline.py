@@ -7,6 +7,7 @@ earlier (cutoff 2) with hyper-parameters from older folds, and never sees the te
 The baselines are tuned inside the history the same way and judged on the same warm buyers.
 ``recsys evaluate --published`` judges already published lists instead: ``ml.experiments.published``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,20 @@ from ml.evaluation import bootstrap
 from ml.pipeline import steps
 from ml.warehouse import tables
 
-METRIC_KEYS = ["recall", "precision", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty",
-               "popularity_pct", "missed_offer_share", "offer_precision", "n_users"]
+METRIC_KEYS = [
+    "recall",
+    "precision",
+    "ndcg",
+    "map",
+    "hit_rate",
+    "mrr",
+    "coverage",
+    "novelty",
+    "popularity_pct",
+    "missed_offer_share",
+    "offer_precision",
+    "n_users",
+]
 
 
 def interactions_before(settings: Settings, end: datetime) -> pd.DataFrame:
@@ -34,13 +47,17 @@ def interactions_before(settings: Settings, end: datetime) -> pd.DataFrame:
             """select user_id, item_id, event_at as ts, event_type, price100::double as price100,
                       quantity as qty, category_id
                from int_line_items where event_at < ? order by event_at, user_id, item_id""",
-            [end]).df()
+            [end],
+        ).df()
 
 
 def best_baseline(metrics: dict[str, dict[str, Any]]) -> str | None:
     """The baseline with the best NDCG (the ranker and its logistic-regression reference are not baselines)."""
-    baselines = [(name, m["ndcg"]) for name, m in metrics.items()
-                 if name not in ("ranker", "logistic_regression") and pd.notna(m.get("ndcg"))]
+    baselines = [
+        (name, m["ndcg"])
+        for name, m in metrics.items()
+        if name not in ("ranker", "logistic_regression") and pd.notna(m.get("ndcg"))
+    ]
     return max(baselines, key=lambda item: item[1])[0] if baselines else None
 
 
@@ -50,13 +67,18 @@ def compare(metrics: dict[str, dict[str, Any]], intervals: dict[str, Any] | None
     best_name = best_baseline(metrics)
     best = metrics[best_name]["ndcg"] if best_name else float("nan")
     ranker = metrics.get("ranker", {}).get("ndcg", float("nan"))
-    return {"best_baseline": best_name, "best_baseline_ndcg": best, "ranker_ndcg": ranker,
-            "ranker_vs_best": ranker / best - 1 if best and pd.notna(best) else float("nan"),
-            "within_noise": bootstrap.within_noise(intervals or {}, "ranker", best_name) if best_name else None}
+    return {
+        "best_baseline": best_name,
+        "best_baseline_ndcg": best,
+        "ranker_ndcg": ranker,
+        "ranker_vs_best": ranker / best - 1 if best and pd.notna(best) else float("nan"),
+        "within_noise": bootstrap.within_noise(intervals or {}, "ranker", best_name) if best_name else None,
+    }
 
 
-def evaluate_export(settings: Settings, config: Config, cutoff: str, out_dir: Path,
-                    include_baselines: bool = True, log=print) -> dict[str, Any]:
+def evaluate_export(
+    settings: Settings, config: Config, cutoff: str, out_dir: Path, include_baselines: bool = True, log=print
+) -> dict[str, Any]:
     """Build, train, evaluate the ranker and the baselines; write evaluation.json and .html.
 
     The export, the truth window and K are ``config.input_path``, ``config.horizon_days`` and
@@ -81,8 +103,16 @@ def evaluate_export(settings: Settings, config: Config, cutoff: str, out_dir: Pa
         # The gate's baselines were judged with the ranker (same users, same metric call).
         judged = result.setdefault("baseline_params", {})
         specs = [spec for spec in default_specs() if spec.name not in judged]
-        table = run_baselines(interactions_before(settings, end), cutoff_at, horizon_days, k, specs=specs,
-                              verbose=True, popular_params=judged.get("popular_tuned"), per_user=per_user)
+        table = run_baselines(
+            interactions_before(settings, end),
+            cutoff_at,
+            horizon_days,
+            k,
+            specs=specs,
+            verbose=True,
+            popular_params=judged.get("popular_tuned"),
+            per_user=per_user,
+        )
         for row in table.to_dict("records"):
             name = row["model"]
             target = result.setdefault("cold_users_baselines", {}) if row["users"] == "cold" else result["metrics"]
@@ -101,6 +131,8 @@ def evaluate_export(settings: Settings, config: Config, cutoff: str, out_dir: Pa
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2, default=str))
     from ml.reports import render_evaluation_report
 
-    render_evaluation_report({"title": f"Evaluation of {Path(input_path).name} at {cutoff_at:%Y-%m-%d}", **result},
-                             out_dir / "evaluation.html")
+    render_evaluation_report(
+        {"title": f"Evaluation of {Path(input_path).name} at {cutoff_at:%Y-%m-%d}", **result},
+        out_dir / "evaluation.html",
+    )
     return result

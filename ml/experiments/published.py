@@ -25,6 +25,7 @@ publication's ``as_of`` is after T its lists have seen the window and the result
 When the serving database's user ids are pseudonyms, the export's ids are mapped with the
 home's key (``ml.serving.privacy``); without it, or with another key, the evaluation is refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -123,8 +124,10 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> PublishedLists:
     types = {name: str(kind) for name, kind, *_ in described}
     missing = [name for name in LIST_COLUMNS if name not in types]
     if missing:
-        raise PublishedError(f"{path} lacks the column(s) {', '.join(missing)} "
-                             f"(needs {', '.join(LIST_COLUMNS)}; found: {', '.join(types)})")
+        raise PublishedError(
+            f"{path} lacks the column(s) {', '.join(missing)} "
+            f"(needs {', '.join(LIST_COLUMNS)}; found: {', '.join(types)})"
+        )
     # A 38-digit id does not survive a float (DuckDB writes HUGEINT to parquet as DOUBLE).
     floats = [name for name in ("user_id", "item_id") if types[name] in ("FLOAT", "DOUBLE")]
     if floats:
@@ -141,11 +144,14 @@ def _attach_serving(con: duckdb.DuckDBPyConnection, path: Path) -> PublishedList
     try:
         con.execute("attach ? as published (read_only)", [str(path)])
     except duckdb.Error as error:
-        raise PublishedError(f"{path} is neither a serving database (.duckdb) nor a parquet file "
-                             f"(.parquet): {_first_line(error)}") from None
+        raise PublishedError(
+            f"{path} is neither a serving database (.duckdb) nor a parquet file (.parquet): {_first_line(error)}"
+        ) from None
     con.execute("use published")
-    tables = {row[0] for row in con.execute(
-        "select table_name from duckdb_tables() where database_name = 'published'").fetchall()}
+    tables = {
+        row[0]
+        for row in con.execute("select table_name from duckdb_tables() where database_name = 'published'").fetchall()
+    }
     missing = [name for name in SERVING_TABLES if name not in tables]
     if missing:
         raise PublishedError(f"{path} is not a serving database: no table {', '.join(missing)}")
@@ -182,8 +188,9 @@ def served_lists(con: duckdb.DuckDBPyConnection, users: pd.Index, k: int) -> pd.
     return con.execute(SERVED_SQL, {"k": k}).df()
 
 
-def window(settings: Settings, input_path: Path, cutoff: datetime,
-           horizon_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def window(
+    settings: Settings, input_path: Path, cutoff: datetime, horizon_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(history, truth)`` pairs with ``ml.evaluation.splitting.time_split``'s bounds, from the warehouse.
 
     history = distinct (user, item) of accepted events strictly before ``cutoff`` (who is warm,
@@ -194,16 +201,20 @@ def window(settings: Settings, input_path: Path, cutoff: datetime,
     run_dbt(settings, "build", dbt_vars(input_path), select="tag:ingest", indirect_selection="buildable")
     end = cutoff + timedelta(days=horizon_days)
     with duckdb.connect(str(settings.build_db), read_only=True) as con:
-        history = con.execute("select distinct user_id, item_id from int_line_items "
-                              "where event_at < ? order by all", [cutoff]).df()
-        truth = con.execute("select distinct user_id, item_id from int_line_items "
-                            "where event_type = 'purchase' and event_at >= ? and event_at < ? order by all",
-                            [cutoff, end]).df()
+        history = con.execute(
+            "select distinct user_id, item_id from int_line_items where event_at < ? order by all", [cutoff]
+        ).df()
+        truth = con.execute(
+            "select distinct user_id, item_id from int_line_items "
+            "where event_type = 'purchase' and event_at >= ? and event_at < ? order by all",
+            [cutoff, end],
+        ).df()
     return history, truth
 
 
-def judge(lists: PublishedLists, history: pd.DataFrame, truth: pd.DataFrame,
-          cutoff: datetime, k: int) -> dict[str, Any]:
+def judge(
+    lists: PublishedLists, history: pd.DataFrame, truth: pd.DataFrame, cutoff: datetime, k: int
+) -> dict[str, Any]:
     """The metrics of the published lists per population, with notes and the leak warning."""
     warm, cold = warm_users(history, truth), cold_users(history, truth)
     warm_truth, catalogue = restrict_truth(truth, warm), history["item_id"].nunique()
@@ -212,30 +223,49 @@ def judge(lists: PublishedLists, history: pd.DataFrame, truth: pd.DataFrame,
     metrics = {"personal only (warm buyers)": personal}
     if lists.served:
         served = served_lists(lists.con, warm.append(cold), k)
-        metrics = {"served (warm buyers)": evaluate_lists(served, warm_truth, history, k, catalogue, users=warm),
-                   **metrics,
-                   "served (cold buyers)": evaluate_lists(served, restrict_truth(truth, cold), history, k,
-                                                          catalogue, users=cold)}
+        metrics = {
+            "served (warm buyers)": evaluate_lists(served, warm_truth, history, k, catalogue, users=warm),
+            **metrics,
+            "served (cold buyers)": evaluate_lists(
+                served, restrict_truth(truth, cold), history, k, catalogue, users=cold
+            ),
+        }
 
-    notes = [f"warm buyers with a personal list: {personal['n_users_with_list']} of {len(warm)} "
-             f"({personal['share_with_list']:.1%})"]
+    notes = [
+        f"warm buyers with a personal list: {personal['n_users_with_list']} of {len(warm)} "
+        f"({personal['share_with_list']:.1%})"
+    ]
     if not lists.served:
         notes.append("parquet lists are judged as given (no fallback top-up)")
     warnings = []
     if lists.publication:
         pub = lists.publication
-        notes.append(f"publication: model_version {pub['model_version']}, as_of {pub['as_of']}, "
-                     f"generated_at {pub['generated_at']}")
+        notes.append(
+            f"publication: model_version {pub['model_version']}, as_of {pub['as_of']}, "
+            f"generated_at {pub['generated_at']}"
+        )
         if pub["as_of"] > cutoff:
-            warnings.append(f"the publication's as_of ({pub['as_of']}) is after the cutoff ({cutoff}): "
-                            "its lists have seen the window, so this evaluation leaks")
-    return {"split": {"cutoff": str(cutoff), "k": k, "warm_users": len(warm), "cold_users": len(cold),
-                      "window_purchases": len(truth)},
-            "metrics": metrics, "notes": notes, "warnings": warnings}
+            warnings.append(
+                f"the publication's as_of ({pub['as_of']}) is after the cutoff ({cutoff}): "
+                "its lists have seen the window, so this evaluation leaks"
+            )
+    return {
+        "split": {
+            "cutoff": str(cutoff),
+            "k": k,
+            "warm_users": len(warm),
+            "cold_users": len(cold),
+            "window_purchases": len(truth),
+        },
+        "metrics": metrics,
+        "notes": notes,
+        "warnings": warnings,
+    }
 
 
-def evaluate_published(settings: Settings, input_path: Path, published_path: Path, cutoff: str,
-                       horizon_days: int, k: int, out_dir: Path) -> dict[str, Any]:
+def evaluate_published(
+    settings: Settings, input_path: Path, published_path: Path, cutoff: str, horizon_days: int, k: int, out_dir: Path
+) -> dict[str, Any]:
     """Judge the lists at ``published_path`` on the export's split; write ``evaluation.json``.
 
     Both inputs are checked before the warehouse is built, so a wrong path fails at once.
@@ -246,12 +276,15 @@ def evaluate_published(settings: Settings, input_path: Path, published_path: Pat
         key = _published_key(settings, lists)
         history, truth = window(settings, input_path, cutoff_at, horizon_days)
         if key is not None:  # judge the lists under the ids they were published with
-            history, truth = (frame.assign(user_id=privacy.pseudonyms(key, frame["user_id"]))
-                              for frame in (history, truth))
+            history, truth = (
+                frame.assign(user_id=privacy.pseudonyms(key, frame["user_id"])) for frame in (history, truth)
+            )
         result = judge(lists, history, truth, cutoff_at, k)
-        result["published"] = {"path": str(published_path),
-                               "kind": "serving database" if lists.served else "parquet",
-                               "publication": lists.publication}
+        result["published"] = {
+            "path": str(published_path),
+            "kind": "serving database" if lists.served else "parquet",
+            "publication": lists.publication,
+        }
     result["dataset"] = {"input": str(input_path), "cutoff": str(cutoff_at), "horizon_days": horizon_days}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2, default=str))

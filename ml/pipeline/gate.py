@@ -5,6 +5,7 @@ labelled window; the best one is published unless it is more than a margin below
 marketplace reads now. An export too thin to train on publishes cold-start lists, but never over
 a published ranker's or baseline's lists.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ class GateDecision:
         return "published_cold_start" if self.list_name == "cold_start" else "published"
 
 
-def gate(metrics: dict[str, dict[str, Any]], published_ndcg: float | None, margin: float,
-         candidates: list[str]) -> GateDecision:
+def gate(
+    metrics: dict[str, dict[str, Any]], published_ndcg: float | None, margin: float, candidates: list[str]
+) -> GateDecision:
     """Publish the best of ``candidates`` on the holdout (NDCG@K), unless it is more than
     ``margin`` below the list now published.
 
@@ -45,24 +47,33 @@ def gate(metrics: dict[str, dict[str, Any]], published_ndcg: float | None, margi
     data where the ranker cannot win still publishes the best list available. Ties go to the
     first candidate (the ranker).
     """
-    judged = [(name, metrics[name]["ndcg"]) for name in candidates
-              if name in metrics and np.isfinite(metrics[name].get("ndcg", np.nan))]
+    judged = [
+        (name, metrics[name]["ndcg"])
+        for name in candidates
+        if name in metrics and np.isfinite(metrics[name].get("ndcg", np.nan))
+    ]
     if not judged:
         return GateDecision(False, "no list could be judged on the holdout window")
     best, best_ndcg = max(judged, key=lambda pair: pair[1])
     others = [pair for pair in judged if pair[0] != best]
     if published_ndcg is not None and best_ndcg < published_ndcg * (1 - margin):
-        return GateDecision(False, f"the best list ({best}, NDCG@K {best_ndcg:.4f}) is more than {margin:.0%} "
-                                   f"below the published list's {published_ndcg:.4f}", best)
+        return GateDecision(
+            False,
+            f"the best list ({best}, NDCG@K {best_ndcg:.4f}) is more than {margin:.0%} "
+            f"below the published list's {published_ndcg:.4f}",
+            best,
+        )
     if not others:
         return GateDecision(True, f"{best}: NDCG@K {best_ndcg:.4f}, nothing else judged", best)
     runner_up, runner_up_ndcg = max(others, key=lambda pair: pair[1])
     if best == "ranker":
-        return GateDecision(True, f"ranker NDCG@K {best_ndcg:.4f} beats the best baseline "
-                                  f"({runner_up} {runner_up_ndcg:.4f})", best)
+        return GateDecision(
+            True, f"ranker NDCG@K {best_ndcg:.4f} beats the best baseline ({runner_up} {runner_up_ndcg:.4f})", best
+        )
     ranker = dict(judged).get("ranker", float("nan"))
-    return GateDecision(True, f"baseline {best} NDCG@K {best_ndcg:.4f} beats the ranker ({ranker:.4f}): "
-                              f"its lists are published", best)
+    return GateDecision(
+        True, f"baseline {best} NDCG@K {best_ndcg:.4f} beats the ranker ({ranker:.4f}): its lists are published", best
+    )
 
 
 def gate_without_ranker(published_ndcg: float | None, reason: str) -> GateDecision:

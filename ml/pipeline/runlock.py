@@ -6,6 +6,7 @@ exclusive ``flock`` on ``<home>/.run.lock`` for its whole length. The kernel dro
 when the process ends, however it ends (a SIGKILLed run leaves no stale lock); the file only
 tells a refused command who holds it: pid and start time.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 LOCK_NAME = ".run.lock"
@@ -69,11 +70,12 @@ def _acquire(home: Path, wait: bool, on_wait: Callable[[str], None]) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
-                raise HomeBusy(f"home {home} is busy: {holder(home)} holds its run lock; "
-                               "try again later, or pass --wait") from None
+                raise HomeBusy(
+                    f"home {home} is busy: {holder(home)} holds its run lock; try again later, or pass --wait"
+                ) from None
             on_wait(f"waiting for {holder(home)} to release the run lock of {home}")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "started_at": started}).encode(), 0)
     except BaseException:

@@ -3,6 +3,7 @@
 Kept in its own small file, written only by the pipeline between its steps, so that neither
 the build database nor the serving database has to be open to know what happened.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,13 @@ from ml.config import Settings
 COLUMNS = {
     "run_id": "varchar primary key",
     "model_version": "varchar",
-    "status": "varchar not null",          # published, published_cold_start, rejected, failed
+    "status": "varchar not null",  # published, published_cold_start, rejected, failed
     "reason": "varchar",
-    "published_list": "varchar",           # ranker, baseline:<name>, cold_start
+    "published_list": "varchar",  # ranker, baseline:<name>, cold_start
     "input_path": "varchar",
     "as_of": "timestamp",
     "horizon_days": "integer",
-    "time_scale": "varchar",               # why this horizon
+    "time_scale": "varchar",  # why this horizon
     "train_cutoff": "timestamp",
     "started_at": "timestamp not null",
     "finished_at": "timestamp",
@@ -31,7 +32,7 @@ COLUMNS = {
     "rows_rejected": "bigint",
     "users_scored": "bigint",
     "recommendations": "bigint",
-    "ndcg": "double",                      # holdout NDCG@K of the published list
+    "ndcg": "double",  # holdout NDCG@K of the published list
     "popular_ndcg": "double",
     "dropped_features": "json",
     "metrics": "json",
@@ -49,19 +50,23 @@ def runs_db(settings: Settings) -> Path:
 def record(settings: Settings, run: dict[str, Any]) -> None:
     """Insert or update (by run_id) one run."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    row = {key: (json.dumps(value, default=str) if key in JSON_COLUMNS else value)
-           for key, value in run.items()}
+    row = {key: (json.dumps(value, default=str) if key in JSON_COLUMNS else value) for key, value in run.items()}
     with duckdb.connect(str(runs_db(settings))) as con:
-        con.execute("create table if not exists model_runs ("
-                    + ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items()) + ")")
+        con.execute(
+            "create table if not exists model_runs ("
+            + ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+            + ")"
+        )
         for name, kind in COLUMNS.items():  # a home made by an older version lacks newer columns
             if name != "run_id":
                 con.execute(f"alter table model_runs add column if not exists {name} {kind.replace(' not null', '')}")
         columns = ", ".join(row)
         placeholders = ", ".join("?" for _ in row)
         updates = ", ".join(f"{key} = excluded.{key}" for key in row if key != "run_id")
-        con.execute(f"insert into model_runs ({columns}) values ({placeholders}) "
-                    f"on conflict (run_id) do update set {updates}", list(row.values()))
+        con.execute(
+            f"insert into model_runs ({columns}) values ({placeholders}) on conflict (run_id) do update set {updates}",
+            list(row.values()),
+        )
 
 
 def history(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
@@ -87,18 +92,22 @@ def published_ndcg(settings: Settings) -> float | None:
 def summary(settings: Settings, run: dict[str, Any]) -> str:
     """The run in a few Markdown lines: what was read, what was published, and why."""
     published, popular = run.get("ndcg"), run.get("popular_ndcg")
-    return "\n".join([
-        f"# Run {run['run_id']}: {run['status']}", "",
-        f"- reason: {run.get('reason')}",
-        f"- input: {run.get('input_path')} (rows {run.get('rows_exported')}, rejected {run.get('rows_rejected')})",
-        f"- serving cutoff: {run.get('as_of')}; {run.get('time_scale')}",
-        f"- published list: {run.get('published_list')}; holdout NDCG@K "
-        f"{published if published is None else round(published, 4)} "
-        f"(popular {popular if popular is None else round(popular, 4)})",
-        f"- features left out of the fit: {run.get('dropped_features') or 'none'}",
-        f"- users with lists: {run.get('users_scored')}, rows: {run.get('recommendations')}",
-        f"- seconds per step: {run['durations']}",
-        f"- serving database: {settings.serving_db}"])
+    return "\n".join(
+        [
+            f"# Run {run['run_id']}: {run['status']}",
+            "",
+            f"- reason: {run.get('reason')}",
+            f"- input: {run.get('input_path')} (rows {run.get('rows_exported')}, rejected {run.get('rows_rejected')})",
+            f"- serving cutoff: {run.get('as_of')}; {run.get('time_scale')}",
+            f"- published list: {run.get('published_list')}; holdout NDCG@K "
+            f"{published if published is None else round(published, 4)} "
+            f"(popular {popular if popular is None else round(popular, 4)})",
+            f"- features left out of the fit: {run.get('dropped_features') or 'none'}",
+            f"- users with lists: {run.get('users_scored')}, rows: {run.get('recommendations')}",
+            f"- seconds per step: {run['durations']}",
+            f"- serving database: {settings.serving_db}",
+        ]
+    )
 
 
 def metrics_table(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,10 +115,15 @@ def metrics_table(run: dict[str, Any]) -> list[dict[str, Any]]:
     its holdout metrics and whether it is the one published; empty when nothing was judged
     (an export too thin to train on, a failed run)."""
     published = run.get("published_list")
-    return [{"list": name, "published": published in (name, f"baseline:{name}"),
-             **{column: _cell(metrics.get(column)) for column in METRIC_COLUMNS}}
-            for name, metrics in (run.get("metrics") or {}).items()
-            if isinstance(metrics, dict) and "ndcg" in metrics]
+    return [
+        {
+            "list": name,
+            "published": published in (name, f"baseline:{name}"),
+            **{column: _cell(metrics.get(column)) for column in METRIC_COLUMNS},
+        }
+        for name, metrics in (run.get("metrics") or {}).items()
+        if isinstance(metrics, dict) and "ndcg" in metrics
+    ]
 
 
 def _cell(value: Any) -> Any:

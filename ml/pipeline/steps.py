@@ -4,6 +4,7 @@ ingest the export -> choose the time scale -> build the features -> train (time-
 judge the ranker and the simple baselines on the newest window and choose the list to publish
 -> write that list -> build the contract-checked serving tables -> publish.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,22 @@ class TrainOutcome:
             return facts
         metrics = self.evaluation["metrics"]
         name = self.decision.list_name
-        return {**facts, "ndcg": metrics[name]["ndcg"] if name in metrics else None,
-                "popular_ndcg": metrics["popular"]["ndcg"],
-                "train_cutoff": self.evaluation["split"]["holdout_cutoff"],
-                "dropped_features": self.model.metadata["dropped_features"],
-                "metrics": {**metrics, "classifier": self.evaluation["classifier"],
-                            "candidate_recall": self.evaluation["candidate_recall"]}}
+        return {
+            **facts,
+            "ndcg": metrics[name]["ndcg"] if name in metrics else None,
+            "popular_ndcg": metrics["popular"]["ndcg"],
+            "train_cutoff": self.evaluation["split"]["holdout_cutoff"],
+            "dropped_features": self.model.metadata["dropped_features"],
+            "metrics": {
+                **metrics,
+                "classifier": self.evaluation["classifier"],
+                "candidate_recall": self.evaluation["candidate_recall"],
+            },
+        }
 
 
 def new_version(now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return now.strftime("%Y%m%dT%H%M%S%fZ")
 
 
@@ -118,8 +125,14 @@ def _run_vars(config: Config, input_path: Path, version: str, **extra: Any) -> d
 def ingest(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
     setting but the input changes them, and the time scale is chosen from what they hold."""
-    return run_dbt(settings, "build", _run_vars(config, input_path, version),
-                   select="tag:ingest", indirect_selection="buildable", on_node=_dbt_progress(log))
+    return run_dbt(
+        settings,
+        "build",
+        _run_vars(config, input_path, version),
+        select="tag:ingest",
+        indirect_selection="buildable",
+        on_node=_dbt_progress(log),
+    )
 
 
 def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
@@ -131,11 +144,16 @@ def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
         return timescale.choose_horizon(con, config.labelled_cutoffs)
 
 
-def build_features(settings: Settings, config: Config, input_path: Path, version: str,
-                   log: Log = print) -> DbtResult:
+def build_features(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables)."""
-    return run_dbt(settings, "build", _run_vars(config, input_path, version),
-                   exclude="tag:ingest tag:serving", indirect_selection="buildable", on_node=_dbt_progress(log))
+    return run_dbt(
+        settings,
+        "build",
+        _run_vars(config, input_path, version),
+        exclude="tag:ingest tag:serving",
+        indirect_selection="buildable",
+        on_node=_dbt_progress(log),
+    )
 
 
 def build_warehouse(settings: Settings, config: Config, input_path: Path, log: Log = print) -> DbtResult:
@@ -149,12 +167,13 @@ def warehouse_counts(settings: Settings) -> dict[str, Any]:
     with tables.warehouse(settings.build_db) as con:
         exported, rejected = con.execute(
             "select (select count(*) from stg_ab_test__events) + (select count(*) from stg_ab_test__unreadable_lines),"
-            " (select count(*) from rejected_rows)").fetchone()
-        by_reason = dict(con.execute(
-            "select reject_reason, count(*) from rejected_rows group by 1 order by 2 desc").fetchall())
+            " (select count(*) from rejected_rows)"
+        ).fetchone()
+        by_reason = dict(
+            con.execute("select reject_reason, count(*) from rejected_rows group by 1 order by 2 desc").fetchall()
+        )
         serve_at = tables.cutoffs(con)[0].at
-    return {"rows_exported": exported, "rows_rejected": rejected, "rejected_by_reason": by_reason,
-            "as_of": serve_at}
+    return {"rows_exported": exported, "rows_rejected": rejected, "rejected_by_reason": by_reason, "as_of": serve_at}
 
 
 def train_and_evaluate(settings: Settings, config: Config, version: str, log: Log = print) -> TrainOutcome:
@@ -174,10 +193,13 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         for index in sorted(cutoffs)[1:]:
             cutoff = cutoffs[index]
             sets[index] = training.LabelledSet(
-                index, dataset.candidates(con, cutoff), tables.window_purchases(con, cutoff))
-            log(f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {len(sets[index].frame):,} candidate rows, "
+                index, dataset.candidates(con, cutoff), tables.window_purchases(con, cutoff)
+            )
+            log(
+                f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {len(sets[index].frame):,} candidate rows, "
                 f"{int(sets[index].frame['purchased'].sum()):,} positives, "
-                f"{len(sets[index].truth):,} window purchases")
+                f"{len(sets[index].truth):,} window purchases"
+            )
         holdout_cutoff = cutoffs[1]
         history = tables.history_pairs(con, holdout_cutoff)
         popular = tables.popular_items(con, holdout_cutoff, config.k)
@@ -190,21 +212,25 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     if 1 not in usable or 2 not in usable:
         raise NotEnoughHistory(
             "not enough labelled history to train and judge a ranker: the two newest label windows "
-            f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon")
+            f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon"
+        )
     judged_buyers = sets[1].frame["user_id"].nunique()
     if judged_buyers < config.min_holdout_buyers:
         raise NotEnoughHistory(
             f"only {judged_buyers} buyers with history in the newest label window: too few to judge a list "
-            f"(at least {config.min_holdout_buyers})")
+            f"(at least {config.min_holdout_buyers})"
+        )
 
     clock = time.perf_counter()
+
     def pool(newest: int) -> training.LabelledSet:
         return training.LabelledSet.pooled([train_sets[i] for i in usable if i >= newest])
 
     folds = [(pool(index + 1), sets[index]) for index in usable if index + 1 in usable]
     search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
     judged_params = training.best_params(
-        config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None)
+        config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None
+    )
     final_params = training.best_params(config.model_kind, search)
     seconds["cross_validation"] = time.perf_counter() - clock
     log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
@@ -212,26 +238,38 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     clock = time.perf_counter()
     judged = training.fit(config.model_kind, judged_params, pool(2))
     window = sets[1].frame
-    result, per_user = holdout.evaluate_holdout(window, scores(judged, window), sets[1].truth,
-                                                   history, popular, config.k)
+    result, per_user = holdout.evaluate_holdout(
+        window, scores(judged, window), sets[1].truth, history, popular, config.k
+    )
     reference = training.fit("logreg", {}, pool(2))
     scored = holdout.ranking_scores(window, scores(reference, window), sets[1].truth, history, config.k)
     result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
     seconds["evaluation"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    baselines = judge_baselines(gate_specs(), purchases, holdout_cutoff.at, config.horizon_days, config.k,
-                                pd.Index(window["user_id"].unique()), sets[1].truth, history)
+    baselines = judge_baselines(
+        gate_specs(),
+        purchases,
+        holdout_cutoff.at,
+        config.horizon_days,
+        config.k,
+        pd.Index(window["user_id"].unique()),
+        sets[1].truth,
+        history,
+    )
     result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
     result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
     per_user.update({name: judged_baseline["per_user"] for name, judged_baseline in baselines.items()})
     seconds["baselines"] = time.perf_counter() - clock
-    log("  holdout NDCG@{}: ".format(config.k) + ", ".join(
-        f"{name} {result['metrics'][name]['ndcg']:.4f}" for name in ("ranker", *baselines)))
+    log(
+        f"  holdout NDCG@{config.k}: "
+        + ", ".join(f"{name} {result['metrics'][name]['ndcg']:.4f}" for name in ("ranker", *baselines))
+    )
 
     clock = time.perf_counter()
-    result["validation_curves"] = training.validation_curves(config.model_kind, judged_params, pool(2),
-                                                             sets[1], config.k)
+    result["validation_curves"] = training.validation_curves(
+        config.model_kind, judged_params, pool(2), sets[1], config.k
+    )
     result["feature_importance"] = training.feature_importance(judged, sets[1])
     seconds["diagnostics"] = time.perf_counter() - clock
 
@@ -242,28 +280,48 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
 
     candidates = ["ranker", *baselines]
     decision = gate.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin, candidates)
-    result["gate"] = {"decision": "published" if decision.publish else "rejected", "reason": decision.reason,
-                      "list": decision.list_name, "candidates": candidates}
+    result["gate"] = {
+        "decision": "published" if decision.publish else "rejected",
+        "reason": decision.reason,
+        "list": decision.list_name,
+        "candidates": candidates,
+    }
     clock = time.perf_counter()  # every list against the gate's choice: is its lead more than noise?
     result["intervals"] = bootstrap.intervals(per_user, reference=decision.list_name)
     seconds["intervals"] = time.perf_counter() - clock
-    result["cross_validation"] = [{"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
-                                  for r in search]
+    result["cross_validation"] = [
+        {"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}} for r in search
+    ]
     result["judged_params"], result["final_params"] = judged_params, final_params
     result["dataset"] = {"input": str(config.input_path or settings.default_input)}
-    result["split"].update({"holdout_cutoff": str(holdout_cutoff.at), "holdout_end": str(holdout_cutoff.label_end),
-                            "horizon_days": config.horizon_days,
-                            "cutoffs": {index: str(cutoffs[index].at) for index in usable}})
-    model = SavedModel(version=version, kind=config.model_kind, params=final_params, pipeline=final, metadata={
-        "trained_on": {"cutoff": str(holdout_cutoff.at), "label_window_end": str(holdout_cutoff.label_end),
-                       "cutoffs": [str(cutoffs[i].at) for i in usable],
-                       "rows": len(final_data.frame), "positives": int(final_data.frame["purchased"].sum())},
-        "judged_on": result["split"],
-        "metrics": dict(result["metrics"]),
-        "pilot": result["pilot"],
-        "gate": result["gate"],
-        "dropped_features": uninformative(final_data.frame),
-    })
+    result["split"].update(
+        {
+            "holdout_cutoff": str(holdout_cutoff.at),
+            "holdout_end": str(holdout_cutoff.label_end),
+            "horizon_days": config.horizon_days,
+            "cutoffs": {index: str(cutoffs[index].at) for index in usable},
+        }
+    )
+    model = SavedModel(
+        version=version,
+        kind=config.model_kind,
+        params=final_params,
+        pipeline=final,
+        metadata={
+            "trained_on": {
+                "cutoff": str(holdout_cutoff.at),
+                "label_window_end": str(holdout_cutoff.label_end),
+                "cutoffs": [str(cutoffs[i].at) for i in usable],
+                "rows": len(final_data.frame),
+                "positives": int(final_data.frame["purchased"].sum()),
+            },
+            "judged_on": result["split"],
+            "metrics": dict(result["metrics"]),
+            "pilot": result["pilot"],
+            "gate": result["gate"],
+            "dropped_features": uninformative(final_data.frame),
+        },
+    )
     return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds, per_user=per_user)
 
 
@@ -304,24 +362,33 @@ def save_model(settings: Settings, outcome: TrainOutcome) -> Path:
         from ml.reports import render_evaluation_report
     except ImportError:
         return directory
-    render_evaluation_report({"title": f"Model {outcome.model.version}", **outcome.evaluation},
-                             directory / "evaluation.html")
+    render_evaluation_report(
+        {"title": f"Model {outcome.model.version}", **outcome.evaluation}, directory / "evaluation.html"
+    )
     return directory
 
 
-def build_serving_tables(settings: Settings, config: Config, input_path: Path, version: str,
-                         generated_at: datetime, log: Log = print) -> DbtResult:
+def build_serving_tables(
+    settings: Settings, config: Config, input_path: Path, version: str, generated_at: datetime, log: Log = print
+) -> DbtResult:
     """dbt build of the pub_* tables (contracts and tests) from the scores just written."""
     variables = _run_vars(config, input_path, version, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S"))
     return run_dbt(settings, "build", variables, select="tag:serving", on_node=_dbt_progress(log))
 
 
-def publish(settings: Settings, config: Config, version: str, as_of: datetime,
-            decision: gate.GateDecision) -> dict[str, Any]:
+def publish(
+    settings: Settings, config: Config, version: str, as_of: datetime, decision: gate.GateDecision
+) -> dict[str, Any]:
     """Swap the new serving file in (``ml.serving.publish``: all or nothing, so a retry is safe).
     User ids are pseudonymised when the home's pseudonym mode is on (``ml.serving.privacy``)."""
     published = serving.publish(
-        settings.build_db, settings.serving_db, model_version=version, as_of=as_of,
-        list_source=decision.list_source, require_recommendations=decision.list_source != "cold_start",
-        pseudonym_key=privacy.publish_key(settings.home, config.pseudonymize), file_mode=config.file_mode)
+        settings.build_db,
+        settings.serving_db,
+        model_version=version,
+        as_of=as_of,
+        list_source=decision.list_source,
+        require_recommendations=decision.list_source != "cold_start",
+        pseudonym_key=privacy.publish_key(settings.home, config.pseudonymize),
+        file_mode=config.file_mode,
+    )
     return asdict(published)

@@ -3,6 +3,7 @@
 Categories stay objects with NaN and numbers become floats, the dtypes the model pipeline's
 preprocessing (``ml.ranker.features``) expects.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -25,8 +26,9 @@ def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
     return _typed(frame)
 
 
-def serving_candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff,
-                       rows_per_part: int = 2_000_000) -> Iterator[pd.DataFrame]:
+def serving_candidates(
+    con: duckdb.DuckDBPyConnection, cutoff: Cutoff, rows_per_part: int = 2_000_000
+) -> Iterator[pd.DataFrame]:
     """Serving candidates in parts holding whole users, at most about ``rows_per_part`` rows."""
     total = con.execute("select count(*) from candidates where cutoff_at = ?", [cutoff.at]).fetchone()[0]
     parts = max(1, int(np.ceil(total / rows_per_part)))

@@ -9,6 +9,7 @@ encode them differently:
   one-hot would explode and ordinal codes would invent an order, so it is target-encoded with
   scikit-learn's cross-fitted ``TargetEncoder`` (no label leak into its own rows).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -135,5 +136,6 @@ def make_preprocessor(scale_numeric: bool, features: Sequence[str] = FEATURES) -
         ("numeric", numeric, NUMERIC),
     ]
     chosen = [(name, transformer, [c for c in columns if c in features]) for name, transformer, columns in parts]
-    return ColumnTransformer([part for part in chosen if part[2]],
-                             verbose_feature_names_out=False).set_output(transform="pandas")
+    return ColumnTransformer([part for part in chosen if part[2]], verbose_feature_names_out=False).set_output(
+        transform="pandas"
+    )

@@ -5,6 +5,7 @@ same recipe as the model that is then published; the popularity list it must bea
 at the same cutoff. Evaluated users: users with history who bought in the window ("warm").
 Buyers without history are cold users: they get the fallback list and are reported apart.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,35 +29,51 @@ SOURCES = ["history", "repurchase", "co_purchase", "category", "trending", "popu
 
 PILOT_TARGETS = {
     "missed_offer_share": {
-        "target": 0.20, "direction": "max",
+        "target": 0.20,
+        "direction": "max",
         "definition": "Of the (user, item) purchases in the window by evaluated users, the share "
-                      "that was not in the user's top-K list: 1 - hits / purchases, pooled.",
+        "that was not in the user's top-K list: 1 - hits / purchases, pooled.",
     },
     "offer_precision": {
-        "target": 0.70, "direction": "min",
+        "target": 0.70,
+        "direction": "min",
         "definition": "Of the items offered in the evaluated users' top-K lists, the share the "
-                      "user bought in the window: hits / offered items, pooled (micro precision@K).",
+        "user bought in the window: hits / offered items, pooled (micro precision@K).",
     },
     "roc_auc": {
-        "target": 0.85, "direction": "min",
+        "target": 0.85,
+        "direction": "min",
         "definition": "ROC AUC of the suitable / not-suitable classifier over all candidate rows "
-                      "of the window (positive = bought in the window).",
+        "of the window (positive = bought in the window).",
     },
 }
 
 
-def ranking_scores(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame,
-                   history: pd.DataFrame, k: int) -> ListScores:
+def ranking_scores(
+    frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame, history: pd.DataFrame, k: int
+) -> ListScores:
     """The list metrics (and their per-user values) of the top-``k`` lists ranked by
     ``model_scores``, over the warm users (the users of ``frame``): what a reference model is
     compared on."""
     warm_users = pd.Index(frame["user_id"].unique())
-    return score_lists(top_k(frame, model_scores, k), truth[truth["user_id"].isin(warm_users)], history, k,
-                       history["item_id"].nunique(), users=warm_users)
+    return score_lists(
+        top_k(frame, model_scores, k),
+        truth[truth["user_id"].isin(warm_users)],
+        history,
+        k,
+        history["item_id"].nunique(),
+        users=warm_users,
+    )
 
 
-def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame, history: pd.DataFrame,
-                     popular: pd.DataFrame, k: int) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+def evaluate_holdout(
+    frame: pd.DataFrame,
+    model_scores: np.ndarray,
+    truth: pd.DataFrame,
+    history: pd.DataFrame,
+    popular: pd.DataFrame,
+    k: int,
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Every number of the evaluation report for one scored window (see module docstring), and
     the per-user metric values of the ``ranker`` and ``popular`` lists (for bootstrap intervals)."""
     warm_users = pd.Index(frame["user_id"].unique())
@@ -64,13 +81,19 @@ def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.Da
     cold_truth = truth[~truth["user_id"].isin(warm_users)]
     catalogue = history["item_id"].nunique()
 
-    lists = {"ranker": ranking_scores(frame, model_scores, truth, history, k),
-             "popular": score_lists(_same_list_for_all(popular, warm_users), warm_truth, history, k, catalogue,
-                                    users=warm_users)}
+    lists = {
+        "ranker": ranking_scores(frame, model_scores, truth, history, k),
+        "popular": score_lists(
+            _same_list_for_all(popular, warm_users), warm_truth, history, k, catalogue, users=warm_users
+        ),
+    }
     metrics = {name: scored.metrics for name, scored in lists.items()}
     cold_users = pd.Index(cold_truth["user_id"].unique())
-    cold = (evaluate_lists(_same_list_for_all(popular, cold_users), cold_truth, history, k,
-                           catalogue, users=cold_users) if len(cold_users) else {"n_users": 0})
+    cold = (
+        evaluate_lists(_same_list_for_all(popular, cold_users), cold_truth, history, k, catalogue, users=cold_users)
+        if len(cold_users)
+        else {"n_users": 0}
+    )
 
     labels = frame[LABEL].to_numpy()
     classifier = _classifier_metrics(labels, model_scores)
@@ -81,8 +104,13 @@ def evaluate_holdout(frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.Da
         pilot[name] = {**spec, "value": value, "passed": bool(passed)}
 
     return {
-        "split": {"k": k, "warm_users": len(warm_users), "cold_users": len(cold_users),
-                  "candidate_rows": len(frame), "window_purchases": len(truth)},
+        "split": {
+            "k": k,
+            "warm_users": len(warm_users),
+            "cold_users": len(cold_users),
+            "candidate_rows": len(frame),
+            "window_purchases": len(truth),
+        },
         "metrics": metrics,
         "cold_users": cold,
         "classifier": classifier,
@@ -116,8 +144,13 @@ def _same_list_for_all(popular: pd.DataFrame, users: pd.Index) -> pd.DataFrame:
 
 def _classifier_metrics(labels: np.ndarray, model_scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     if labels.min() == labels.max():
-        return {"roc_auc": float("nan"), "average_precision": float("nan"),
-                "precision": float("nan"), "recall": float("nan"), "threshold": threshold}
+        return {
+            "roc_auc": float("nan"),
+            "average_precision": float("nan"),
+            "precision": float("nan"),
+            "recall": float("nan"),
+            "threshold": threshold,
+        }
     predicted = model_scores >= threshold
     return {
         "roc_auc": float(roc_auc_score(labels, model_scores)),
@@ -129,8 +162,9 @@ def _classifier_metrics(labels: np.ndarray, model_scores: np.ndarray, threshold:
     }
 
 
-def classifier_curves(labels: np.ndarray, model_scores: np.ndarray, threshold: float,
-                      points: int = 200) -> dict[str, Any]:
+def classifier_curves(
+    labels: np.ndarray, model_scores: np.ndarray, threshold: float, points: int = 200
+) -> dict[str, Any]:
     """ROC and precision-recall curves, each thinned to about ``points`` points for the report,
     and where the ``threshold`` of the classifier metrics lies on them."""
     if labels.min() == labels.max():
@@ -146,8 +180,11 @@ def classifier_curves(labels: np.ndarray, model_scores: np.ndarray, threshold: f
         "pr": {"recall": recall, "precision": precision},
         "positive_rate": float(labels.mean()),
         "threshold": threshold,
-        "at_threshold": {"fpr": float(predicted[negatives].mean()), "tpr": float(predicted[~negatives].mean()),
-                         "precision": float(labels[predicted].mean()) if predicted.any() else None},
+        "at_threshold": {
+            "fpr": float(predicted[negatives].mean()),
+            "tpr": float(predicted[~negatives].mean()),
+            "precision": float(labels[predicted].mean()) if predicted.any() else None,
+        },
     }
 
 
@@ -155,8 +192,11 @@ def _thin(x: np.ndarray, y: np.ndarray, points: int) -> tuple[list[float], list[
     """About ``points`` points evenly spaced along the curve (not along its thresholds: most
     thresholds crowd where scores are low), both ends kept, rounded for a small JSON."""
     along = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
-    keep = np.unique(np.concatenate([np.searchsorted(along, np.linspace(0.0, along[-1], points)),
-                                     [0, len(x) - 1]]).clip(0, len(x) - 1))
+    keep = np.unique(
+        np.concatenate([np.searchsorted(along, np.linspace(0.0, along[-1], points)), [0, len(x) - 1]]).clip(
+            0, len(x) - 1
+        )
+    )
     return np.round(x[keep], 5).tolist(), np.round(y[keep], 5).tolist()
 
 
@@ -171,6 +211,10 @@ def _score_histogram(labels: np.ndarray, model_scores: np.ndarray, bins: int = 3
     low = 10.0 ** np.floor(np.log10(np.quantile(positive, 0.001))) if len(positive) else 1e-4
     edges = np.geomspace(low, 1.0, bins + 1)
     clipped = np.clip(model_scores, low, 1.0)
-    return {"bins": edges.tolist(), "scale": "log", "clipped_below": float(low),
-            "positive": np.histogram(clipped[labels == 1], edges)[0].tolist(),
-            "negative": np.histogram(clipped[labels == 0], edges)[0].tolist()}
+    return {
+        "bins": edges.tolist(),
+        "scale": "log",
+        "clipped_below": float(low),
+        "positive": np.histogram(clipped[labels == 1], edges)[0].tolist(),
+        "negative": np.histogram(clipped[labels == 0], edges)[0].tolist(),
+    }

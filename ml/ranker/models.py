@@ -4,6 +4,7 @@ Default: ``HistGradientBoostingClassifier`` (handles missing values and mixed sc
 interactions such as "repurchase matters for this kind of item", and accepts the monotonic
 price constraint). Reference: logistic regression, the simplest model that could work.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,13 @@ from ml.ranker.features import FEATURES, MONOTONIC, make_preprocessor
 MODEL_KINDS = ("hgb", "logreg")
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "hgb": {"learning_rate": 0.1, "max_leaf_nodes": 31, "max_iter": 120, "l2_regularization": 1.0,
-            "min_samples_leaf": 40},
+    "hgb": {
+        "learning_rate": 0.1,
+        "max_leaf_nodes": 31,
+        "max_iter": 120,
+        "l2_regularization": 1.0,
+        "min_samples_leaf": 40,
+    },
     "logreg": {"C": 1.0},
 }
 
@@ -53,14 +59,17 @@ def make_classifier(kind: str = "hgb", features: Sequence[str] = FEATURES, **par
         )
     else:
         classifier = LogisticRegression(**settings, max_iter=2000)
-    return Pipeline([("features", make_preprocessor(kind == "logreg", features)),
-                     ("classifier", classifier)])
+    return Pipeline([("features", make_preprocessor(kind == "logreg", features)), ("classifier", classifier)])
 
 
 def features_used(model: Pipeline) -> list[str]:
     """The input features a fitted pipeline reads, in ``FEATURES`` order."""
-    used = {column for name, _, columns in model.named_steps["features"].transformers_
-            if name != "remainder" for column in columns}
+    used = {
+        column
+        for name, _, columns in model.named_steps["features"].transformers_
+        if name != "remainder"
+        for column in columns
+    }
     return [name for name in FEATURES if name in used]
 
 
@@ -107,14 +116,24 @@ class SavedModel:
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> "SavedModel":
+    def load(cls, directory: Path) -> SavedModel:
         card = json.loads((directory / "model.json").read_text())
-        return cls(version=card["version"], kind=card["kind"], params=card["params"],
-                   pipeline=joblib.load(directory / "model.joblib"), metadata=card)
+        return cls(
+            version=card["version"],
+            kind=card["kind"],
+            params=card["params"],
+            pipeline=joblib.load(directory / "model.joblib"),
+            metadata=card,
+        )
 
 
 def library_versions() -> dict[str, str]:
     import duckdb
 
-    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-            "pandas": pd.__version__, "numpy": np.__version__, "duckdb": duckdb.__version__}
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "duckdb": duckdb.__version__,
+    }

@@ -2,6 +2,7 @@
 
 Kept apart from the model so that training, evaluation and scoring all rank the same way.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ from ml.evaluation.metrics import ndcg_at_k
 
 def top_k(frame: pd.DataFrame, scores: np.ndarray, k: int) -> pd.DataFrame:
     """The ``k`` best-scored candidates per user: ``user_id, item_id, rank, score`` + context."""
-    ranked = frame.assign(score=scores).sort_values(["user_id", "score", "item_id"],
-                                                    ascending=[True, False, True], kind="stable")
+    ranked = frame.assign(score=scores).sort_values(
+        ["user_id", "score", "item_id"], ascending=[True, False, True], kind="stable"
+    )
     ranked["rank"] = ranked.groupby("user_id", sort=False).cumcount() + 1
     return ranked[ranked["rank"] <= k].reset_index(drop=True)
 

@@ -3,6 +3,7 @@
 Candidates are scored in parts holding whole users, so memory depends on the part size, not
 on the number of users.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,8 +28,9 @@ def reasons(ranked: pd.DataFrame) -> pd.Series:
     return source.where(~with_anchor, "co_purchase:" + anchor.astype(str))
 
 
-def score_serving(build_db: Path, model: Pipeline, top_n: int,
-                  progress: Callable[[str], None] = print) -> dict[str, int]:
+def score_serving(
+    build_db: Path, model: Pipeline, top_n: int, progress: Callable[[str], None] = print
+) -> dict[str, int]:
     """Score every serving candidate and write the top ``top_n`` per user; returns counts."""
     users = rows = scored = 0
     with duckdb.connect(str(build_db)) as con:

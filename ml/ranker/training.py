@@ -5,6 +5,7 @@ Cross-validation never splits at random: each fold trains on the candidates of a
 and validates on the next newer one (forward chaining), scoring NDCG@k of the ranked lists
 against everything the users really bought.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -41,7 +42,7 @@ class LabelledSet:
     truth: pd.DataFrame
 
     @classmethod
-    def pooled(cls, sets: Sequence["LabelledSet"]) -> "LabelledSet":
+    def pooled(cls, sets: Sequence[LabelledSet]) -> LabelledSet:
         """Several cutoffs as one training set: more windows, less fitting to one window's quirks.
 
         A user at two cutoffs is two ranking problems, so user ids are prefixed by the cutoff.
@@ -52,11 +53,13 @@ class LabelledSet:
         def keyed(frame: pd.DataFrame, index: int) -> pd.DataFrame:
             return frame.assign(user_id=f"{index}:" + frame["user_id"].astype(str))
 
-        return cls(min(data.cutoff_index for data in sets),
-                   pd.concat([keyed(data.frame, data.cutoff_index) for data in sets], ignore_index=True),
-                   pd.concat([keyed(data.truth, data.cutoff_index) for data in sets], ignore_index=True))
+        return cls(
+            min(data.cutoff_index for data in sets),
+            pd.concat([keyed(data.frame, data.cutoff_index) for data in sets], ignore_index=True),
+            pd.concat([keyed(data.truth, data.cutoff_index) for data in sets], ignore_index=True),
+        )
 
-    def sample_negatives(self, max_rows: int, seed: int = 0) -> "LabelledSet":
+    def sample_negatives(self, max_rows: int, seed: int = 0) -> LabelledSet:
         """At most ``max_rows`` rows, every positive kept: a uniform negative sample shifts every
         score by the same log-odds, so the order within a user is unchanged."""
         if len(self.frame) <= max_rows:
@@ -66,13 +69,16 @@ class LabelledSet:
         negatives = negatives.sample(n=min(max(max_rows - len(positives), 0), len(negatives)), random_state=seed)
         return LabelledSet(self.cutoff_index, pd.concat([positives, negatives]).sort_index(), self.truth)
 
-    def sample_users(self, max_users: int, seed: int = 0) -> "LabelledSet":
+    def sample_users(self, max_users: int, seed: int = 0) -> LabelledSet:
         users = self.frame["user_id"].unique()
         if len(users) <= max_users:
             return self
         keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
-        return LabelledSet(self.cutoff_index, self.frame[self.frame["user_id"].isin(keep)],
-                           self.truth[self.truth["user_id"].isin(keep)])
+        return LabelledSet(
+            self.cutoff_index,
+            self.frame[self.frame["user_id"].isin(keep)],
+            self.truth[self.truth["user_id"].isin(keep)],
+        )
 
     @property
     def usable(self) -> bool:
@@ -107,8 +113,7 @@ def fit(kind: str, params: Mapping[str, Any], data: LabelledSet) -> Pipeline:
     if not features:
         raise NotEnoughHistory(f"no feature varies across the {len(data.frame):,} training rows")
     model = make_classifier(kind, features=features, **params)
-    model.fit(data.frame[FEATURES], data.frame[LABEL],
-              classifier__sample_weight=user_balanced_weights(data.frame))
+    model.fit(data.frame[FEATURES], data.frame[LABEL], classifier__sample_weight=user_balanced_weights(data.frame))
     return model
 
 
@@ -121,8 +126,13 @@ def grid(kind: str, search: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]
     return [dict(zip(names, values)) for values in itertools.product(*(search[n] for n in names))]
 
 
-def search_params(kind: str, search: Mapping[str, Sequence[Any]], folds: Sequence[tuple[LabelledSet, LabelledSet]],
-                  k: int, log: Callable[[str], None] = print) -> list[SearchResult]:
+def search_params(
+    kind: str,
+    search: Mapping[str, Sequence[Any]],
+    folds: Sequence[tuple[LabelledSet, LabelledSet]],
+    k: int,
+    log: Callable[[str], None] = print,
+) -> list[SearchResult]:
     """Score every grid point on every (older -> newer) fold."""
     results = []
     for params in grid(kind, search):
@@ -134,9 +144,11 @@ def search_params(kind: str, search: Mapping[str, Sequence[Any]], folds: Sequenc
     return results
 
 
-def best_params(kind: str, results: Sequence[SearchResult],
-                folds: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
+def best_params(
+    kind: str, results: Sequence[SearchResult], folds: Sequence[tuple[int, int]] | None = None
+) -> dict[str, Any]:
     """The grid point with the best mean NDCG over the given folds (all folds by default)."""
+
     def mean_score(result: SearchResult) -> float:
         chosen = [v for f, v in result.fold_scores.items() if folds is None or f in folds]
         return float(np.mean(chosen)) if chosen else float("-inf")
@@ -146,8 +158,9 @@ def best_params(kind: str, results: Sequence[SearchResult],
     return {**DEFAULT_PARAMS[kind], **max(results, key=mean_score).params}
 
 
-def validation_curves(kind: str, params: Mapping[str, Any], train: LabelledSet, valid: LabelledSet,
-                      k: int, max_users: int = 3_000) -> list[dict[str, Any]]:
+def validation_curves(
+    kind: str, params: Mapping[str, Any], train: LabelledSet, valid: LabelledSet, k: int, max_users: int = 3_000
+) -> list[dict[str, Any]]:
     """Train and validation NDCG@k while one hyper-parameter moves around its value in
     ``params`` (the chosen one, always on the curve as ``chosen``) and the others stay put.
 
@@ -166,20 +179,32 @@ def validation_curves(kind: str, params: Mapping[str, Any], train: LabelledSet, 
             model = fit(kind, {**params, name: value}, train)
             train_scores.append(evaluate_ndcg(model, train, k))
             valid_scores.append(evaluate_ndcg(model, valid, k))
-        curves.append({"param": name, "values": values, "chosen": chosen, "train_score": train_scores,
-                       "valid_score": valid_scores, "metric": f"ndcg@{k}",
-                       "train_users": int(train.frame["user_id"].nunique())})
+        curves.append(
+            {
+                "param": name,
+                "values": values,
+                "chosen": chosen,
+                "train_score": train_scores,
+                "valid_score": valid_scores,
+                "metric": f"ndcg@{k}",
+                "train_users": int(train.frame["user_id"].nunique()),
+            }
+        )
     return curves
 
 
-def feature_importance(model: Pipeline, data: LabelledSet, max_rows: int = 50_000,
-                       n_repeats: int = 3) -> list[dict[str, Any]]:
+def feature_importance(
+    model: Pipeline, data: LabelledSet, max_rows: int = 50_000, n_repeats: int = 3
+) -> list[dict[str, Any]]:
     """Permutation importance on held-out rows (average precision lost when a feature is shuffled)."""
     frame = data.frame
     if len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=0)
-    result = permutation_importance(model, frame[FEATURES], frame[LABEL], scoring="average_precision",
-                                    n_repeats=n_repeats, random_state=0, n_jobs=1)
-    rows = [{"feature": name, "importance_mean": float(mean), "importance_std": float(std)}
-            for name, mean, std in zip(FEATURES, result.importances_mean, result.importances_std)]
+    result = permutation_importance(
+        model, frame[FEATURES], frame[LABEL], scoring="average_precision", n_repeats=n_repeats, random_state=0, n_jobs=1
+    )
+    rows = [
+        {"feature": name, "importance_mean": float(mean), "importance_std": float(std)}
+        for name, mean, std in zip(FEATURES, result.importances_mean, result.importances_std)
+    ]
     return sorted(rows, key=lambda row: -row["importance_mean"])

@@ -8,6 +8,7 @@
 Pages are Jinja2 templates (``templates/``, package data); ``kit`` holds formatting and the
 template environment, ``plots`` the matplotlib helpers.
 """
+
 from ml.reports.evaluation import render_evaluation_report
 from ml.reports.profile import render_profile_report
 

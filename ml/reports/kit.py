@@ -1,10 +1,11 @@
 """What both reports share: how numbers read, what each metric is called and which way is
 better, and the Jinja2 templates (package data in ``templates/``) that turn a context into a page.
 """
+
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,20 @@ POOLED = {"offer_precision": "higher", "missed_offer_share": "lower"}
 DESCRIPTIVE = ["coverage", "novelty", "popularity_pct"]
 
 LABELS = {
-    "recall": "Recall@k", "precision": "Precision@k", "ndcg": "NDCG@k", "map": "MAP@k",
-    "hit_rate": "Hit rate@k", "mrr": "MRR@k", "coverage": "Catalogue coverage",
-    "novelty": "Novelty (bits)", "popularity_pct": "Popularity percentile",
-    "missed_offer_share": "Missed-offer share", "offer_precision": "Offer precision",
-    "n_users": "Users evaluated", "n_users_with_list": "Users with a list", "roc_auc": "ROC AUC",
+    "recall": "Recall@k",
+    "precision": "Precision@k",
+    "ndcg": "NDCG@k",
+    "map": "MAP@k",
+    "hit_rate": "Hit rate@k",
+    "mrr": "MRR@k",
+    "coverage": "Catalogue coverage",
+    "novelty": "Novelty (bits)",
+    "popularity_pct": "Popularity percentile",
+    "missed_offer_share": "Missed-offer share",
+    "offer_precision": "Offer precision",
+    "n_users": "Users evaluated",
+    "n_users_with_list": "Users with a list",
+    "roc_auc": "ROC AUC",
     "average_precision": "Average precision",
 }
 
@@ -35,8 +45,11 @@ def label(metric: str, k: Any = None) -> str:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not (
-        isinstance(value, float) and math.isnan(value))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not (isinstance(value, float) and math.isnan(value))
+    )
 
 
 def fmt(value: Any, metric: str = "") -> str:
@@ -77,16 +90,20 @@ def pct(value: Any, digits: int = 1) -> str:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @cache
 def _environment() -> jinja2.Environment:
     """Templates from the installed package; everything a template prints is escaped
     (a reason or a file name is text, never markup) and a missing variable is an error."""
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("ml.reports", "templates"),
-                                     autoescape=True, undefined=jinja2.StrictUndefined,
-                                     trim_blocks=True, lstrip_blocks=True)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("ml.reports", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     environment.filters.update(fmt=fmt, pct=pct, signed=signed, label=label)
     environment.tests["number"] = is_number
     return environment

@@ -3,6 +3,7 @@
 The object API (``Figure`` + the Agg canvas, never ``pyplot``) touches no global state, so
 rendering works in threads and on headless machines.
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,11 +14,15 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#06b6d4", "#84cc16",
-           "#ec4899", "#64748b"]
+PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#06b6d4", "#84cc16", "#ec4899", "#64748b"]
 GOOD, BAD, MUTED, INK = "#16a34a", "#dc2626", "#94a3b8", "#0f172a"
-EVENT_COLORS = {"ec.view_item": "#2563eb", "ec.add_to_cart": "#f59e0b", "ec.purchase": "#10b981",
-                "user_engagement": "#8b5cf6", "pageview": "#94a3b8"}
+EVENT_COLORS = {
+    "ec.view_item": "#2563eb",
+    "ec.add_to_cart": "#f59e0b",
+    "ec.purchase": "#10b981",
+    "user_engagement": "#8b5cf6",
+    "pageview": "#94a3b8",
+}
 
 
 @dataclass
@@ -57,5 +62,9 @@ def embed(fig: Figure, caption: str, alt: str = "") -> Embedded:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=160, facecolor="white")
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return Embedded(src=f"data:image/png;base64,{data}", width=round(fig.get_figwidth() * fig.dpi * 1.1),
-                    caption=caption, alt=alt or caption)
+    return Embedded(
+        src=f"data:image/png;base64,{data}",
+        width=round(fig.get_figwidth() * fig.dpi * 1.1),
+        caption=caption,
+        alt=alt or caption,
+    )

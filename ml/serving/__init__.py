@@ -3,6 +3,7 @@ the HTTP API over it, and what it may reveal about a customer (privacy).
 
 The names below are the package's public API; ``schema``, ``publisher`` and ``reader`` hold them.
 """
+
 from ml.serving.publisher import (
     PublishError,
     PublishResult,
@@ -21,7 +22,16 @@ from ml.serving.reader import (
 )
 
 __all__ = [
-    "PublishError", "PublishResult", "ServingReader", "ServingUnavailable", "cursor", "open_serving",
-    "publication_info", "pseudonym_key_id", "publish", "recommendations_for_user",
-    "remove_abandoned_temp_files", "similar_items",
+    "PublishError",
+    "PublishResult",
+    "ServingReader",
+    "ServingUnavailable",
+    "cursor",
+    "open_serving",
+    "publication_info",
+    "pseudonym_key_id",
+    "publish",
+    "recommendations_for_user",
+    "remove_abandoned_temp_files",
+    "similar_items",
 ]

@@ -17,6 +17,7 @@ it has no key or another one. ``/openapi.json`` is always served (its copy: docs
 the interactive ``/docs`` page only when asked for (``recsys api --docs``), with Swagger UI's
 files served by the service itself, never from a CDN.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,26 +53,34 @@ ItemId = Annotated[str, PathParam(pattern=ID_PATTERN, description=ID_RULE)]
 class RecommendedItem(BaseModel):
     item_id: str
     rank: int = Field(description="1 = first; the order of the list")
-    score: float = Field(description=(
-        "Why the item is at its rank, comparable only with the scores of the same `source`. "
-        "`personal` rows of the ranker's list (`publication.list_source` = `ranker`): the ranker's "
-        "suitability score, the probability that the user buys the item within the label horizon, "
-        "lowered for prices far above the user's usual range (0 to 1, not calibrated across runs). "
-        "`personal` rows of a baseline's list (`list_source` = `baseline:<name>`, `reason` the same): "
-        "that baseline's own score (a purchase count or a similarity, not a probability). "
-        "`fallback:<platform>` rows: the item's decayed popularity on that platform (events weighted "
-        "purchase 10, cart 4, view 1, halved every horizon), not a probability."))
-    reason: str = Field(description="`personal`, `trending`, `popular` or `baseline:<name>` on the user's own "
-                                    "list; `popular_now` or `popular_overall` on fallback rows; never names an "
-                                    "item of the user's (docs/privacy.md)")
-    source: str = Field(description="`personal` (the user's list) or `fallback:<platform>` (the cold-start "
-                                    "list that tops up a short list or stands in for a missing one)")
+    score: float = Field(
+        description=(
+            "Why the item is at its rank, comparable only with the scores of the same `source`. "
+            "`personal` rows of the ranker's list (`publication.list_source` = `ranker`): the ranker's "
+            "suitability score, the probability that the user buys the item within the label horizon, "
+            "lowered for prices far above the user's usual range (0 to 1, not calibrated across runs). "
+            "`personal` rows of a baseline's list (`list_source` = `baseline:<name>`, `reason` the same): "
+            "that baseline's own score (a purchase count or a similarity, not a probability). "
+            "`fallback:<platform>` rows: the item's decayed popularity on that platform (events weighted "
+            "purchase 10, cart 4, view 1, halved every horizon), not a probability."
+        )
+    )
+    reason: str = Field(
+        description="`personal`, `trending`, `popular` or `baseline:<name>` on the user's own "
+        "list; `popular_now` or `popular_overall` on fallback rows; never names an "
+        "item of the user's (docs/privacy.md)"
+    )
+    source: str = Field(
+        description="`personal` (the user's list) or `fallback:<platform>` (the cold-start "
+        "list that tops up a short list or stands in for a missing one)"
+    )
 
 
 class Recommendations(BaseModel):
     user_id: str = Field(description="the id asked for (a raw id, also when the file holds pseudonyms)")
-    source: str | None = Field(description="`source` of the first item: `personal`, or `fallback:<platform>` "
-                                           "when the user has no list")
+    source: str | None = Field(
+        description="`source` of the first item: `personal`, or `fallback:<platform>` when the user has no list"
+    )
     model_version: str | None = Field(description="the run that published the list")
     generated_at: datetime | None
     items: list[RecommendedItem]
@@ -80,14 +89,20 @@ class Recommendations(BaseModel):
 class SimilarItem(BaseModel):
     item_id: str
     rank: int
-    score: float = Field(description=(
-        "The order (`final_score`): 1 / log2(source rank + 1); for a known user, x 1.5 when the item is "
-        "in their list, x 1.25 when it is in their top category, and lowered when its price is above 3 x "
-        "their tier price (docs/serving.md, product page)."))
-    source_score: float | None = Field(description=(
-        "The source's own score: `bought_together`: the pair's confidence weighted by signal (purchase "
-        "1, cart 0.5, view 0.25); `same_category`: popularity near the item's price; `fallback:<platform>`: "
-        "decayed popularity."))
+    score: float = Field(
+        description=(
+            "The order (`final_score`): 1 / log2(source rank + 1); for a known user, x 1.5 when the item is "
+            "in their list, x 1.25 when it is in their top category, and lowered when its price is above 3 x "
+            "their tier price (docs/serving.md, product page)."
+        )
+    )
+    source_score: float | None = Field(
+        description=(
+            "The source's own score: `bought_together`: the pair's confidence weighted by signal (purchase "
+            "1, cart 0.5, view 0.25); `same_category`: popularity near the item's price; `fallback:<platform>`: "
+            "decayed popularity."
+        )
+    )
     source: str = Field(description="`bought_together`, `same_category` or `fallback:<platform>`")
 
 
@@ -124,13 +139,17 @@ class InvalidRequest(BaseModel):
 
 
 class Unavailable(BaseModel):
-    error: str = Field(description="no serving database published yet; the service cannot map user ids to "
-                                   "the file's pseudonyms; or a serving database error (retry)")
+    error: str = Field(
+        description="no serving database published yet; the service cannot map user ids to "
+        "the file's pseudonyms; or a serving database error (retry)"
+    )
     detail: str | None = None
 
 
-ERRORS = {422: {"model": InvalidRequest, "description": f"Invalid id, n or platform ({ID_RULE}; n is 1..{MAX_N})"},
-          503: {"model": Unavailable, "description": "No serving database, no pseudonym key, or a database error"}}
+ERRORS = {
+    422: {"model": InvalidRequest, "description": f"Invalid id, n or platform ({ID_RULE}; n is 1..{MAX_N})"},
+    503: {"model": Unavailable, "description": "No serving database, no pseudonym key, or a database error"},
+}
 
 
 def _json(body: BaseModel) -> Response:
@@ -143,9 +162,15 @@ def _error(status: int, body: BaseModel) -> JSONResponse:
     return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
 
 
-def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key: bytes | None = None,
-               key_source: str = "given to the service", docs: bool = False,
-               default_n: int = default("top_n")) -> FastAPI:
+def create_app(
+    serving_db: Path,
+    *,
+    check_interval: float = 0.05,
+    pseudonym_key: bytes | None = None,
+    key_source: str = "given to the service",
+    docs: bool = False,
+    default_n: int = default("top_n"),
+) -> FastAPI:
     """The ASGI app; ``check_interval`` bounds how often the file is ``stat``-ed.
 
     ``pseudonym_key`` maps raw user ids when the file holds pseudonyms (``key_source`` says
@@ -173,16 +198,17 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
         reader.close()
 
     # FastAPIOffline: the /docs page's script and style come from the installed package, not a CDN.
-    app = FastAPIOffline(title="recsys serving", version="1", docs_url="/docs" if docs else None, redoc_url=None,
-                         lifespan=lifespan)
+    app = FastAPIOffline(
+        title="recsys serving", version="1", docs_url="/docs" if docs else None, redoc_url=None, lifespan=lifespan
+    )
     app.state.reader = reader
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [Problem(where=".".join(str(p) for p in e.get("loc", ())), problem=e.get("msg"))
-                    for e in exc.errors()]
-        return _error(422, InvalidRequest(error="invalid request", rule=f"{ID_RULE}; n is 1..{MAX_N}",
-                                          detail=problems))
+        problems = [
+            Problem(where=".".join(str(p) for p in e.get("loc", ())), problem=e.get("msg")) for e in exc.errors()
+        ]
+        return _error(422, InvalidRequest(error="invalid request", rule=f"{ID_RULE}; n is 1..{MAX_N}", detail=problems))
 
     @app.exception_handler(serving.ServingUnavailable)
     async def _unavailable(request: Request, exc: serving.ServingUnavailable) -> JSONResponse:
@@ -191,8 +217,9 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
     @app.exception_handler(privacy.PseudonymKeyError)
     async def _no_key(request: Request, exc: privacy.PseudonymKeyError) -> JSONResponse:
         log.error("%s", exc)
-        return _error(503, Unavailable(error="the service cannot map user ids to the serving file's pseudonyms",
-                                       detail=str(exc)))
+        return _error(
+            503, Unavailable(error="the service cannot map user ids to the serving file's pseudonyms", detail=str(exc))
+        )
 
     @app.exception_handler(ValueError)
     async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
@@ -204,9 +231,11 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
         return _error(503, Unavailable(error="serving database error, retry"))
 
     @app.get("/recommendations/{user_id}", response_model=Recommendations, responses=ERRORS)
-    def recommendations(user_id: UserId,
-                        n: Annotated[int, Query(ge=1, le=MAX_N)] = default_n,
-                        platform: Literal[PLATFORMS] | None = None) -> Response:
+    def recommendations(
+        user_id: UserId,
+        n: Annotated[int, Query(ge=1, le=MAX_N)] = default_n,
+        platform: Literal[PLATFORMS] | None = None,
+    ) -> Response:
         """The user's personal list, topped up from the cold-start list of their platform when
         shorter than `n`; a user without one gets that cold-start list."""
         cur, file_user_id, _ = session(user_id)
@@ -215,16 +244,27 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
         finally:
             cur.close()
         first = rows[0] if rows else {}
-        return _json(Recommendations(
-            user_id=user_id, source=first.get("source"), model_version=first.get("model_version"),
-            generated_at=first.get("generated_at"),
-            items=[RecommendedItem(item_id=r["item_id"], rank=r["rank"], score=r["score"], reason=r["reason"],
-                                   source=r["source"]) for r in rows]))
+        return _json(
+            Recommendations(
+                user_id=user_id,
+                source=first.get("source"),
+                model_version=first.get("model_version"),
+                generated_at=first.get("generated_at"),
+                items=[
+                    RecommendedItem(
+                        item_id=r["item_id"], rank=r["rank"], score=r["score"], reason=r["reason"], source=r["source"]
+                    )
+                    for r in rows
+                ],
+            )
+        )
 
     @app.get("/items/{item_id}/similar", response_model=SimilarItems, responses=ERRORS)
-    def similar(item_id: ItemId,
-                user_id: Annotated[str | None, Query(pattern=ID_PATTERN, description=ID_RULE)] = None,
-                n: Annotated[int, Query(ge=1, le=MAX_N)] = default_n) -> Response:
+    def similar(
+        item_id: ItemId,
+        user_id: Annotated[str | None, Query(pattern=ID_PATTERN, description=ID_RULE)] = None,
+        n: Annotated[int, Query(ge=1, le=MAX_N)] = default_n,
+    ) -> Response:
         """The product page: items bought together with this one, else popular items of its
         category near its price, else the cold-start list; re-ordered for a known user."""
         cur, file_user_id, _ = session(user_id)
@@ -232,11 +272,24 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
             rows = serving.similar_items(cur, item_id, user_id=file_user_id, n=n)
         finally:
             cur.close()
-        return _json(SimilarItems(
-            item_id=item_id, user_id=user_id, personalised=bool(rows and rows[0]["personalised"]),
-            source=rows[0]["source"] if rows else None,
-            items=[SimilarItem(item_id=r["item_id"], rank=r["rank"], score=r["final_score"],
-                               source_score=r["score"], source=r["source"]) for r in rows]))
+        return _json(
+            SimilarItems(
+                item_id=item_id,
+                user_id=user_id,
+                personalised=bool(rows and rows[0]["personalised"]),
+                source=rows[0]["source"] if rows else None,
+                items=[
+                    SimilarItem(
+                        item_id=r["item_id"],
+                        rank=r["rank"],
+                        score=r["final_score"],
+                        source_score=r["score"],
+                        source=r["source"],
+                    )
+                    for r in rows
+                ],
+            )
+        )
 
     @app.get("/health", response_model=Health, responses={503: ERRORS[503]})
     def health() -> Response:
@@ -246,11 +299,20 @@ def create_app(serving_db: Path, *, check_interval: float = 0.05, pseudonym_key:
             info = serving.publication_info(cur)
         finally:
             cur.close()
-        return _json(Health(
-            status="ok", model_version=info.get("model_version"), generated_at=info.get("generated_at"),
-            as_of=info.get("as_of"), n_users=info.get("n_users"), n_rows=info.get("n_rows"),
-            row_counts=info["row_counts"], pseudonymized=pseudonymized, opened_at=reader.opened_at,
-            reloads=reader.reloads))
+        return _json(
+            Health(
+                status="ok",
+                model_version=info.get("model_version"),
+                generated_at=info.get("generated_at"),
+                as_of=info.get("as_of"),
+                n_users=info.get("n_users"),
+                n_rows=info.get("n_rows"),
+                row_counts=info["row_counts"],
+                pseudonymized=pseudonymized,
+                opened_at=reader.opened_at,
+                reloads=reader.reloads,
+            )
+        )
 
     return app
 
@@ -260,8 +322,16 @@ def openapi_json() -> str:
     return json.dumps(create_app(Path("unused.duckdb")).openapi(), indent=2) + "\n"
 
 
-def serve(serving_db: Path, host: str, port: int, *, log_level: str | None, home: Path | None = None,
-          docs: bool = False, default_n: int = default("top_n")) -> None:
+def serve(
+    serving_db: Path,
+    host: str,
+    port: int,
+    *,
+    log_level: str | None,
+    home: Path | None = None,
+    docs: bool = False,
+    default_n: int = default("top_n"),
+) -> None:
     """Run the service with uvicorn (blocking); ``home``'s pseudonym key, if it has one, maps
     user ids when the file holds pseudonyms. ``log_level`` None: uvicorn's own."""
     import uvicorn

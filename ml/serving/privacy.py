@@ -10,8 +10,10 @@ Threat model and choices: docs/privacy.md. Here:
   sees unlinkable ids. The serving file's macro ``pseudonym(uid, key_hex)`` computes the same
   value in SQL from a key the reader passes in.
 """
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -22,7 +24,7 @@ from pathlib import Path
 from ml.config import Config, ConfigError
 
 KEY_BYTES = 32
-PSEUDONYM_CHARS = 32           # 128 bits: no collision in practice, half the bytes of full hex
+PSEUDONYM_CHARS = 32  # 128 bits: no collision in practice, half the bytes of full hex
 
 # HMAC-SHA256 (RFC 2104) in DuckDB SQL: the key, zero-padded to SHA-256's 64-byte block, xor-ed
 # with the inner (0x36) and outer (0x5c) pads. The key is an argument, never part of the file.
@@ -74,8 +76,10 @@ def publish_key(home: Path, pseudonymize: bool | None) -> bytes | None:
     """
     key = load_key(home)
     if pseudonymize is False and key is not None:
-        raise ConfigError(f"pseudonymize is off (RECSYS_PSEUDONYMIZE=0) but this home has a pseudonym key "
-                          f"({key_path(home)}): delete it to publish raw user ids again")
+        raise ConfigError(
+            f"pseudonymize is off (RECSYS_PSEUDONYMIZE=0) but this home has a pseudonym key "
+            f"({key_path(home)}): delete it to publish raw user ids again"
+        )
     if key is None and pseudonymize:
         key = _create_key(home)
     return key
@@ -95,10 +99,8 @@ def _create_key(home: Path) -> bytes:
             handle.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(aside, path)
-        except FileExistsError:
-            pass
     finally:
         aside.unlink()
     return load_key(home)
@@ -133,9 +135,13 @@ def reader_key(published_key_id: str | None, key: bytes | None, where: str) -> b
     if published_key_id is None:
         return None
     if key is None:
-        raise PseudonymKeyError(f"the serving file's user ids are pseudonyms but no key was found ({where}); "
-                                "it is secrets/pseudonym.key in the home that published the file")
+        raise PseudonymKeyError(
+            f"the serving file's user ids are pseudonyms but no key was found ({where}); "
+            "it is secrets/pseudonym.key in the home that published the file"
+        )
     if key_id(key) != published_key_id:
-        raise PseudonymKeyError(f"the serving file's user ids are pseudonyms made with another key "
-                                f"(id {published_key_id}) than the one found ({where}, id {key_id(key)})")
+        raise PseudonymKeyError(
+            f"the serving file's user ids are pseudonyms made with another key "
+            f"(id {published_key_id}) than the one found ({where}, id {key_id(key)})"
+        )
     return key

@@ -7,6 +7,7 @@ points at the old inode), new readers open the new one, and a failure at any poi
 old file untouched. The publisher never opens the serving file itself, so it never competes with
 readers for DuckDB's file lock.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -15,11 +16,11 @@ import os
 import shutil
 import time
 import uuid
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 class PublishError(RuntimeError):
     """The build's outputs cannot be published; the old serving file was left in place."""
 
+
 @dataclass(frozen=True)
 class PublishResult:
     serving_db: Path
@@ -61,7 +63,7 @@ class PublishResult:
 
 def _naive_utc(ts: datetime) -> datetime:
     if ts.tzinfo is not None:
-        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
     return ts
 
 
@@ -131,15 +133,20 @@ def remove_abandoned_temp_files(serving_db: Path) -> list[Path]:
     return abandoned
 
 
-def _register_pseudonyms(con: duckdb.DuckDBPyConnection, key: bytes,
-                         found: dict[str, tuple[str, list[str]]]) -> None:
+def _register_pseudonyms(con: duckdb.DuckDBPyConnection, key: bytes, found: dict[str, tuple[str, list[str]]]) -> None:
     """``pseudonyms (user_id, pseudonym)`` for every user of the build, made by the API's own
     function, as a TEMP table: it lives in this connection's memory, never in the file."""
-    users = [row[0] for row in con.execute(" UNION ".join(
-        f"select user_id from {found[name][0]}" for name in TABLES if "user_id" in COLUMNS[name])).fetchall()
-        if row[0] is not None]
-    con.execute("create temp table pseudonyms as select unnest($1::varchar[]) as user_id, "
-                "unnest($2::VARCHAR[]) AS pseudonym", [users, privacy.pseudonyms(key, users)])
+    users = [
+        row[0]
+        for row in con.execute(
+            " UNION ".join(f"select user_id from {found[name][0]}" for name in TABLES if "user_id" in COLUMNS[name])
+        ).fetchall()
+        if row[0] is not None
+    ]
+    con.execute(
+        "create temp table pseudonyms as select unnest($1::varchar[]) as user_id, unnest($2::VARCHAR[]) AS pseudonym",
+        [users, privacy.pseudonyms(key, users)],
+    )
 
 
 def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, list[str]]]:
@@ -147,17 +154,19 @@ def _find_build_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, l
     rows = con.execute(
         "select schema_name, table_name, list(column_name order by column_index) "
         "from duckdb_columns() where database_name = 'build' and starts_with(table_name, 'pub_') "
-        "GROUP BY ALL").fetchall()
+        "GROUP BY ALL"
+    ).fetchall()
     found: dict[str, tuple[str, list[str]]] = {}
     for schema, table, cols in sorted(rows, key=lambda r: (r[0] != "main", r[0])):
-        name = table[len("pub_"):]
+        name = table[len("pub_") :]
         if name in TABLES and name not in found:
             found[name] = (f'build."{schema}"."{table}"', list(cols))
     return found
 
 
-def _other_builds(con: duckdb.DuckDBPyConnection, found: dict[str, tuple[str, list[str]]],
-                  model_version: str) -> list[str]:
+def _other_builds(
+    con: duckdb.DuckDBPyConnection, found: dict[str, tuple[str, list[str]]], model_version: str
+) -> list[str]:
     """The pub_* tables holding rows stamped by another build than ``model_version``'s: another
     run rebuilt part of the warehouse under this one (a mixed file must never be published)."""
     problems = []
@@ -186,12 +195,13 @@ def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> 
         dup = count(f"select count(*) from (select 1 from {table} group by {key}, {pos} having count(*) > 1)")
         if dup:
             errors.append(f"{table}: {dup} duplicate ({key}, {pos}) pairs")
-        gaps = count(f"select count(*) from (select 1 from {table} group by {key} "
-                     f"HAVING min({pos}) <> 1 OR max({pos}) <> count(*))")
+        gaps = count(
+            f"select count(*) from (select 1 from {table} group by {key} "
+            f"HAVING min({pos}) <> 1 OR max({pos}) <> count(*))"
+        )
         if gaps:
             errors.append(f"{table}: {gaps} lists whose ranks are not 1..n")
-        dup_items = count(f"select count(*) from (select 1 from {table} group by {key}, {member} "
-                          f"HAVING count(*) > 1)")
+        dup_items = count(f"select count(*) from (select 1 from {table} group by {key}, {member} HAVING count(*) > 1)")
         if dup_items:
             errors.append(f"{table}: {dup_items} lists repeat an item")
     for table in ("recommendations", "fallback_recommendations", "similar_items"):
@@ -201,28 +211,39 @@ def _validate(con: duckdb.DuckDBPyConnection, require_recommendations: bool) -> 
 
     n_recs = count("select count(*) from recommendations")
     if n_recs == 0 and require_recommendations:
-        errors.append("recommendations is empty (pass require_recommendations=False if the "
-                      "build really has no warm users)")
+        errors.append(
+            "recommendations is empty (pass require_recommendations=False if the build really has no warm users)"
+        )
     present = {r[0] for r in con.execute("select distinct platform from fallback_recommendations").fetchall()}
     missing = [p for p in FALLBACK_PLATFORMS if p not in present]
     if missing:
         errors.append(f"fallback_recommendations: no list for platform(s) {', '.join(missing)}")
 
-    orphans = count("select count(distinct r.item_id) from recommendations r "
-                    "ANTI JOIN items i ON i.item_id = r.item_id")
+    orphans = count(
+        "select count(distinct r.item_id) from recommendations r ANTI JOIN items i ON i.item_id = r.item_id"
+    )
     if orphans:
         warnings.append(f"{orphans} recommended items are missing from items")
-    no_profile = count("select count(distinct r.user_id) from recommendations r "
-                       "ANTI JOIN user_profiles p ON p.user_id = r.user_id")
+    no_profile = count(
+        "select count(distinct r.user_id) from recommendations r ANTI JOIN user_profiles p ON p.user_id = r.user_id"
+    )
     if no_profile:
         warnings.append(f"{no_profile} users with a list have no user_profiles row")
     return errors, warnings
 
 
-def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: datetime,
-            list_source: str = "ranker", require_recommendations: bool = True,
-            threads: int | None = None, pseudonym_key: bytes | None = None,
-            file_mode: int | None = None) -> PublishResult:
+def publish(
+    build_db: Path,
+    serving_db: Path,
+    *,
+    model_version: str,
+    as_of: datetime,
+    list_source: str = "ranker",
+    require_recommendations: bool = True,
+    threads: int | None = None,
+    pseudonym_key: bytes | None = None,
+    file_mode: int | None = None,
+) -> PublishResult:
     """Build a new serving file from ``build_db``'s ``pub_*`` tables and swap it in atomically.
 
     ``list_source`` says what made the personal lists (``ranker``, ``baseline:<name>`` when a
@@ -263,7 +284,8 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             except duckdb.Error as exc:
                 raise PublishError(
                     f"cannot attach build database {build_db} read-only ({exc}); close any "
-                    "read-write connection to it in this process before publishing") from exc
+                    "read-write connection to it in this process before publishing"
+                ) from exc
             found = _find_build_tables(con)
             problems = []
             for name, cols in COLUMNS.items():
@@ -278,8 +300,11 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                 raise PublishError("refusing to publish: " + "; ".join(problems))
             mixed = _other_builds(con, found, model_version)
             if mixed:
-                raise PublishError(f"refusing to publish a mixed build: publishing {model_version}, but "
-                                   + "; ".join(mixed) + " (did another run rebuild the warehouse meanwhile?)")
+                raise PublishError(
+                    f"refusing to publish a mixed build: publishing {model_version}, but "
+                    + "; ".join(mixed)
+                    + " (did another run rebuild the warehouse meanwhile?)"
+                )
             if pseudonym_key is not None:
                 _register_pseudonyms(con, pseudonym_key, found)
 
@@ -288,11 +313,12 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                 cols = ", ".join(COLUMNS[name])
                 source = found[name][0]
                 if pseudonym_key is not None and "user_id" in COLUMNS[name]:
-                    source = (f"(select b.* replace (p.pseudonym as user_id) from {source} b "
-                              "LEFT JOIN pseudonyms p ON p.user_id = b.user_id)")
+                    source = (
+                        f"(select b.* replace (p.pseudonym as user_id) from {source} b "
+                        "LEFT JOIN pseudonyms p ON p.user_id = b.user_id)"
+                    )
                 try:
-                    con.execute(f"insert into {name} ({cols}) select {cols} from {source} "
-                                f"ORDER BY {SORT_KEYS[name]}")
+                    con.execute(f"insert into {name} ({cols}) select {cols} from {source} ORDER BY {SORT_KEYS[name]}")
                 except duckdb.Error as exc:
                     raise PublishError(f"refusing to publish: copying pub_{name} failed: {exc}") from exc
             con.execute("detach build")
@@ -310,17 +336,17 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
                 con.execute(sql)
 
             n_users, n_rows, gen = con.execute(
-                "select count(distinct user_id), count(*), max(generated_at) from recommendations").fetchone()
+                "select count(distinct user_id), count(*), max(generated_at) from recommendations"
+            ).fetchone()
             gen_fb = con.execute("select max(generated_at) from fallback_recommendations").fetchone()[0]
-            generated_at = max([g for g in (gen, gen_fb) if g is not None],
-                               default=_naive_utc(datetime.now(timezone.utc)))
+            generated_at = max([g for g in (gen, gen_fb) if g is not None], default=_naive_utc(datetime.now(UTC)))
             con.execute(PUBLICATION_DDL)
             key_id = None if pseudonym_key is None else privacy.key_id(pseudonym_key)
-            con.execute("insert into publication values (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [model_version, generated_at, as_of, n_users, n_rows, list_source,
-                         key_id is not None, key_id])
-            row_counts = {name: con.execute(f"select count(*) from {name}").fetchone()[0]
-                          for name in ALL_TABLES}
+            con.execute(
+                "insert into publication values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [model_version, generated_at, as_of, n_users, n_rows, list_source, key_id is not None, key_id],
+            )
+            row_counts = {name: con.execute(f"select count(*) from {name}").fetchone()[0] for name in ALL_TABLES}
             con.execute("checkpoint")
             con.close()
             con = None
@@ -339,18 +365,25 @@ def publish(build_db: Path, serving_db: Path, *, model_version: str, as_of: date
             _fsync_path(serving_db.parent, directory=True)
         except BaseException:
             if con is not None:
-                try:
+                with suppress(duckdb.Error):
                     con.close()
-                except duckdb.Error:
-                    pass
             for leftover in (tmp, Path(str(tmp) + ".wal")):
                 leftover.unlink(missing_ok=True)
             raise
 
-    result = PublishResult(serving_db=serving_db, model_version=model_version,
-                           generated_at=generated_at, as_of=as_of, list_source=list_source, n_users=int(n_users),
-                           n_rows=int(n_rows), row_counts=row_counts, bytes=size,
-                           seconds=time.perf_counter() - t0, warnings=tuple(warnings))
+    result = PublishResult(
+        serving_db=serving_db,
+        model_version=model_version,
+        generated_at=generated_at,
+        as_of=as_of,
+        list_source=list_source,
+        n_users=int(n_users),
+        n_rows=int(n_rows),
+        row_counts=row_counts,
+        bytes=size,
+        seconds=time.perf_counter() - t0,
+        warnings=tuple(warnings),
+    )
     for w in warnings:
         log.warning("publish: %s", w)
     return result

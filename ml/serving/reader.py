@@ -10,14 +10,16 @@ the old file is alive, ``duckdb.connect(path)`` returns that cached instance -- 
 file -- so a long-running process would never see a new publication. ``attach ... (read_only)``
 always opens the file currently at the path.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -112,8 +114,9 @@ from similar_items where item_id = ? order by rank limit ?"""
 # (primary key), its category's top items (index); no category or no other top item: the
 # fallback list of the user's platform.
 _BOUGHT_ALL_SQL = "select similar_item_id, rank, score from similar_items where item_id = ? order by rank"
-_PROFILE_SQL = (f"select {TIER_PRICE_SQL.format(tier='price_tier')}, top_category_id, platform "
-                "from user_profiles where user_id = ?")
+_PROFILE_SQL = (
+    f"select {TIER_PRICE_SQL.format(tier='price_tier')}, top_category_id, platform from user_profiles where user_id = ?"
+)
 _MINE_SQL = "select item_id from recommendations where user_id = ?"
 _ITEM_ATTRS_SQL = "select item_id, category_id, price_rub from items where item_id = any(?)"
 _ANCHOR_SQL = "select category_id, price_rub from items where item_id = ?"
@@ -125,8 +128,9 @@ _FALLBACK_ALL_SQL = """
 select item_id, rank, score from fallback_recommendations where platform = ? and item_id <> ? order by rank"""
 
 
-def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: int = DEFAULT_N,
-                             platform: str | None = None) -> list[dict[str, Any]]:
+def recommendations_for_user(
+    con: duckdb.DuckDBPyConnection, user_id: str, n: int = DEFAULT_N, platform: str | None = None
+) -> list[dict[str, Any]]:
     """``select * from recommend(user_id, n, plat := platform)``: the personal list (topped up
     from the fallback), or the fallback list of the request's platform, else of the user's
     profile platform, else 'all'."""
@@ -145,8 +149,9 @@ def recommendations_for_user(con: duckdb.DuckDBPyConnection, user_id: str, n: in
     return _rows(con.execute("select * from recommend(?, ?, plat := ?)", [user_id, n, platform]))
 
 
-def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | None = None,
-                  n: int = DEFAULT_N) -> list[dict[str, Any]]:
+def similar_items(
+    con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | None = None, n: int = DEFAULT_N
+) -> list[dict[str, Any]]:
     """``select * from related_items(item_id, n, uid := user_id)``: items bought together
     with ``item_id``, else popular items of its category near its price, else the fallback
     list; re-ordered for ``user_id`` when known. Point lookups only: the macro's plan costs
@@ -167,8 +172,10 @@ def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | N
         category, price = anchor
         same = con.execute(_SAME_CATEGORY_SQL, [price, category, item_id, n]).fetchall()
         if same:
-            candidates = [(cand, src_rank, score, category, cand_price)
-                          for src_rank, (cand, cand_price, score) in enumerate(same, start=1)]
+            candidates = [
+                (cand, src_rank, score, category, cand_price)
+                for src_rank, (cand, cand_price, score) in enumerate(same, start=1)
+            ]
             return _reordered(item_id, candidates, "same_category", user, n)
     platform = user.platform if user.platform in FALLBACK_PLATFORMS else "all"
     fallback = con.execute(_FALLBACK_ALL_SQL, [platform, item_id]).fetchall()
@@ -176,8 +183,8 @@ def similar_items(con: duckdb.DuckDBPyConnection, item_id: str, user_id: str | N
 
 
 class _User(NamedTuple):
-    known: bool                    # has a profile or a list: the re-ordering applies
-    mine: frozenset[str]           # the items of the user's list
+    known: bool  # has a profile or a list: the re-ordering applies
+    mine: frozenset[str]  # the items of the user's list
     tier_price: float | None
     top_category: str | None
     platform: str | None
@@ -204,8 +211,14 @@ def _with_attrs(con: duckdb.DuckDBPyConnection, rows: list[tuple], user: _User) 
     return [(cand, src_rank, score, *attrs.get(cand, (None, None))) for cand, src_rank, score in rows]
 
 
-def _final_score(src_rank: int, in_list: bool, category: str | None, price: float | None,
-                 tier_price: float | None, top_category: str | None) -> float:
+def _final_score(
+    src_rank: int,
+    in_list: bool,
+    category: str | None,
+    price: float | None,
+    tier_price: float | None,
+    top_category: str | None,
+) -> float:
     """``final_score`` of the related_items macro (no factor applies without a profile or a
     list); the factors are applied in the macro's order, so the floats are identical."""
     score = 1.0 / math.log2(src_rank + 1)
@@ -218,16 +231,34 @@ def _final_score(src_rank: int, in_list: bool, category: str | None, price: floa
     return score
 
 
-def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User,
-               n: int) -> list[dict[str, Any]]:
+def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User, n: int) -> list[dict[str, Any]]:
     """The macro's ``scored`` and final order for ``candidates`` = (item, src_rank, score,
     category, price), cut to ``n``."""
-    scored = sorted(((_final_score(src_rank, cand in user.mine, category, price, user.tier_price, user.top_category),
-                      src_rank, cand, score) for cand, src_rank, score, category, price in candidates),
-                    key=lambda r: (-r[0], r[1], r[2]))  # final_score DESC, src_rank, item_id
-    return [{"for_item_id": item_id, "item_id": cand, "rank": rank, "score": score,
-             "final_score": final, "source": source, "src_rank": src_rank, "personalised": user.known}
-            for rank, (final, src_rank, cand, score) in enumerate(scored[:n], start=1)]
+    scored = sorted(
+        (
+            (
+                _final_score(src_rank, cand in user.mine, category, price, user.tier_price, user.top_category),
+                src_rank,
+                cand,
+                score,
+            )
+            for cand, src_rank, score, category, price in candidates
+        ),
+        key=lambda r: (-r[0], r[1], r[2]),
+    )  # final_score DESC, src_rank, item_id
+    return [
+        {
+            "for_item_id": item_id,
+            "item_id": cand,
+            "rank": rank,
+            "score": score,
+            "final_score": final,
+            "source": source,
+            "src_rank": src_rank,
+            "personalised": user.known,
+        }
+        for rank, (final, src_rank, cand, score) in enumerate(scored[:n], start=1)
+    ]
 
 
 def pseudonym_key_id(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -243,7 +274,8 @@ def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     out: dict[str, Any] = dict(info[0]) if info else {}
     out["row_counts"] = {
         name: con.execute(f"select count(*) from {name}").fetchone()[0]  # fixed names only
-        for name in ALL_TABLES}
+        for name in ALL_TABLES
+    }
     return out
 
 
@@ -257,11 +289,11 @@ def _warm_up(con: duckdb.DuckDBPyConnection) -> None:
     uid, iid = (user[0] if user else "0"), (item[0] if item else "0")
     cat = con.execute("select category_id from category_top_items limit 1").fetchone()
     recommendations_for_user(con, uid)
-    recommendations_for_user(con, "0")            # fallback lookups
+    recommendations_for_user(con, "0")  # fallback lookups
     similar_items(con, iid)
     similar_items(con, iid, user_id=uid)
     con.execute(_SAME_CATEGORY_SQL, [0.0, cat[0] if cat else "0", "0", 20]).fetchall()  # new items
-    similar_items(con, "0", user_id=uid)          # unknown item: the fallback list
+    similar_items(con, "0", user_id=uid)  # unknown item: the fallback list
 
 
 class ServingReader:
@@ -274,8 +306,7 @@ class ServingReader:
     they are closed ``grace`` seconds later (which releases the replaced file's inode).
     """
 
-    def __init__(self, serving_db: Path, *, check_interval: float = 0.0, grace: float = 30.0,
-                 threads: int = 1):
+    def __init__(self, serving_db: Path, *, check_interval: float = 0.0, grace: float = 30.0, threads: int = 1):
         self.path = Path(serving_db)
         self.check_interval = check_interval
         self.grace = grace
@@ -283,10 +314,10 @@ class ServingReader:
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._sig: tuple | None = None
-        self._key_id: str | None = None        # pseudonym_key_id of the current file
+        self._key_id: str | None = None  # pseudonym_key_id of the current file
         self._checked = 0.0
         self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
-        self._loading: tuple | None = None      # signature of the file being opened and warmed
+        self._loading: tuple | None = None  # signature of the file being opened and warmed
         self._loader: threading.Thread | None = None
         self.opened_at: datetime | None = None
         self.reloads = 0
@@ -340,17 +371,15 @@ class ServingReader:
             self.reloads += 1
         self._con, self._sig = con, sig
         self._key_id = pseudonym_key_id(con)
-        self.opened_at = datetime.now(timezone.utc)
+        self.opened_at = datetime.now(UTC)
 
     def _reap(self, now: float) -> None:
         """Close connections retired more than ``grace`` seconds ago (frees the old inode)."""
         keep = []
         for retired_at, old in self._retired:
             if now - retired_at > self.grace:
-                try:
+                with contextlib.suppress(duckdb.Error):
                     old.close()
-                except duckdb.Error:
-                    pass
             else:
                 keep.append((retired_at, old))
         self._retired = keep

@@ -4,6 +4,7 @@ table macros ``recommend`` and ``related_items`` the marketplace calls.
 DDL and constants shared by the publisher (which creates the file) and the reader (whose Python
 fast paths mirror the macros and are tested against them).
 """
+
 from __future__ import annotations
 
 from ml.config import default
@@ -15,9 +16,9 @@ DEFAULT_N: int = int(default("top_n"))
 SERVING_ALIAS = "serving"
 
 # Re-ordering of the product-page list for a known user (see docs/serving.md).
-IN_LIST_BOOST = 0.5          # +50 % when the item is also in the user's personal list
-TOP_CATEGORY_BOOST = 0.25    # +25 % when the item is in the user's top category
-PRICE_CEILING_FACTOR = 3.0   # items above 3 x the user's tier price are penalised ...
+IN_LIST_BOOST = 0.5  # +50 % when the item is also in the user's personal list
+TOP_CATEGORY_BOOST = 0.25  # +25 % when the item is in the user's top category
+PRICE_CEILING_FACTOR = 3.0  # items above 3 x the user's tier price are penalised ...
 # ... by the factor (ceiling / price): an item at 2 x the ceiling keeps half its score.
 # user_profiles.price_tier is floor(log2(the user's median price in RUB)), so the median lies in
 # [2^tier, 2^(tier + 1)) RUB (docs/privacy.md: the exact median is not published); the tier
@@ -29,8 +30,7 @@ TIER_PRICE_SQL = "pow(2.0, {tier} + 0.5)"
 # this score (popular and near the new item's price); the best max(n, SAME_CATEGORY_MIN) count.
 CATEGORY_TOP_K = 200
 SAME_CATEGORY_MIN = 50
-SAME_CATEGORY_SCORE = ("t.popularity / (1 + abs(ln((coalesce(t.price_rub, 0) + 1) "
-                       "/ (coalesce({anchor_price}, 0) + 1))))")
+SAME_CATEGORY_SCORE = "t.popularity / (1 + abs(ln((coalesce(t.price_rub, 0) + 1) / (coalesce({anchor_price}, 0) + 1))))"
 
 # --------------------------------------------------------------------------------------------
 # Schema of the serving database (docs/architecture.md). Order of the dict = creation order.
@@ -49,8 +49,7 @@ _CONSTRAINT_SQL = {"not_null": "not null", "check": "check ({expression})"}
 def _serving_columns(name: str) -> list[Column]:
     """The columns of serving table ``name``: its pub_* model's contract, without the stamp
     where the serving table leaves it out."""
-    return [column for column in contract(f"pub_{name}").columns
-            if not (name in UNSTAMPED and column.name == STAMP)]
+    return [column for column in contract(f"pub_{name}").columns if not (name in UNSTAMPED and column.name == STAMP)]
 
 
 def _table_ddl(name: str) -> str:
@@ -63,13 +62,14 @@ def _table_ddl(name: str) -> str:
         if PRIMARY_KEYS.get(name) == column.name:
             words.append("PRIMARY KEY")
         parts.append(" ".join(words))
-    parts += [_CONSTRAINT_SQL[c.type].format(expression=c.expression)
-              for c in contract(f"pub_{name}").constraints]
+    parts += [_CONSTRAINT_SQL[c.type].format(expression=c.expression) for c in contract(f"pub_{name}").constraints]
     return ",\n".join(parts)
 
 
-TABLES = {name: _table_ddl(name) for name in
-          ("recommendations", "fallback_recommendations", "similar_items", "items", "user_profiles")}
+TABLES = {
+    name: _table_ddl(name)
+    for name in ("recommendations", "fallback_recommendations", "similar_items", "items", "user_profiles")
+}
 COLUMNS = {name: [column.name for column in _serving_columns(name)] for name in TABLES}
 
 # Sort order of the copy: point lookups prune row groups by zonemap, and the ART indexes

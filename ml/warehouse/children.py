@@ -5,6 +5,7 @@ go on holding the build database or a port for as long as they like. On Linux th
 signal a child when its parent dies: ``prctl(PR_SET_PDEATHSIG)``, set in the child between
 fork and exec (it survives the exec).
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -7,6 +7,7 @@ list is tested against the ``candidates`` contract, so neither can drift from wh
 The YAML is read rather than dbt's ``manifest.json``: it is in the repository, so it is there
 before any dbt run and whichever target directory a run used.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,7 +61,8 @@ def contracts(path: Path) -> dict[str, Contract]:
             found[model["name"]] = Contract(
                 model=model["name"],
                 columns=tuple(_column(spec) for spec in model.get("columns", [])),
-                constraints=tuple(_constraint(spec) for spec in model.get("constraints", [])))
+                constraints=tuple(_constraint(spec) for spec in model.get("constraints", [])),
+            )
     return found
 
 
@@ -76,9 +78,12 @@ def contract(model: str) -> Contract:
 
 
 def _column(spec: dict[str, Any]) -> Column:
-    return Column(name=spec["name"], data_type=spec["data_type"],
-                  description=" ".join(spec.get("description", "").split()),
-                  constraints=tuple(_constraint(c) for c in spec.get("constraints", [])))
+    return Column(
+        name=spec["name"],
+        data_type=spec["data_type"],
+        description=" ".join(spec.get("description", "").split()),
+        constraints=tuple(_constraint(c) for c in spec.get("constraints", [])),
+    )
 
 
 def _constraint(spec: dict[str, Any]) -> Constraint:

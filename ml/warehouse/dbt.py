@@ -4,6 +4,7 @@ dbt runs as a child process, with the project and its profile at the repository 
 plain ``dbt build`` finds them too) and the build database chosen by ``RECSYS_BUILD_DB``, so
 each product home has its own warehouse.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,11 @@ def dbt_vars(input_path: Path, as_of: str | None = None, **overrides: Any) -> di
     ``export_columns`` is the export's header: staging reads lines without sniffing and needs
     to know which field is which (8 or 10 columns).
     """
-    values: dict[str, Any] = {"input_path": str(Path(input_path).resolve()), "as_of": as_of or "",
-                              "export_columns": read_header(input_path)}
+    values: dict[str, Any] = {
+        "input_path": str(Path(input_path).resolve()),
+        "as_of": as_of or "",
+        "export_columns": read_header(input_path),
+    }
     values.update(overrides)
     return values
 
@@ -68,13 +72,20 @@ def run_dbt(
     settings.home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "RECSYS_BUILD_DB": str(settings.build_db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     args = [
-        _dbt_executable(), command,
-        "--project-dir", str(PROJECT_ROOT),
-        "--profiles-dir", str(PROJECT_ROOT),
-        "--target-path", str(settings.home / "dbt_target"),
-        "--log-path", str(settings.home / "dbt_logs"),
-        "--log-format", "json",
-        "--vars", json.dumps(dict(variables)),
+        _dbt_executable(),
+        command,
+        "--project-dir",
+        str(PROJECT_ROOT),
+        "--profiles-dir",
+        str(PROJECT_ROOT),
+        "--target-path",
+        str(settings.home / "dbt_target"),
+        "--log-path",
+        str(settings.home / "dbt_logs"),
+        "--log-format",
+        "json",
+        "--vars",
+        json.dumps(dict(variables)),
     ]
     if select:
         args += ["--select", select]
@@ -86,8 +97,15 @@ def run_dbt(
     result = DbtResult(command=command)
     errors: list[str] = []
     # dies_with_us: a killed run must not leave dbt writing the build database under the next one
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env, cwd=PROJECT_ROOT, preexec_fn=dies_with_us()) as process:
+    with subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        preexec_fn=dies_with_us(),
+    ) as process:
         assert process.stdout is not None
         for line in process.stdout:
             event = _parse_event(line)
@@ -148,18 +166,22 @@ def rejected_rows_summary(input_path: Path, scratch_dir: Path) -> dict[str, Any]
             # current columns are), or the unsplittable line itself.
             present = [r[0] for r in con.execute("describe rejected_rows").fetchall()]
             fields = [c for c in present if c.startswith("raw_") and c != "raw_line"]
-            joined = ("concat_ws(',', " + ", ".join(f"coalesce({f}::varchar, '')" for f in fields) + ")"
-                      if fields else "''")
+            joined = (
+                "concat_ws(',', " + ", ".join(f"coalesce({f}::varchar, '')" for f in fields) + ")" if fields else "''"
+            )
             line = "raw_line" if "raw_line" in present else "null"
             order = ", ".join(c for c in ("event_row_id nulls last", "line_number") if c.split()[0] in present)
             examples = con.execute(f"""
                 select reject_reason, coalesce({line}, {joined}) as example
                 from rejected_rows
-                qualify row_number() over (partition by reject_reason{' order by ' + order if order else ''}) = 1
+                qualify row_number() over (partition by reject_reason{" order by " + order if order else ""}) = 1
             """).fetchall()
         total = sum(n for _, n in by_reason)
-        return {"staged_rows": int(staged), "total": int(total),
-                "by_reason": [{"reason": r, "rows": int(n)} for r, n in by_reason],
-                "examples": {r: e[:400] for r, e in examples}}
+        return {
+            "staged_rows": int(staged),
+            "total": int(total),
+            "by_reason": [{"reason": r, "rows": int(n)} for r, n in by_reason],
+            "examples": {r: e[:400] for r, e in examples},
+        }
     finally:
         shutil.rmtree(tmp_home, ignore_errors=True)

@@ -3,6 +3,7 @@
 dbt's ``pub_recommendations`` reads it (a declared source, created empty by ``on-run-start``), so
 whichever list won the gate, the ranker's or a baseline's, reaches the serving file the same way.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

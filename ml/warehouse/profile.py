@@ -4,12 +4,13 @@ Rejected rows come from the warehouse's own quarantine (a dbt build into a tempo
 the reasons are exactly those a run would quarantine; the rest are DuckDB aggregates over the
 file (``ml.data.export.profile_aggregates``). ``ml.reports.profile`` draws the page.
 """
+
 from __future__ import annotations
 
 import tempfile
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,11 @@ def profile_export(input_path: Path, settings_home: Path) -> dict[str, Any]:
     input_path = check_export(input_path).resolve()
     settings_home = Path(settings_home)
     started = time.perf_counter()
-    profile: dict[str, Any] = {"input": str(input_path), "bytes": input_path.stat().st_size,
-                               "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    profile: dict[str, Any] = {
+        "input": str(input_path),
+        "bytes": input_path.stat().st_size,
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     profile["rejected"] = rejected_rows_summary(input_path, settings_home)
     settings_home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="profile-spill-", dir=settings_home) as spill:
@@ -46,17 +50,23 @@ def training_gaps(profile: Mapping[str, Any]) -> list[str]:
     columns = profile.get("columns") or []
     rows = profile.get("rows") or 0
     missing = {m["column"]: m["missing"] + m["empty_list"] for m in profile.get("missing") or []}
-    without_categories = ("the item category, the category candidate source and the buyer's category share "
-                          "are left out of the fit, and new items get no category list")
+    without_categories = (
+        "the item category, the category candidate source and the buyer's category share "
+        "are left out of the fit, and new items get no category list"
+    )
     if not set(CATEGORY_COLUMNS) <= set(columns):
         gaps.append(f"no category columns (8-column export): {without_categories}")
     elif rows and all(missing.get(column, 0) >= rows for column in CATEGORY_COLUMNS):
         gaps.append(f"the category columns are empty: {without_categories}")
     if not any(r["event_type"] == "ec.purchase" and r["rows"] for r in profile.get("event_mix") or []):
-        gaps.append("no purchases: the ranker learns from purchases and is judged on them, so none can be "
-                    "trained; a run publishes the cold-start lists only (popular by weighted events)")
+        gaps.append(
+            "no purchases: the ranker learns from purchases and is judged on them, so none can be "
+            "trained; a run publishes the cold-start lists only (popular by weighted events)"
+        )
     platforms = [p["platform"] for p in profile.get("platforms") or [] if p["platform"] != "(missing)"]
     if len(platforms) == 1:
-        gaps.append(f"a single platform ({platforms[0]}): the platform feature is constant and left out of "
-                    "the fit, and the per-platform cold-start lists are the same as the overall one")
+        gaps.append(
+            f"a single platform ({platforms[0]}): the platform feature is constant and left out of "
+            "the fit, and the per-platform cold-start lists are the same as the overall one"
+        )
     return gaps

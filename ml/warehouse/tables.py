@@ -4,6 +4,7 @@ Everything is read through read-only DuckDB connections opened only while dbt is
 (the pipeline runs its steps one after another). Frames are only as large as one cutoff's
 candidates; serving candidates are read in user partitions so memory stays bounded.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -35,14 +36,8 @@ def warehouse(build_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def cutoffs(con: duckdb.DuckDBPyConnection) -> dict[int, Cutoff]:
-    rows = con.execute(
-        "select cutoff_index, cutoff_at, label_end_at from int_cutoffs order by cutoff_index"
-    ).fetchall()
+    rows = con.execute("select cutoff_index, cutoff_at, label_end_at from int_cutoffs order by cutoff_index").fetchall()
     return {index: Cutoff(index, at, end) for index, at, end in rows}
-
-
-
-
 
 
 def window_purchases(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
@@ -57,21 +52,22 @@ def purchases_before(con: duckdb.DuckDBPyConnection, end: datetime) -> pd.DataFr
     all the simple baselines the gate compares with learn from purchases only."""
     return con.execute(
         """select user_id, item_id, event_at as ts, event_type from int_line_items
-           where event_type = 'purchase' and event_at < ? order by event_at, user_id, item_id""", [end]).df()
+           where event_type = 'purchase' and event_at < ? order by event_at, user_id, item_id""",
+        [end],
+    ).df()
 
 
 def candidate_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.Index:
     """The users candidates are built for at ``cutoff`` (at the serving cutoff: all with history)."""
-    users = con.execute("select user_id from candidate_users where cutoff_at = ? order by user_id",
-                        [cutoff.at]).df()["user_id"]
+    users = con.execute("select user_id from candidate_users where cutoff_at = ? order by user_id", [cutoff.at]).df()[
+        "user_id"
+    ]
     return pd.Index(users.astype(object))
 
 
 def history_pairs(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
     """(user_id, item_id) interacted with before the cutoff: popularity for bias metrics."""
-    return con.execute(
-        "select user_id, item_id from int_user_items where cutoff_at = ? order by all", [cutoff.at]
-    ).df()
+    return con.execute("select user_id, item_id from int_user_items where cutoff_at = ? order by all", [cutoff.at]).df()
 
 
 def popular_items(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, k: int) -> pd.DataFrame:
@@ -81,4 +77,3 @@ def popular_items(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, k: int) -> pd.
            where cutoff_at = ? and scope = 'global' and popularity_rank <= ? order by rank""",
         [cutoff.at, k],
     ).df()
-

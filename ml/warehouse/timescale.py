@@ -20,6 +20,7 @@ export. The rule, in order:
    (1,000: about as many positive rows per labelled window); when no h reaches it, the h with
    the most of them.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,31 +57,38 @@ def _span_days(serve_at: datetime, first_event_at: datetime | None) -> float:
 def given_horizon(con: duckdb.DuckDBPyConnection, horizon_days: int) -> TimeScale:
     """The horizon the operator asked for (``--horizon-days``), with the export's cutoff."""
     serve_at, first_event_at = export_window(con)
-    return TimeScale(serve_at, horizon_days, f"horizon {horizon_days} d: given",
-                     _span_days(serve_at, first_event_at))
+    return TimeScale(serve_at, horizon_days, f"horizon {horizon_days} d: given", _span_days(serve_at, first_event_at))
 
 
-def choose_horizon(con: duckdb.DuckDBPyConnection, labelled_cutoffs: int,
-                   min_warm_buyers: int = MIN_WARM_BUYERS) -> TimeScale:
+def choose_horizon(
+    con: duckdb.DuckDBPyConnection, labelled_cutoffs: int, min_warm_buyers: int = MIN_WARM_BUYERS
+) -> TimeScale:
     """The label horizon for this export (see the module docstring for the rule)."""
     serve_at, first_event_at = export_window(con)
     span = _span_days(serve_at, first_event_at)
     room = math.floor(span / (labelled_cutoffs + 1))
     if room < 1:
-        return TimeScale(serve_at, 1, f"horizon 1 d: the export spans {span:.1f} days before the cutoff, "
-                                      f"too short for {labelled_cutoffs} labelled days and history before them",
-                         span)
+        return TimeScale(
+            serve_at,
+            1,
+            f"horizon 1 d: the export spans {span:.1f} days before the cutoff, "
+            f"too short for {labelled_cutoffs} labelled days and history before them",
+            span,
+        )
     gap = median_purchase_gap_days(con)
     start = min(max(STEADY_HORIZON_DAYS, math.ceil(gap or 0)), room)
     warm = warm_buyers_by_horizon(con, room)
     enough = [h for h in range(start, room + 1) if warm.get(h, 0) >= min_warm_buyers]
     horizon = enough[0] if enough else max(range(start, room + 1), key=lambda h: (warm.get(h, 0), -h))
-    rhythm = (f"buyers come back after a median {gap:g} days" if gap is not None
-              else "no buyer bought on two different days")
+    rhythm = (
+        f"buyers come back after a median {gap:g} days" if gap is not None else "no buyer bought on two different days"
+    )
     verdict = "" if enough else f" (fewer than the {min_warm_buyers} wanted)"
-    reason = (f"horizon {horizon} d: the export spans {span:.0f} days before the cutoff, room for "
-              f"{room} d with {labelled_cutoffs} labelled windows (up to {STEADY_HORIZON_DAYS} d are taken); "
-              f"{rhythm}; the newest window holds {warm.get(horizon, 0):,} buyers with history{verdict}")
+    reason = (
+        f"horizon {horizon} d: the export spans {span:.0f} days before the cutoff, room for "
+        f"{room} d with {labelled_cutoffs} labelled windows (up to {STEADY_HORIZON_DAYS} d are taken); "
+        f"{rhythm}; the newest window holds {warm.get(horizon, 0):,} buyers with history{verdict}"
+    )
     return TimeScale(serve_at, horizon, reason, span, gap, warm.get(horizon, 0))
 
 
@@ -101,7 +109,8 @@ def median_purchase_gap_days(con: duckdb.DuckDBPyConnection) -> float | None:
 
 def warm_buyers_by_horizon(con: duckdb.DuckDBPyConnection, max_horizon: int) -> dict[int, int]:
     """For h = 1..max_horizon: buyers in [T - h, T) with an accepted commerce event before T - h."""
-    rows = con.execute("""
+    rows = con.execute(
+        """
         with users as (
             select line_items.user_id,
                    max(line_items.event_at) filter (where line_items.event_type = 'purchase') as last_purchase_at,
@@ -114,5 +123,7 @@ def warm_buyers_by_horizon(con: duckdb.DuckDBPyConnection, max_horizon: int) -> 
         select h, count(*) filter (where last_purchase_at >= serve_at - to_days(h)
                                      and first_event_at < serve_at - to_days(h))
         from users, range(1, ? + 1) as horizons(h)
-        group by h""", [max_horizon]).fetchall()
+        group by h""",
+        [max_horizon],
+    ).fetchall()
     return {int(h): int(n) for h, n in rows}

@@ -1,4 +1,5 @@
 """Baselines on small synthetic logs where the right answer is known."""
+
 from __future__ import annotations
 
 import sys
@@ -23,12 +24,14 @@ T0 = pd.Timestamp("2024-01-01")
 
 def _log(rows: list[tuple[str, str, int]], event_type: str = "purchase") -> pd.DataFrame:
     """Rows of (user, item, day offset)."""
-    return pd.DataFrame({
-        "user_id": [r[0] for r in rows],
-        "item_id": [r[1] for r in rows],
-        "ts": [T0 + pd.Timedelta(days=r[2]) for r in rows],
-        "event_type": event_type,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "ts": [T0 + pd.Timedelta(days=r[2]) for r in rows],
+            "event_type": event_type,
+        }
+    )
 
 
 def _complement_log() -> pd.DataFrame:
@@ -55,6 +58,7 @@ def test_topk_helpers():
     r, c, s = topk_dense(scores, 2, min_score=0.0)
     assert list(zip(r, c)) == [(0, 1), (0, 2), (1, 0), (1, 2)]
     import scipy.sparse as sp
+
     m = sp.csr_matrix(np.array([[1.0, 5.0, 3.0], [0.0, 2.0, 0.0]]))
     pruned = topn_per_row_sparse(m, 2).toarray()
     assert pruned.tolist() == [[0.0, 5.0, 3.0], [0.0, 2.0, 0.0]]
@@ -74,8 +78,11 @@ def test_popular_uses_window_and_distinct_users():
 
 
 def test_repurchase_puts_own_items_first_then_popular():
-    log = _log([("u", "X", 1), ("u", "X", 2), ("u", "Y", 3)]
-               + [(f"v{i}", "P", 1) for i in range(5)] + [(f"v{i}", "Q", 1) for i in range(3)])
+    log = _log(
+        [("u", "X", 1), ("u", "X", 2), ("u", "Y", 3)]
+        + [(f"v{i}", "P", 1) for i in range(5)]
+        + [(f"v{i}", "Q", 1) for i in range(3)]
+    )
     recs = RepurchaseRecommender().fit(log).recommend(["u", "stranger"], 4)
     _check_lists(recs, ["u", "stranger"], 4)
     u = recs[recs.user_id == "u"]
@@ -90,8 +97,14 @@ def test_repurchase_half_life_prefers_recent():
     assert RepurchaseRecommender(half_life_days=7).fit(log).recommend(["u"], 1)["item_id"].iloc[0] == "NEW"
 
 
-@pytest.mark.parametrize("model", [ItemKNNRecommender(n_neighbours=5), EASERecommender(l2=1.0),
-                                   ALSRecommender(factors=8, regularization=0.1, iterations=20)])
+@pytest.mark.parametrize(
+    "model",
+    [
+        ItemKNNRecommender(n_neighbours=5),
+        EASERecommender(l2=1.0),
+        ALSRecommender(factors=8, regularization=0.1, iterations=20),
+    ],
+)
 def test_item_models_recommend_the_planted_complement(model):
     log = _complement_log()
     recs = model.fit(log).recommend(["target"], 3, filter_purchased=True)
@@ -136,8 +149,9 @@ def test_tune_never_sees_the_future():
 
     cutoff = T0 + pd.Timedelta(days=60)
     history = log[log.ts < cutoff]
-    result = tune(Spy, {"window_days": [7, 30, None]}, history,
-                  validation_cutoff=T0 + pd.Timedelta(days=45), horizon_days=15, k=5)
+    result = tune(
+        Spy, {"window_days": [7, 30, None]}, history, validation_cutoff=T0 + pd.Timedelta(days=45), horizon_days=15, k=5
+    )
     assert len(seen_max) == 3
     assert max(seen_max) < T0 + pd.Timedelta(days=45)
     assert result.best_params["window_days"] in (7, 30, None)
@@ -150,8 +164,14 @@ def test_tune_picks_the_right_window():
     rows += [(f"u{u}", "HOT", d) for u in range(10) for d in (40, 50, 55)]
     rows += [(f"u{u}", "HOT", 62) for u in range(10)]
     log = _log(rows)
-    result = tune(PopularRecommender, {"window_days": [None, 14]}, log,
-                  validation_cutoff=T0 + pd.Timedelta(days=60), horizon_days=7, k=1)
+    result = tune(
+        PopularRecommender,
+        {"window_days": [None, 14]},
+        log,
+        validation_cutoff=T0 + pd.Timedelta(days=60),
+        horizon_days=7,
+        k=1,
+    )
     assert result.best_params == {"window_days": 14}
 
 

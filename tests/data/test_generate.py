@@ -1,4 +1,5 @@
 """The synthetic export: layout, statistics of the real export, and the planted structure."""
+
 from __future__ import annotations
 
 import csv
@@ -10,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.data.synthetic import writer
 from ml.data.export import read_csv_sql, read_line_items
-from ml.data.synthetic import GeneratorConfig, generate_export, planted_structure
+from ml.data.synthetic import GeneratorConfig, generate_export, planted_structure, writer
 from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS
 
 STATS_ROWS = 400_000
@@ -29,16 +29,15 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str):
 
 # --------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> dict:
     """Small files: 8 and 10 columns, several chunks, two seeds."""
     d = tmp_path_factory.mktemp("gen_small")
     out = {}
-    for name, rows, seed, cats in [("a8", 20_000, 3, False), ("a10", 20_000, 3, True),
-                                   ("b8", 20_000, 4, False)]:
+    for name, rows, seed, cats in [("a8", 20_000, 3, False), ("a10", 20_000, 3, True), ("b8", 20_000, 4, False)]:
         path = d / f"{name}.csv"
-        stats = generate_export(GeneratorConfig(rows=rows, seed=seed, with_categories=cats,
-                                                chunk_rows=3_000), path)
+        stats = generate_export(GeneratorConfig(rows=rows, seed=seed, with_categories=cats, chunk_rows=3_000), path)
         out[name] = (path, stats)
     return out
 
@@ -55,8 +54,13 @@ def big(tmp_path_factory) -> dict:
     truth = planted_structure(config)
     items = truth.items_frame()
     users = truth.users_frame()
-    li = li.merge(items[["item_id", "item", "category", "category_id", "price_z"]]
-                  .rename(columns={"category_id": "planted_category_id"}), on="item_id", how="left")
+    li = li.merge(
+        items[["item_id", "item", "category", "category_id", "price_z"]].rename(
+            columns={"category_id": "planted_category_id"}
+        ),
+        on="item_id",
+        how="left",
+    )
     li = li.merge(users[["user_id", "user", "tier"]], on="user_id", how="left")
     li["day"] = (pd.to_datetime(li["date"]) - pd.Timestamp("2023-07-31")).dt.days
     con.register("li", li)
@@ -64,6 +68,7 @@ def big(tmp_path_factory) -> dict:
 
 
 # --------------------------------------------------------------------------- layout
+
 
 def test_header_and_exact_rows(small):
     for name, cols in [("a8", BASE_COLUMNS), ("a10", BASE_COLUMNS + CATEGORY_COLUMNS)]:
@@ -107,7 +112,7 @@ def test_ids_and_values(small):
     con = duckdb.connect()
     con.execute(f"create table raw as select * from {read_csv_sql(path)}")
     lo, hi = _one(con, "select min(length(user_id)), max(length(user_id)) from raw")
-    assert 34 <= lo and hi <= 39
+    assert lo >= 34 and hi <= 39
     li = read_line_items(path, con)
     for col in ("item_id", "category_id"):
         lens = li[col].str.len()
@@ -118,23 +123,47 @@ def test_ids_and_values(small):
     assert sub.str.len().between(34, 39).all()
     assert set(_one(con, "select list(distinct platform) from raw")[0]) <= {"Site", "Android", "iOS"}
     # times: empty exactly on engagement / pageview rows, format and date agree
-    bad = _one(con, """select count(*) from raw where (utc_event_time is null) <>
-                       (event_type in ('user_engagement', 'pageview'))""")[0]
+    bad = _one(
+        con,
+        """select count(*) from raw where (utc_event_time is null) <>
+                       (event_type in ('user_engagement', 'pageview'))""",
+    )[0]
     assert bad == 0
-    assert _one(con, """select count(*) from raw where utc_event_time is not null and
+    assert (
+        _one(
+            con,
+            """select count(*) from raw where utc_event_time is not null and
         (not regexp_full_match(utc_event_time, '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\+00:00')
-         or left(utc_event_time, 10) <> utc_event_date)""")[0] == 0
-    assert _one(con, """select count(*) from raw where event_type in ('user_engagement', 'pageview')
+         or left(utc_event_time, 10) <> utc_event_date)""",
+        )[0]
+        == 0
+    )
+    assert (
+        _one(
+            con,
+            """select count(*) from raw where event_type in ('user_engagement', 'pageview')
         and ("ecom.nm" <> '[]' or "ecom.price100" <> '[]' or "ecom.qty" <> '[]'
-             or main_category <> '[]' or sub_category <> '[]')""")[0] == 0
+             or main_category <> '[]' or sub_category <> '[]')""",
+        )[0]
+        == 0
+    )
     # aligned lists
-    assert _one(con, """select count(*) from raw where
+    assert (
+        _one(
+            con,
+            """select count(*) from raw where
         len(string_split("ecom.nm", ',')) <> len(string_split("ecom.price100", ','))
         or len(string_split("ecom.nm", ',')) <> len(string_split("ecom.qty", ','))
         or len(string_split("ecom.nm", ',')) <> len(string_split(main_category, ','))
-        or len(string_split("ecom.nm", ',')) <> len(string_split(sub_category, ','))""")[0] == 0
+        or len(string_split("ecom.nm", ',')) <> len(string_split(sub_category, ','))""",
+        )[0]
+        == 0
+    )
     # one platform per user
-    assert _one(con, "select count(*) from (select user_id from raw group by 1 having count(distinct platform) > 1)")[0] == 0
+    assert (
+        _one(con, "select count(*) from (select user_id from raw group by 1 having count(distinct platform) > 1)")[0]
+        == 0
+    )
 
 
 def test_multi_item_lists_are_quoted(small):
@@ -157,7 +186,10 @@ def test_deterministic(small, tmp_path):
     assert _sha(again) == _sha(path)
     assert _sha(small["b8"][0]) != _sha(path)
     # the planted truth is rebuilt identically
-    t1, t2 = planted_structure(GeneratorConfig(rows=20_000, seed=3)), planted_structure(GeneratorConfig(rows=20_000, seed=3))
+    t1, t2 = (
+        planted_structure(GeneratorConfig(rows=20_000, seed=3)),
+        planted_structure(GeneratorConfig(rows=20_000, seed=3)),
+    )
     assert np.array_equal(t1.item_price100, t2.item_price100)
     assert np.array_equal(t1.complement_pairs, t2.complement_pairs)
     assert np.array_equal(t1.user_tier, t2.user_tier)
@@ -176,30 +208,43 @@ def test_failed_run_leaves_no_file(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- statistics
 
+
 def test_event_mix_and_users(big):
     con = big["con"]
-    target = {"ec.view_item": 88.40, "ec.add_to_cart": 6.58, "user_engagement": 2.95,
-              "ec.purchase": 1.14, "pageview": 0.93}
+    target = {
+        "ec.view_item": 88.40,
+        "ec.add_to_cart": 6.58,
+        "user_engagement": 2.95,
+        "ec.purchase": 1.14,
+        "pageview": 0.93,
+    }
     mix = dict(con.sql("select event_type, 100.0 * count(*) / sum(count(*)) over () from raw group by 1").fetchall())
     for event, share in target.items():
         assert abs(mix[event] - share) <= 1.0, (event, mix[event])
     users = _one(con, "select count(distinct user_id) from raw")[0]
     assert abs(users - STATS_ROWS / 100.7) / (STATS_ROWS / 100.7) < 0.05
-    plat = dict(con.sql("""select platform, 100.0 * count(*) / sum(count(*)) over ()
-                           from (select distinct user_id, platform from raw) group by 1""").fetchall())
+    plat = dict(
+        con.sql("""select platform, 100.0 * count(*) / sum(count(*)) over ()
+                           from (select distinct user_id, platform from raw) group by 1""").fetchall()
+    )
     for p, share in {"Site": 52.1, "Android": 32.8, "iOS": 15.2}.items():
         assert abs(plat[p] - share) <= 2.0, (p, plat[p])
-    commerce = dict(con.sql("""select platform, 100.0 * count(*) / sum(count(*)) over ()
-                               from raw where event_type like 'ec.%' group by 1""").fetchall())
+    commerce = dict(
+        con.sql("""select platform, 100.0 * count(*) / sum(count(*)) over ()
+                               from raw where event_type like 'ec.%' group by 1""").fetchall()
+    )
     for p, share in {"Site": 9, "Android": 58, "iOS": 33}.items():
         assert abs(commerce[p] - share) <= 5.0, (p, commerce[p])
-    viewers, carters, buyers, both = _one(con, """
+    viewers, carters, buyers, both = _one(
+        con,
+        """
         select count(distinct user_id) filter (event_type = 'ec.view_item'),
                count(distinct user_id) filter (event_type = 'ec.add_to_cart'),
                count(distinct user_id) filter (event_type = 'ec.purchase'),
                count(distinct user_id) filter (event_type = 'ec.purchase' and user_id in
                    (select user_id from raw where event_type = 'ec.add_to_cart'))
-        from raw""")
+        from raw""",
+    )
     assert abs(100 * viewers / users - 80.8) < 4
     assert abs(100 * carters / users - 40.7) < 4
     assert abs(100 * buyers / users - 24.7) < 4
@@ -210,8 +255,11 @@ def test_event_mix_and_users(big):
 
 def test_line_items_prices_and_time(big):
     con = big["con"]
-    multi, mean_size, max_size = _one(con, """select avg((n > 1)::int), avg(n), max(n) from
-        (select row_id, count(*) n from li where event_type = 'purchase' group by 1)""")
+    multi, mean_size, max_size = _one(
+        con,
+        """select avg((n > 1)::int), avg(n), max(n) from
+        (select row_id, count(*) n from li where event_type = 'purchase' group by 1)""",
+    )
     assert 0.10 <= multi <= 0.20
     assert 1.2 <= mean_size <= 1.55 and max_size <= 13
     assert _one(con, "select avg((event_type <> 'purchase' and position > 1)::int) from li")[0] == 0
@@ -222,21 +270,28 @@ def test_line_items_prices_and_time(big):
     med = dict(con.sql("select event_type, median(price100) from li group by 1").fetchall())
     assert abs(med["purchase"] / 43_700 - 1) <= 0.25, med
     assert abs(med["view_item"] / 88_000 - 1) <= 0.25, med
-    zeros = _one(con, "select avg((price100 = 0)::int), avg((price100 = 0)::int) filter (event_type = 'view_item') from li")
+    zeros = _one(
+        con, "select avg((price100 = 0)::int), avg((price100 = 0)::int) filter (event_type = 'view_item') from li"
+    )
     assert 0.002 < zeros[0] < 0.01 and zeros[1] >= zeros[0]
     hours = dict(con.sql("select hour(ts), count(*) / sum(count(*)) over () from li group by 1").fetchall())
     assert all(0.04 <= hours[h] <= 0.075 for h in range(7, 20))
     assert all(hours[h] <= 0.02 for h in (0, 1))
-    dau = dict(con.sql("select dayofweek(date::date), avg(n) from (select utc_event_date date, "
-                       "count(distinct user_id) n from raw group by 1) group by 1").fetchall())
-    assert dau[6] < min(dau[d] for d in (1, 2, 3, 4))     # Saturday dip
+    dau = dict(
+        con.sql(
+            "select dayofweek(date::date), avg(n) from (select utc_event_date date, "
+            "count(distinct user_id) n from raw group by 1) group by 1"
+        ).fetchall()
+    )
+    assert dau[6] < min(dau[d] for d in (1, 2, 3, 4))  # Saturday dip
     per_user = con.sql("select count(*) n from raw group by user_id").df()["n"]
     assert per_user.quantile(0.99) > 8 * per_user.median()  # heavy tail
     per_item = big["li"].groupby("item_id").size()
-    assert per_item.max() > 50 * per_item.median()           # long tail of items
+    assert per_item.max() > 50 * per_item.median()  # long tail of items
 
 
 # --------------------------------------------------------------------------- planted structure
+
 
 def test_categories_match_the_truth(big):
     li = big["li"]
@@ -254,8 +309,10 @@ def test_complements_are_bought_together(big):
     b = buys.rename(columns={"item": "b"})
     co = a.merge(b, on="row_id").merge(pairs, on=["a", "b"])
     observed = len(co)
-    expected = float((count.reindex(pairs["a"]).fillna(0).to_numpy()
-                      * count.reindex(pairs["b"]).fillna(0).to_numpy()).sum()) / n_baskets
+    expected = (
+        float((count.reindex(pairs["a"]).fillna(0).to_numpy() * count.reindex(pairs["b"]).fillna(0).to_numpy()).sum())
+        / n_baskets
+    )
     assert observed >= 30
     assert observed / max(expected, 1e-9) >= 10
 
@@ -288,8 +345,9 @@ def test_purchases_follow_tastes_and_tier(big):
     baseline = np.where(taste >= 0, truth.cat_weight[np.maximum(taste, 0)], 0).sum(axis=1)
     assert in_taste.mean() >= 0.6 and in_taste.mean() >= 2 * baseline.mean()
     buys["log_price"] = np.log(buys["price100"].clip(lower=100))
-    per_user = buys.groupby("user").agg(tier=("tier", "first"), z=("price_z", "mean"),
-                                        lp=("log_price", "mean"), n=("item", "size"))
+    per_user = buys.groupby("user").agg(
+        tier=("tier", "first"), z=("price_z", "mean"), lp=("log_price", "mean"), n=("item", "size")
+    )
     per_user = per_user[per_user["n"] >= 3]
     assert per_user["tier"].corr(per_user["z"]) >= 0.4
     assert per_user["tier"].corr(per_user["lp"]) >= 0.2
@@ -297,13 +355,19 @@ def test_purchases_follow_tastes_and_tier(big):
 
 def test_sessions_view_then_cart_then_buy(big):
     con = big["con"]
-    carted_after_view = _one(con, """
+    carted_after_view = _one(
+        con,
+        """
         select avg((exists (select 1 from li v where v.event_type = 'view_item' and v.user_id = c.user_id
                 and v.item_id = c.item_id and v.date = c.date and v.ts < c.ts))::int)
-        from li c where c.event_type = 'add_to_cart'""")[0]
-    bought_after_cart = _one(con, """
+        from li c where c.event_type = 'add_to_cart'""",
+    )[0]
+    bought_after_cart = _one(
+        con,
+        """
         select avg((exists (select 1 from li c where c.event_type = 'add_to_cart' and c.user_id = p.user_id
                 and c.item_id = p.item_id and c.date = p.date and c.ts < p.ts))::int)
-        from li p where p.event_type = 'purchase'""")[0]
+        from li p where p.event_type = 'purchase'""",
+    )[0]
     assert carted_after_view >= 0.8, carted_after_view
     assert bought_after_cart >= 0.6, bought_after_cart

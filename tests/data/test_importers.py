@@ -1,4 +1,5 @@
 """Importers write the export layout that ml.data.export reads back, and never drop rows silently."""
+
 from __future__ import annotations
 
 import zipfile
@@ -85,14 +86,36 @@ def test_generic_transactions_with_basket_and_format(tmp_path):
         "o1,c1,s1,01.02.2024 10:00,12.5,1,k1\n"
         "o1,c1,s2,01.02.2024 10:00,3,2,\n"
         "o2,c2,s1,02.02.2024 11:30,12.5,1,k1\n"
-        "o3,c2,\"bad,id\",02.02.2024 11:30,1,1,k1\n"
+        'o3,c2,"bad,id",02.02.2024 11:30,1,1,k1\n'
         "o4,c3,s3,not a date,1,1,k2\n"
     )
     out = tmp_path / "out.csv"
-    rc = cli_main(["import", "transactions", "--input", str(src), "--out", str(out),
-                   "--user", "client", "--item", "sku", "--time", "when", "--price", "unit_price",
-                   "--qty", "n", "--category", "cat", "--basket", "order",
-                   "--time-format", "%d.%m.%Y %H:%M"])
+    rc = cli_main(
+        [
+            "import",
+            "transactions",
+            "--input",
+            str(src),
+            "--out",
+            str(out),
+            "--user",
+            "client",
+            "--item",
+            "sku",
+            "--time",
+            "when",
+            "--price",
+            "unit_price",
+            "--qty",
+            "n",
+            "--category",
+            "cat",
+            "--basket",
+            "order",
+            "--time-format",
+            "%d.%m.%Y %H:%M",
+        ]
+    )
     assert rc == 0
     lines = read_line_items(out)
     assert len(lines) == 4 and lines["row_id"].nunique() == 3
@@ -100,8 +123,14 @@ def test_generic_transactions_with_basket_and_format(tmp_path):
     id_map = pd.read_csv(id_map_path_for(out), dtype=str)
     assert list(id_map.columns) == ["kind", "source_id", "export_id"]
     to_export = {(k, s): e for k, s, e in id_map.itertuples(index=False)}
-    assert set(to_export) == {("user", "c1"), ("user", "c2"), ("item", "s1"), ("item", "s2"),
-                              ("item", "bad,id"), ("category", "k1")}
+    assert set(to_export) == {
+        ("user", "c1"),
+        ("user", "c2"),
+        ("item", "s1"),
+        ("item", "s2"),
+        ("item", "bad,id"),
+        ("category", "k1"),
+    }
     for export_id in to_export.values():
         assert export_id.isdigit() and 1 <= len(export_id) <= 39
     assert len(set(to_export.values())) == len(to_export)
@@ -117,8 +146,16 @@ def test_generic_transactions_with_basket_and_format(tmp_path):
 
     # Deterministic: a second import maps every id to the same decimal.
     again = tmp_path / "again.csv"
-    import_transactions(src, again, user="client", item="sku", time_col="when",
-                        category="cat", basket="order", time_format="%d.%m.%Y %H:%M")
+    import_transactions(
+        src,
+        again,
+        user="client",
+        item="sku",
+        time_col="when",
+        category="cat",
+        basket="order",
+        time_format="%d.%m.%Y %H:%M",
+    )
     assert id_map_path_for(again).read_text() == id_map_path_for(out).read_text()
 
 
@@ -176,12 +213,21 @@ def test_imported_text_ids_pass_the_warehouse_validation(tmp_path):
     src.write_text(
         "order,client,sku,when,unit_price,n,cat\n"
         "o1,alice@example.com,SKU-1,2024-02-01 10:00:00,12.5,1,Shoes\n"
-        "o1,alice@example.com,\"SKU,2\",2024-02-01 10:00:00,3,2,\n"
+        'o1,alice@example.com,"SKU,2",2024-02-01 10:00:00,3,2,\n'
         "o2,0042,SKU-1,2024-02-02 11:30:00,12.5,1,Shoes\n"
     )
     out = tmp_path / "out.csv"
-    stats = import_transactions(src, out, user="client", item="sku", time_col="when",
-                                price="unit_price", qty="n", category="cat", basket="order")
+    stats = import_transactions(
+        src,
+        out,
+        user="client",
+        item="sku",
+        time_col="when",
+        price="unit_price",
+        qty="n",
+        category="cat",
+        basket="order",
+    )
     assert stats.rejected == 0 and stats.mapped_ids == {"user": 1, "item": 2, "category": 1}
     settings = Settings(home=tmp_path / "home")
     run_dbt(settings, "run", dbt_vars(out), select="+rejected_rows")

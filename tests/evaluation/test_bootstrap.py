@@ -1,5 +1,6 @@
 """Bootstrap intervals over users: they cover the reported value, shrink with more users, and a
 paired difference says "within noise" only when the interval of the difference covers 0."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,10 +18,14 @@ def _lists(users: int, hit_chance: float, seed: int) -> tuple[pd.DataFrame, pd.D
     rng = np.random.default_rng(seed)
     ids = pd.Index([f"u{i}" for i in range(users)])
     truth = pd.DataFrame({"user_id": np.repeat(ids, 2), "item_id": np.tile(["a", "b"], users)})
-    items = np.where(rng.random((users, K)) < hit_chance / K * 2, np.tile(["a", "b", "a", "b", "a"], (users, 1)),
-                     rng.integers(100, 150, (users, K)).astype(str))
-    recs = pd.DataFrame({"user_id": np.repeat(ids, K), "item_id": items.ravel(),
-                         "rank": np.tile(np.arange(1, K + 1), users)})
+    items = np.where(
+        rng.random((users, K)) < hit_chance / K * 2,
+        np.tile(["a", "b", "a", "b", "a"], (users, 1)),
+        rng.integers(100, 150, (users, K)).astype(str),
+    )
+    recs = pd.DataFrame(
+        {"user_id": np.repeat(ids, K), "item_id": items.ravel(), "rank": np.tile(np.arange(1, K + 1), users)}
+    )
     return recs, truth, ids
 
 
@@ -58,8 +63,9 @@ def test_a_list_against_itself_differs_by_exactly_zero_within_noise():
 
 def test_a_clearly_better_list_is_not_within_noise_and_a_close_one_is():
     better, worse, close = _per_user(2_000, 0.6, seed=1), _per_user(2_000, 0.2, seed=2), _per_user(2_000, 0.6, seed=3)
-    out = bootstrap.intervals({"ranker": better.per_user, "weak": worse.per_user, "twin": close.per_user},
-                              reference="ranker")
+    out = bootstrap.intervals(
+        {"ranker": better.per_user, "weak": worse.per_user, "twin": close.per_user}, reference="ranker"
+    )
     weak = out["differences"]["weak"]["ndcg"]
     assert weak["difference"] == pytest.approx(better.metrics["ndcg"] - worse.metrics["ndcg"])
     assert weak["low"] > 0 and weak["within_noise"] is False
@@ -81,8 +87,10 @@ def test_a_metric_nobody_counts_in_is_none_and_resampling_is_seeded():
     first = bootstrap.resampled_means(values, n_resamples=40, seed=5)
     assert np.array_equal(first, bootstrap.resampled_means(values, n_resamples=40, seed=5), equal_nan=True)
     assert np.isnan(first[:, 1]).all() and ((first[:, 0] >= 0) & (first[:, 0] <= 1)).all()
-    nobody_bought = pd.DataFrame({"n_truth": [0, 0], "recall": np.nan, "precision": 0.0, "ndcg": np.nan,
-                                  "ap": np.nan, "hit": 0, "rr": 0.0}, index=["u1", "u2"])
+    nobody_bought = pd.DataFrame(
+        {"n_truth": [0, 0], "recall": np.nan, "precision": 0.0, "ndcg": np.nan, "ap": np.nan, "hit": 0, "rr": 0.0},
+        index=["u1", "u2"],
+    )
     out = bootstrap.intervals({"model": nobody_bought})
     assert out["lists"]["model"]["ndcg"] == {"low": None, "high": None}
     assert out["lists"]["model"]["precision"] == {"low": 0.0, "high": 0.0}
@@ -90,8 +98,11 @@ def test_a_metric_nobody_counts_in_is_none_and_resampling_is_seeded():
 
 def test_within_noise_reads_the_pair_whichever_side_is_the_reference():
     better, worse = _per_user(2_000, 0.6, seed=1), _per_user(2_000, 0.2, seed=2)
-    out = bootstrap.intervals({"ranker": better.per_user, "weak": worse.per_user, "twin": better.per_user},
-                              reference="ranker", n_resamples=200)
+    out = bootstrap.intervals(
+        {"ranker": better.per_user, "weak": worse.per_user, "twin": better.per_user},
+        reference="ranker",
+        n_resamples=200,
+    )
     assert bootstrap.within_noise(out, "ranker", "weak") is False
     assert bootstrap.within_noise(out, "weak", "ranker") is False
     assert bootstrap.within_noise(out, "twin", "ranker") is True

@@ -1,4 +1,5 @@
 """Metrics and splits on tiny examples whose values are computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,7 @@ def _truth(rows: list[tuple[str, str]]) -> pd.DataFrame:
 # u1 bought a, b; list a(1) x(2) b(3): hits at ranks 1 and 3.
 # u2 bought c;    list y(1) c(2) z(3): hit at rank 2.
 # u3 bought d;    no list at all: a miss.
-RECS = _recs([("u1", "a", 1), ("u1", "x", 2), ("u1", "b", 3),
-              ("u2", "y", 1), ("u2", "c", 2), ("u2", "z", 3)])
+RECS = _recs([("u1", "a", 1), ("u1", "x", 2), ("u1", "b", 3), ("u2", "y", 1), ("u2", "c", 2), ("u2", "z", 3)])
 TRUTH = _truth([("u1", "a"), ("u1", "b"), ("u2", "c"), ("u3", "d")])
 K = 3
 
@@ -73,10 +73,12 @@ def test_duplicate_recommendation_keeps_best_rank():
 
 
 def test_coverage_novelty_popularity():
-    history = pd.DataFrame({
-        "user_id": ["h1", "h2", "h3", "h1"],
-        "item_id": ["a", "a", "a", "b"],
-    })
+    history = pd.DataFrame(
+        {
+            "user_id": ["h1", "h2", "h3", "h1"],
+            "item_id": ["a", "a", "a", "b"],
+        }
+    )
     recs = _recs([("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 1), ("u2", "c", 2)])
     assert metrics.catalogue_coverage(recs, 2, catalogue_size=10) == pytest.approx(3 / 10)
     # p(a) = 4/4, p(b) = 2/4, p(c) = 1/4 -> bits 0, 1, 2 over slots a, b, a, c
@@ -99,15 +101,26 @@ def test_evaluate_lists_matches_functions():
 
 # --------------------------------------------------------------------------- splitting
 def _log() -> pd.DataFrame:
-    ts = pd.to_datetime(["2024-01-01", "2024-01-05", "2024-01-10", "2024-01-10",
-                         "2024-01-12", "2024-01-20", "2024-02-20", "2024-01-11"])
-    return pd.DataFrame({
-        "user_id": ["w", "w", "w", "w", "c", "w", "w", "w"],
-        "item_id": ["a", "b", "c", "c", "d", "e", "f", "g"],
-        "ts": ts,
-        "event_type": ["purchase", "view_item", "purchase", "purchase", "purchase",
-                       "purchase", "purchase", "view_item"],
-    })
+    ts = pd.to_datetime(
+        ["2024-01-01", "2024-01-05", "2024-01-10", "2024-01-10", "2024-01-12", "2024-01-20", "2024-02-20", "2024-01-11"]
+    )
+    return pd.DataFrame(
+        {
+            "user_id": ["w", "w", "w", "w", "c", "w", "w", "w"],
+            "item_id": ["a", "b", "c", "c", "d", "e", "f", "g"],
+            "ts": ts,
+            "event_type": [
+                "purchase",
+                "view_item",
+                "purchase",
+                "purchase",
+                "purchase",
+                "purchase",
+                "purchase",
+                "view_item",
+            ],
+        }
+    )
 
 
 def test_time_split_never_leaks():
@@ -123,12 +136,14 @@ def test_time_split_never_leaks():
 def test_time_split_on_random_log_has_no_leak():
     rng = np.random.default_rng(1)
     n = 5000
-    log = pd.DataFrame({
-        "user_id": rng.integers(0, 50, n).astype(str),
-        "item_id": rng.integers(0, 80, n).astype(str),
-        "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 86400, n), unit="s"),
-        "event_type": rng.choice(["view_item", "add_to_cart", "purchase"], n),
-    })
+    log = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 50, n).astype(str),
+            "item_id": rng.integers(0, 80, n).astype(str),
+            "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 86400, n), unit="s"),
+            "event_type": rng.choice(["view_item", "add_to_cart", "purchase"], n),
+        }
+    )
     cutoff = pd.Timestamp("2024-02-01")
     history, truth = time_split(log, cutoff, 7)
     assert history["ts"].max() < cutoff

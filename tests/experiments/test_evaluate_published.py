@@ -1,4 +1,5 @@
 """``recsys evaluate --published``: the lists the marketplace reads, judged on a time split."""
+
 from __future__ import annotations
 
 import json
@@ -41,15 +42,15 @@ ROWS = [
     event(WARM_FULL, "ec.view_item", [1021], "2023-08-01 10:00:00", platform="iOS"),
     event(WARM_SHORT, "ec.view_item", [1003], "2023-08-01 10:00:00"),
     event(KNOWN_COLD, "ec.view_item", [1003], "2023-08-02 10:00:00"),
-    event(301, "ec.purchase", [1030], "2023-08-05 10:00:00"),             # history, buys nothing after
+    event(301, "ec.purchase", [1030], "2023-08-05 10:00:00"),  # history, buys nothing after
     # the window [2023-08-10, 2023-08-13)
     event(WARM_FULL, "ec.purchase", [1021], "2023-08-10 00:00:00", platform="iOS"),  # at T: truth
     event(WARM_SHORT, "ec.purchase", [1006], "2023-08-11 09:00:00"),
-    event(WARM_SHORT, "ec.view_item", [1007], "2023-08-11 09:00:00"),    # a view is no purchase
-    event(WARM_SHORT, "ec.purchase", [1008], "2023-08-13 00:00:00"),     # at T + D: outside
+    event(WARM_SHORT, "ec.view_item", [1007], "2023-08-11 09:00:00"),  # a view is no purchase
+    event(WARM_SHORT, "ec.purchase", [1008], "2023-08-13 00:00:00"),  # at T + D: outside
     event(KNOWN_COLD, "ec.purchase", [1006], "2023-08-12 23:59:59"),
     event(UNKNOWN, "ec.purchase", [1016], "2023-08-11 12:00:00"),
-    event(555, "ec.view_item", [1001], "2023-08-10 00:00:00"),           # at T: not history
+    event(555, "ec.view_item", [1001], "2023-08-10 00:00:00"),  # at T: not history
     event(555, "ec.purchase", [1040], "2023-08-11 12:00:00"),
 ]
 TRUTH = {(WARM_FULL, "1021"), (WARM_SHORT, "1006"), (KNOWN_COLD, "1006"), (UNKNOWN, "1016"), ("555", "1040")}
@@ -73,8 +74,9 @@ def frames(export, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
 def serving_db(directory: Path, as_of: datetime = AS_OF) -> Path:
     """The serving fixture of tests/serving/test_serving.py (plus ODD_PLATFORM), published as of ``as_of``."""
     path = directory / "serving" / "recommendations.duckdb"
-    publish(make_build_db(directory / "build.duckdb", extra_sql=ODD_PLATFORM_SQL), path,
-            model_version="v1", as_of=as_of)
+    publish(
+        make_build_db(directory / "build.duckdb", extra_sql=ODD_PLATFORM_SQL), path, model_version="v1", as_of=as_of
+    )
     return path
 
 
@@ -83,8 +85,9 @@ def serving_path(tmp_path_factory) -> Path:
     return serving_db(tmp_path_factory.mktemp("serving"))
 
 
-def write_parquet(path: Path, rows: list[tuple],
-                  columns: str = "user_id VARCHAR, item_id VARCHAR, rank INTEGER") -> Path:
+def write_parquet(
+    path: Path, rows: list[tuple], columns: str = "user_id VARCHAR, item_id VARCHAR, rank INTEGER"
+) -> Path:
     """A parquet written with DuckDB from literal rows; ``columns`` declares them."""
     with duckdb.connect() as con:
         con.execute(f"create table lists ({columns})")
@@ -103,7 +106,8 @@ def test_window_is_the_time_split_of_the_validated_export(frames, export):
     split_history, split_truth = time_split(read_line_items(export), CUTOFF, 3)
     assert set(split_truth.itertuples(index=False, name=None)) == TRUTH
     assert set(history.itertuples(index=False, name=None)) == set(
-        split_history[["user_id", "item_id"]].itertuples(index=False, name=None))
+        split_history[["user_id", "item_id"]].itertuples(index=False, name=None)
+    )
 
 
 # ---------------------------------------------------------------------------- served = recommend()
@@ -162,19 +166,24 @@ def test_serving_database_rows_by_hand(frames, serving_path):
     assert cold["ndcg"] == pytest.approx(0.5) and cold["recall"] == pytest.approx(0.5)
     assert cold["missed_offer_share"] == pytest.approx(0.5) and cold["n_users"] == 2
 
-    assert result["split"] == {"cutoff": str(CUTOFF), "k": K, "warm_users": 3, "cold_users": 2,
-                               "window_purchases": 5}
+    assert result["split"] == {"cutoff": str(CUTOFF), "k": K, "warm_users": 3, "cold_users": 2, "window_purchases": 5}
     assert "warm buyers with a personal list: 2 of 3 (66.7%)" in result["notes"]
 
 
 def test_parquet_is_judged_as_given(frames, tmp_path):
     history, truth = frames
-    path = write_parquet(tmp_path / "lists.parquet", [
-        (101, "1021", 1),                       # a hit at rank 1 (integer ids are read as text)
-        (102, "1099", 1), (102, "1006", 11),    # its purchase is beyond k: a miss
-        (201, "1005", 1), (201, "1006", 2),     # a hit at rank 2
-        (999, "1016", 1),                       # a cold buyer: not judged on a parquet
-    ], columns="user_id BIGINT, item_id VARCHAR, rank INTEGER")
+    path = write_parquet(
+        tmp_path / "lists.parquet",
+        [
+            (101, "1021", 1),  # a hit at rank 1 (integer ids are read as text)
+            (102, "1099", 1),
+            (102, "1006", 11),  # its purchase is beyond k: a miss
+            (201, "1005", 1),
+            (201, "1006", 2),  # a hit at rank 2
+            (999, "1016", 1),  # a cold buyer: not judged on a parquet
+        ],
+        columns="user_id BIGINT, item_id VARCHAR, rank INTEGER",
+    )
     with published.open_published(path) as lists:
         result = published.judge(lists, history, truth, CUTOFF, K)
     assert list(result["metrics"]) == ["personal only (warm buyers)"]
@@ -203,8 +212,10 @@ def test_a_publication_after_the_cutoff_is_a_leak(frames, serving_path, tmp_path
     with published.open_published(serving_path) as lists:
         assert lists.publication["as_of"] == AS_OF
         warnings = published.judge(lists, history, truth, CUTOFF, K)["warnings"]
-    assert warnings == [f"the publication's as_of ({AS_OF}) is after the cutoff ({CUTOFF}): "
-                        "its lists have seen the window, so this evaluation leaks"]
+    assert warnings == [
+        f"the publication's as_of ({AS_OF}) is after the cutoff ({CUTOFF}): "
+        "its lists have seen the window, so this evaluation leaks"
+    ]
     with published.open_published(serving_db(tmp_path, as_of=CUTOFF)) as lists:
         assert published.judge(lists, history, truth, CUTOFF, K)["warnings"] == []
 
@@ -212,16 +223,38 @@ def test_a_publication_after_the_cutoff_is_a_leak(frames, serving_path, tmp_path
 # ---------------------------------------------------------------------------- the command
 def test_cli_prints_the_rows_and_writes_json(export, serving_path, tmp_path, capsys):
     home = tmp_path / "home"
-    assert cli_main(["--home", str(home), "evaluate", "--input", str(export), "--cutoff", "2023-08-10",
-                     "--horizon-days", "3", "--k", str(K), "--published", str(serving_path)]) == 0
+    assert (
+        cli_main(
+            [
+                "--home",
+                str(home),
+                "evaluate",
+                "--input",
+                str(export),
+                "--cutoff",
+                "2023-08-10",
+                "--horizon-days",
+                "3",
+                "--k",
+                str(K),
+                "--published",
+                str(serving_path),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert err.strip().splitlines() == [
         f"warning: the publication's as_of ({AS_OF}) is after the cutoff ({CUTOFF}): "
-        "its lists have seen the window, so this evaluation leaks"]
+        "its lists have seen the window, so this evaluation leaks"
+    ]
     header, *rows = out.splitlines()[:4]
     assert header.split() == ["ndcg", "recall", "precision", "map", "hit_rate", "missed_offer_share", "n_users"]
     assert [row.rsplit(maxsplit=7)[0] for row in rows] == [
-        "served (warm buyers)", "personal only (warm buyers)", "served (cold buyers)"]
+        "served (warm buyers)",
+        "personal only (warm buyers)",
+        "served (cold buyers)",
+    ]
     assert rows[2].split()[-1] == "2.0000"  # n_users
     assert f"publication: model_version v1, as_of {AS_OF}" in out
     report = json.loads((home / "reports" / "published" / "evaluation.json").read_text())
@@ -236,10 +269,26 @@ def test_pseudonymous_lists_are_judged_with_the_homes_key(export, tmp_path, caps
     home = tmp_path / "home"
     key = privacy.publish_key(home, True)
     path = tmp_path / "serving" / "recommendations.duckdb"
-    publish(make_build_db(tmp_path / "build.duckdb", extra_sql=ODD_PLATFORM_SQL), path, model_version="v1",
-            as_of=AS_OF, pseudonym_key=key)
-    args = ["evaluate", "--input", str(export), "--cutoff", "2023-08-10", "--horizon-days", "3", "--k", str(K),
-            "--published", str(path)]
+    publish(
+        make_build_db(tmp_path / "build.duckdb", extra_sql=ODD_PLATFORM_SQL),
+        path,
+        model_version="v1",
+        as_of=AS_OF,
+        pseudonym_key=key,
+    )
+    args = [
+        "evaluate",
+        "--input",
+        str(export),
+        "--cutoff",
+        "2023-08-10",
+        "--horizon-days",
+        "3",
+        "--k",
+        str(K),
+        "--published",
+        str(path),
+    ]
     assert cli_main(["--home", str(home), *args]) == 0
     metrics = json.loads((home / "reports" / "published" / "evaluation.json").read_text())["metrics"]
     assert metrics["served (warm buyers)"]["ndcg"] == pytest.approx((1 + dcg(4) + 1) / 3)  # as with raw ids
@@ -259,29 +308,70 @@ def _no_recommendations(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "missing.duckdb", "published lists not found: "),
-    (lambda d: write_parquet(d / "lists.parquet", [("1", "8")], columns="user_id VARCHAR, item_id VARCHAR"),
-     "lacks the column(s) rank (needs user_id, item_id, rank; found: user_id, item_id)"),
-    (lambda d: write_parquet(d / "lists.parquet", [(1.0, "8", 1)], columns="user_id DOUBLE, item_id VARCHAR, rank INT"),
-     "user_id is floating point; write ids as text or integers"),
-    (lambda d: (d / "lists.parquet").write_text("user_id,item_id,rank\n") and d / "lists.parquet",
-     "is not a readable parquet file"),
-    (lambda d: _no_recommendations(d / "lists.duckdb"), "is not a serving database: no table recommendations"),
-    (lambda d: (d / "lists.duckdb").write_text("hello") and d / "lists.duckdb",
-     "is neither a serving database (.duckdb) nor a parquet file (.parquet)"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.duckdb", "published lists not found: "),
+        (
+            lambda d: write_parquet(d / "lists.parquet", [("1", "8")], columns="user_id VARCHAR, item_id VARCHAR"),
+            "lacks the column(s) rank (needs user_id, item_id, rank; found: user_id, item_id)",
+        ),
+        (
+            lambda d: write_parquet(
+                d / "lists.parquet", [(1.0, "8", 1)], columns="user_id DOUBLE, item_id VARCHAR, rank INT"
+            ),
+            "user_id is floating point; write ids as text or integers",
+        ),
+        (
+            lambda d: (d / "lists.parquet").write_text("user_id,item_id,rank\n") and d / "lists.parquet",
+            "is not a readable parquet file",
+        ),
+        (lambda d: _no_recommendations(d / "lists.duckdb"), "is not a serving database: no table recommendations"),
+        (
+            lambda d: (d / "lists.duckdb").write_text("hello") and d / "lists.duckdb",
+            "is neither a serving database (.duckdb) nor a parquet file (.parquet)",
+        ),
+    ],
+)
 def test_bad_published_lists_are_refused_before_any_build(export, tmp_path, capsys, make, message):
     path = make(tmp_path)
     home = tmp_path / "home"
-    assert cli_main(["--home", str(home), "evaluate", "--input", str(export), "--cutoff", "2023-08-10",
-                     "--published", str(path)]) == 2
+    assert (
+        cli_main(
+            [
+                "--home",
+                str(home),
+                "evaluate",
+                "--input",
+                str(export),
+                "--cutoff",
+                "2023-08-10",
+                "--published",
+                str(path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (home / "build.duckdb").exists()
 
 
 def test_a_missing_export_is_refused(serving_path, tmp_path, capsys):
-    assert cli_main(["--home", str(tmp_path / "home"), "evaluate", "--input", str(tmp_path / "none.csv"),
-                     "--cutoff", "2023-08-10", "--published", str(serving_path)]) == 2
+    assert (
+        cli_main(
+            [
+                "--home",
+                str(tmp_path / "home"),
+                "evaluate",
+                "--input",
+                str(tmp_path / "none.csv"),
+                "--cutoff",
+                "2023-08-10",
+                "--published",
+                str(serving_path),
+            ]
+        )
+        == 2
+    )
     assert "input export not found" in capsys.readouterr().err

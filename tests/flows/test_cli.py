@@ -1,4 +1,5 @@
 """The `recsys` command line: global options anywhere, defaults in --help, one-line errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,12 @@ from tests.serving.test_serving import AS_OF, make_build_db
 def home(tmp_path):
     """A home with a published serving file."""
     home = tmp_path / "home"
-    publish(make_build_db(tmp_path / "build.duckdb"), home / "serving" / "recommendations.duckdb",
-            model_version="v1", as_of=AS_OF)
+    publish(
+        make_build_db(tmp_path / "build.duckdb"),
+        home / "serving" / "recommendations.duckdb",
+        model_version="v1",
+        as_of=AS_OF,
+    )
     return home
 
 
@@ -26,8 +31,9 @@ def test_sql_errors_are_one_line_and_exit_2(home, capsys):
     assert main(["query", "select count(*) as n from recommendations", "--home", str(home)]) == 0
 
 
-@pytest.mark.parametrize("command", [["info"], ["query", "select 1"], ["import", "ta-feng", "--input", "x",
-                                                                         "--out", "y"]])
+@pytest.mark.parametrize(
+    "command", [["info"], ["query", "select 1"], ["import", "ta-feng", "--input", "x", "--out", "y"]]
+)
 def test_global_options_go_before_or_after_the_subcommand(command, tmp_path):
     before = build_parser().parse_args(["--home", str(tmp_path), "--log-level", "info", *command])
     after = build_parser().parse_args([*command, "--home", str(tmp_path), "--log-level", "info"])

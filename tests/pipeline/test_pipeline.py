@@ -1,5 +1,6 @@
 """The whole pipeline on generated data: a published table, a ranker that beats popularity,
 price sanity, the run log, atomic publication under concurrent readers and killed runs."""
+
 from __future__ import annotations
 
 import json
@@ -27,18 +28,24 @@ def _price_test_rows(config: GeneratorConfig) -> tuple[list[list[str]], dict]:
     items = planted_structure(config).items_frame()
     category = items["category_id"].value_counts().index[0]
     in_category = items[items["category_id"] == category].sort_values("price100")
-    cheap = in_category.iloc[len(in_category) // 10: len(in_category) // 10 + 5]
+    cheap = in_category.iloc[len(in_category) // 10 : len(in_category) // 10 + 5]
     phone = in_category.iloc[-1]
     rows = []
     for day, item in enumerate(cheap.itertuples(), start=1):
         at = f"2023-08-{day:02d} 12:00:00"
         rows.append(event(PHONE_BUYER, "ec.view_item", [item.item_id], at, prices=[item.price100]))
-        rows.append(event(PHONE_BUYER, "ec.purchase", [item.item_id], at.replace("12:00", "12:05"),
-                          prices=[item.price100]))
+        rows.append(
+            event(PHONE_BUYER, "ec.purchase", [item.item_id], at.replace("12:00", "12:05"), prices=[item.price100])
+        )
     rows.append(event(PHONE_BUYER, "ec.purchase", [phone.item_id], "2023-08-09 18:00:00", prices=[phone.price100]))
-    return ([r + [f"[{category}]", "[0]"] for r in rows],
-            {"category": category, "cheap_median": float(np.median(cheap["price100"])) / 100,
-             "phone_price": float(phone["price100"]) / 100})
+    return (
+        [r + [f"[{category}]", "[0]"] for r in rows],
+        {
+            "category": category,
+            "cheap_median": float(np.median(cheap["price100"])) / 100,
+            "phone_price": float(phone["price100"]) / 100,
+        },
+    )
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +79,8 @@ def test_run_publishes_recommendations_and_logs_the_run(published):
     settings, run = published
     assert run["status"] == "published", run.get("reason")
     users, rows, max_rank = serving_query(
-        settings, "select count(distinct user_id), count(*), max(rank) from recommendations")[0]
+        settings, "select count(distinct user_id), count(*), max(rank) from recommendations"
+    )[0]
     assert users > 1000 and rows >= users * 10 and max_rank == 20
     assert serving_query(settings, "select count(distinct platform) from fallback_recommendations")[0][0] == 4
     assert serving_query(settings, "select count(*) from similar_items")[0][0] > 0
@@ -100,15 +108,17 @@ def test_the_serving_file_names_no_item_a_user_has_and_no_exact_price(published)
         named = con.execute("""select count(*) from ml_recommendations r join int_line_items b
                                on b.user_id = r.user_id and b.event_type = 'purchase'
                                and r.reason = 'co_purchase:' || b.item_id""").fetchone()[0]
-        medians = dict(con.execute("""select user_id, price_median_rub from user_features
-                                      where cutoff_at = (select max(cutoff_at) from user_features)""").fetchall())
+        medians = dict(
+            con.execute("""select user_id, price_median_rub from user_features
+                                      where cutoff_at = (select max(cutoff_at) from user_features)""").fetchall()
+        )
     assert named > 0  # what the serving file used to show
     profiles = serving_query(settings, "select * from user_profiles")
     assert len(profiles) > 1000 and len(profiles[0]) == 4
     for user_id, _, tier, _ in profiles:
         median = medians[user_id]
         assert (tier is None) == (median is None)
-        assert median is None or 2 ** tier <= median < 2 ** (tier + 1)
+        assert median is None or 2**tier <= median < 2 ** (tier + 1)
 
 
 @pytest.mark.slow  # runs dbt or the whole flow
@@ -134,8 +144,14 @@ def test_ranker_beats_popularity_on_the_holdout(published):
     # Sense check: what the user did with the item (or how well the item converts) must lead,
     # never a property of the user alone.
     assert top.startswith("user_item_") or top in {
-        "history_score", "repurchase_score", "co_purchase_score", "primary_source",
-        "item_purchase_rate", "item_rebuy_rate", "in_top_category"}, top
+        "history_score",
+        "repurchase_score",
+        "co_purchase_score",
+        "primary_source",
+        "item_purchase_rate",
+        "item_rebuy_rate",
+        "in_top_category",
+    }, top
     assert importance["platform"] < importance[top] / 5
 
 
@@ -143,9 +159,13 @@ def test_ranker_beats_popularity_on_the_holdout(published):
 def test_expensive_items_of_a_cheap_buyers_category_are_not_recommended(published, demo_export):
     settings, _ = published
     facts = demo_export[1]
-    recommended = serving_query(settings, """
+    recommended = serving_query(
+        settings,
+        """
         select r.item_id, i.price_rub, i.category_id from recommendations r
-        join items i using (item_id) where r.user_id = ? order by r.rank""", [PHONE_BUYER])
+        join items i using (item_id) where r.user_id = ? order by r.rank""",
+        [PHONE_BUYER],
+    )
     assert len(recommended) == 20
     same_category = [price for _, price, category in recommended if category == facts["category"]]
     assert same_category, "the buyer's category should still be recommended"
@@ -156,9 +176,9 @@ def test_expensive_items_of_a_cheap_buyers_category_are_not_recommended(publishe
 def test_readers_never_block_and_a_killed_run_keeps_the_old_list(published, demo_export):
     settings, run = published
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(settings.serving_db)], stdout=subprocess.PIPE, text=True)
-    command = [sys.executable, "-m", "flows.cli", "--home", str(settings.home), "run",
-               "--input", str(demo_export[0])]
+        [sys.executable, "-c", READER, str(settings.serving_db)], stdout=subprocess.PIPE, text=True
+    )
+    command = [sys.executable, "-m", "flows.cli", "--home", str(settings.home), "run", "--input", str(demo_export[0])]
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     new_version = serving_query(settings, "select model_version from publication")[0][0]
@@ -223,10 +243,15 @@ def test_nightly_deployment_has_its_schedule_and_the_whole_config(tmp_path):
 def test_the_metrics_table_artifact_has_a_row_per_judged_list():
     from ml.pipeline.runs import metrics_table
 
-    run = {"published_list": "baseline:popular",
-           "metrics": {"ranker": {"ndcg": 0.123456, "recall": float("nan"), "n_users": 60},
-                       "popular": {"ndcg": 0.2, "recall": 0.3, "n_users": 60},
-                       "classifier": {"roc_auc": 0.7}, "candidate_recall": 0.5}}
+    run = {
+        "published_list": "baseline:popular",
+        "metrics": {
+            "ranker": {"ndcg": 0.123456, "recall": float("nan"), "n_users": 60},
+            "popular": {"ndcg": 0.2, "recall": 0.3, "n_users": 60},
+            "classifier": {"roc_auc": 0.7},
+            "candidate_recall": 0.5,
+        },
+    }
     rows = metrics_table(run)
     assert [(row["list"], row["published"]) for row in rows] == [("ranker", False), ("popular", True)]
     assert rows[0]["ndcg"] == 0.1235 and rows[0]["recall"] is None and rows[0]["n_users"] == 60
@@ -271,19 +296,22 @@ def test_a_broken_ranker_loses_the_gate_to_the_best_baseline(published, demo_exp
     assert max(judged, key=judged.get) == winner and "beats the ranker" in run["reason"]
     assert run["ndcg"] == judged[winner]
     assert serving_query(settings, "select model_version, list_source from publication") == [
-        (run["model_version"], run["published_list"])]
+        (run["model_version"], run["published_list"])
+    ]
     assert serving_query(settings, "select distinct reason from recommendations") == [(run["published_list"],)]
     users, max_rank = serving_query(settings, "select count(distinct user_id), max(rank) from recommendations")[0]
     assert users == run["users_scored"] > 1000 and max_rank == 20
     with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
-        logged = con.execute("select status, published_list from model_runs where run_id = ?",
-                             [run["run_id"]]).fetchone()
+        logged = con.execute(
+            "select status, published_list from model_runs where run_id = ?", [run["run_id"]]
+        ).fetchone()
     assert logged == ("published", run["published_list"])
 
 
 @pytest.mark.slow  # runs dbt or the whole flow
-def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(published, demo_export,
-                                                                               monkeypatch, capsys):
+def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(
+    published, demo_export, monkeypatch, capsys
+):
     """Through the command, as cron runs it: a rejected run exits 3 and the old list stays."""
     from flows.cli import main
     from ml.pipeline import runs
@@ -296,7 +324,9 @@ def test_a_list_far_below_the_published_one_is_rejected_and_the_old_list_stays(p
 
     assert serving_query(settings, "select model_version, n_rows from publication")[0] == before
     with duckdb.connect(str(settings.home / "runs.duckdb"), read_only=True) as con:
-        status, reason = con.execute("select status, reason from model_runs order by started_at desc limit 1").fetchone()
+        status, reason = con.execute(
+            "select status, reason from model_runs order by started_at desc limit 1"
+        ).fetchone()
     assert status == "rejected" and "below the published list's 0.99" in reason
 
 
@@ -347,8 +377,9 @@ def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path)
             answer = recommendations_for_user(con, user, n=3)
             assert [row["item_id"] for row in answer][:1] == ["101"]
             assert all(row["source"].startswith("fallback:") for row in answer)
-        bought_with = [row["item_id"] for row in con.execute(
-            "select * from related_items('101', 5)").df().to_dict("records")]
+        bought_with = [
+            row["item_id"] for row in con.execute("select * from related_items('101', 5)").df().to_dict("records")
+        ]
         assert "102" in bought_with
     finally:
         con.close()

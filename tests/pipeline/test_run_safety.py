@@ -1,5 +1,6 @@
 """A run is alone in its home, publishes only what its own build made, leaves no process behind
 when killed, and cleans what killed runs left (issue 10: items 1, 8 and 9)."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,14 @@ def export(tmp_path) -> Path:
 
 def recsys(home: Path, *argv: str, env: dict) -> subprocess.Popen:
     """`recsys --home HOME ARGV` in its own process, output (stdout and stderr) in one pipe."""
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "--home", str(home), *argv], cwd=PROJECT_ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--home", str(home), *argv],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def harness_env(**extra: str) -> dict:
@@ -131,9 +138,17 @@ def test_the_flow_takes_the_lock_itself_and_a_killed_holder_leaves_none(prefect_
 
     home = tmp_path / "home"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from ml import runlock\n"
-                               "with runlock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)",
-         str(home)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from ml import runlock\n"
+            "with runlock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)",
+            str(home),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(runlock.HomeBusy, match=f"pid {holder.pid} "):
@@ -163,13 +178,26 @@ def test_publish_refuses_a_build_another_run_rebuilt_meanwhile(tmp_path):
     settings.serving_db.parent.mkdir(parents=True)
     settings.serving_db.write_bytes(b"the list published before")
 
-    with pytest.raises(PublishError, match="mixed build: publishing run-a, but pub_fallback_recommendations "
-                                           "comes from build.s. run-b; pub_similar_items comes from"):
-        publish(settings.build_db, settings.serving_db, model_version="run-a", as_of=datetime(2023, 8, 3),
-                require_recommendations=False)
+    with pytest.raises(
+        PublishError,
+        match="mixed build: publishing run-a, but pub_fallback_recommendations "
+        "comes from build.s. run-b; pub_similar_items comes from",
+    ):
+        publish(
+            settings.build_db,
+            settings.serving_db,
+            model_version="run-a",
+            as_of=datetime(2023, 8, 3),
+            require_recommendations=False,
+        )
     assert settings.serving_db.read_bytes() == b"the list published before"
-    result = publish(settings.build_db, settings.serving_db, model_version="run-b", as_of=datetime(2023, 8, 3),
-                     require_recommendations=False)  # B's own build is whole: it publishes
+    result = publish(
+        settings.build_db,
+        settings.serving_db,
+        model_version="run-b",
+        as_of=datetime(2023, 8, 3),
+        require_recommendations=False,
+    )  # B's own build is whole: it publishes
     assert result.row_counts["items"] > 0
 
 
@@ -230,6 +258,9 @@ def test_the_next_run_removes_what_killed_runs_left_and_says_so(prefect_harness,
     assert f"removed {temp}.wal, left by" in output
     assert f"removed {settings.build_db} and its WAL, left by a killed build" in output
     assert sorted(p.name for p in settings.serving_dir.iterdir()) == [
-        ".recommendations.duckdb.publish.lock", ".recommendations.publishing", "recommendations.duckdb"]
+        ".recommendations.duckdb.publish.lock",
+        ".recommendations.publishing",
+        "recommendations.duckdb",
+    ]
     assert list(private.iterdir()) == []
     assert not Path(f"{settings.build_db}.wal").exists()

@@ -1,4 +1,5 @@
 """The classifier's curves and score histogram in the evaluation: what the report draws."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,10 @@ def test_curves_are_thinned_and_place_the_threshold_on_them():
     # beyond the longest straight segment of the full curve.
     fpr, tpr, _ = roc_curve(labels, scores)
     precision, recall, _ = precision_recall_curve(labels, scores)
-    for (xs, ys), (full_x, full_y) in (((roc["fpr"], roc["tpr"]), (fpr, tpr)),
-                                       ((pr["recall"], pr["precision"]), (recall, precision))):
+    for (xs, ys), (full_x, full_y) in (
+        ((roc["fpr"], roc["tpr"]), (fpr, tpr)),
+        ((pr["recall"], pr["precision"]), (recall, precision)),
+    ):
         full = np.hypot(np.diff(full_x), np.diff(full_y))
         assert np.hypot(np.diff(xs), np.diff(ys)).max() <= full.max() + 3 * full.sum() / 200
     assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)

@@ -3,6 +3,7 @@
 Purchase-only logs leave view and cart features empty, 8-column exports have no category,
 some exports one platform, a short window one buyer, and a candidate source can yield nothing.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,13 +39,13 @@ def purchases_only(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def no_categories(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(item_category=np.nan, category_score=np.nan, user_category_share=0.0,
-                        in_top_category=0.0)
+    return frame.assign(item_category=np.nan, category_score=np.nan, user_category_share=0.0, in_top_category=0.0)
 
 
 def no_co_purchase(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(co_purchase_score=np.nan,
-                        primary_source=frame["primary_source"].replace("co_purchase", "history"))
+    return frame.assign(
+        co_purchase_score=np.nan, primary_source=frame["primary_source"].replace("co_purchase", "history")
+    )
 
 
 def one_platform(frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,14 +57,20 @@ def one_buyer(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 VARIANTS = {
-    "purchases only": (purchases_only, {"user_views": "constant", "user_item_carts": "constant",
-                                        "item_cart_rate": "constant"}),
-    "no category columns": (no_categories, {"item_category": "all missing", "category_score": "all missing",
-                                            "user_category_share": "constant"}),
+    "purchases only": (
+        purchases_only,
+        {"user_views": "constant", "user_item_carts": "constant", "item_cart_rate": "constant"},
+    ),
+    "no category columns": (
+        no_categories,
+        {"item_category": "all missing", "category_score": "all missing", "user_category_share": "constant"},
+    ),
     "a source yields nothing": (no_co_purchase, {"co_purchase_score": "all missing"}),
     "one platform": (one_platform, {"platform": "constant"}),
-    "everything at once": (lambda f: one_platform(no_co_purchase(no_categories(purchases_only(f)))),
-                           {"platform": "constant", "item_category": "all missing"}),
+    "everything at once": (
+        lambda f: one_platform(no_co_purchase(no_categories(purchases_only(f)))),
+        {"platform": "constant", "item_category": "all missing"},
+    ),
 }
 
 

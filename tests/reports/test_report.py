@@ -1,5 +1,6 @@
 """HTML reports: self-contained pages (embedded PNGs, no network) that render what is present
 and say truthfully what it is."""
+
 from __future__ import annotations
 
 import html
@@ -27,26 +28,70 @@ def _interval(low: float, high: float) -> dict:
 def _full_result() -> dict:
     """Every section's data, shaped as ml.pipeline.steps.train_and_evaluate and ml.experiments.offline write it."""
     edges = [10 ** (-4 + i * 0.4) for i in range(11)]
-    ranking = {"ndcg": _interval(0.11, 0.13), "recall": _interval(0.17, 0.19), "precision": _interval(0.02, 0.04),
-               "map": _interval(0.06, 0.08), "hit_rate": _interval(0.25, 0.27), "mrr": _interval(0.10, 0.12)}
+    ranking = {
+        "ndcg": _interval(0.11, 0.13),
+        "recall": _interval(0.17, 0.19),
+        "precision": _interval(0.02, 0.04),
+        "map": _interval(0.06, 0.08),
+        "hit_rate": _interval(0.25, 0.27),
+        "mrr": _interval(0.10, 0.12),
+    }
     return {
         "title": "Ranker vs baselines",
         "dataset": {"input": "/data/ab_test.csv", "cutoff": "2023-08-10 00:00:00", "horizon_days": 3},
-        "split": {"cutoff": "2023-08-10 00:00:00", "holdout_cutoff": "2023-08-10 00:00:00",
-                  "holdout_end": "2023-08-13 00:00:00", "horizon_days": 3, "k": 10, "warm_users": 1234,
-                  "cold_users": 99, "candidate_rows": 50_000, "window_purchases": 4_000,
-                  "cutoffs": {"1": "2023-08-10 00:00:00", "2": "2023-08-07 00:00:00", "3": "2023-08-04 00:00:00"}},
+        "split": {
+            "cutoff": "2023-08-10 00:00:00",
+            "holdout_cutoff": "2023-08-10 00:00:00",
+            "holdout_end": "2023-08-13 00:00:00",
+            "horizon_days": 3,
+            "k": 10,
+            "warm_users": 1234,
+            "cold_users": 99,
+            "candidate_rows": 50_000,
+            "window_purchases": 4_000,
+            "cutoffs": {"1": "2023-08-10 00:00:00", "2": "2023-08-07 00:00:00", "3": "2023-08-04 00:00:00"},
+        },
         "metrics": {
-            "ranker": {"recall": 0.18, "precision": 0.03, "ndcg": 0.12, "map": 0.07, "hit_rate": 0.26, "mrr": 0.11,
-                       "coverage": 0.34, "novelty": 11.2, "popularity_pct": 0.944, "missed_offer_share": 0.17,
-                       "offer_precision": 0.73, "n_users": 1234},
-            "repurchase": {"recall": 0.17, "precision": 0.03, "ndcg": 0.118, "map": 0.069, "hit_rate": 0.25,
-                           "mrr": 0.1, "popularity_pct": 0.999, "missed_offer_share": 0.31, "n_users": 1234},
-            "popular": {"recall": 0.04, "precision": 0.007, "ndcg": 0.02, "popularity_pct": 0.998, "n_users": 1234,
-                        "missed_offer_share": 0.5},
+            "ranker": {
+                "recall": 0.18,
+                "precision": 0.03,
+                "ndcg": 0.12,
+                "map": 0.07,
+                "hit_rate": 0.26,
+                "mrr": 0.11,
+                "coverage": 0.34,
+                "novelty": 11.2,
+                "popularity_pct": 0.944,
+                "missed_offer_share": 0.17,
+                "offer_precision": 0.73,
+                "n_users": 1234,
+            },
+            "repurchase": {
+                "recall": 0.17,
+                "precision": 0.03,
+                "ndcg": 0.118,
+                "map": 0.069,
+                "hit_rate": 0.25,
+                "mrr": 0.1,
+                "popularity_pct": 0.999,
+                "missed_offer_share": 0.31,
+                "n_users": 1234,
+            },
+            "popular": {
+                "recall": 0.04,
+                "precision": 0.007,
+                "ndcg": 0.02,
+                "popularity_pct": 0.998,
+                "n_users": 1234,
+                "missed_offer_share": 0.5,
+            },
         },
         "intervals": {
-            "resamples": 1000, "level": 0.95, "seed": 0, "unit": "user", "reference": "ranker",
+            "resamples": 1000,
+            "level": 0.95,
+            "seed": 0,
+            "unit": "user",
+            "reference": "ranker",
             "lists": {"ranker": ranking, "repurchase": ranking, "popular": {"ndcg": _interval(0.015, 0.025)}},
             "differences": {
                 "repurchase": {"ndcg": {"difference": 0.002, "low": -0.003, "high": 0.007, "within_noise": True}},
@@ -54,20 +99,43 @@ def _full_result() -> dict:
             },
         },
         "pilot": {
-            "missed_offer_share": {"value": 0.17, "target": 0.2, "direction": "max", "passed": True,
-                                   "definition": "buyers whose purchase was not offered"},
-            "offer_precision": {"value": 0.66, "target": 0.7, "direction": "min", "passed": False,
-                                "definition": "relevant share of offers"},
+            "missed_offer_share": {
+                "value": 0.17,
+                "target": 0.2,
+                "direction": "max",
+                "passed": True,
+                "definition": "buyers whose purchase was not offered",
+            },
+            "offer_precision": {
+                "value": 0.66,
+                "target": 0.7,
+                "direction": "min",
+                "passed": False,
+                "definition": "relevant share of offers",
+            },
         },
-        "classifier": {"roc_auc": 0.88, "average_precision": 0.41, "precision": 0.52, "recall": 0.47,
-                       "threshold": 0.35, "positive_rate": 0.03},
-        "classifier_curves": {"roc": {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.6, 1.0]},
-                              "pr": {"recall": [0.0, 0.5, 1.0], "precision": [1.0, 0.3, 0.03]},
-                              "positive_rate": 0.03, "threshold": 0.35,
-                              "at_threshold": {"fpr": 0.05, "tpr": 0.47, "precision": 0.52}},
-        "score_distribution": {"bins": edges, "scale": "log", "clipped_below": 1e-4,
-                               "positive": [1, 1, 2, 2, 3, 5, 8, 9, 9, 10],
-                               "negative": [50, 40, 30, 20, 10, 8, 5, 3, 2, 1]},
+        "classifier": {
+            "roc_auc": 0.88,
+            "average_precision": 0.41,
+            "precision": 0.52,
+            "recall": 0.47,
+            "threshold": 0.35,
+            "positive_rate": 0.03,
+        },
+        "classifier_curves": {
+            "roc": {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.6, 1.0]},
+            "pr": {"recall": [0.0, 0.5, 1.0], "precision": [1.0, 0.3, 0.03]},
+            "positive_rate": 0.03,
+            "threshold": 0.35,
+            "at_threshold": {"fpr": 0.05, "tpr": 0.47, "precision": 0.52},
+        },
+        "score_distribution": {
+            "bins": edges,
+            "scale": "log",
+            "clipped_below": 1e-4,
+            "positive": [1, 1, 2, 2, 3, 5, 8, 9, 9, 10],
+            "negative": [50, 40, 30, 20, 10, 8, 5, 3, 2, 1],
+        },
         "candidate_recall": {"all": 0.46, "by_source": {"history": 0.31, "co_purchase": 0.12}},
         "cross_validation": [
             {"params": {"learning_rate": 0.05, "max_leaf_nodes": 15}, "fold_scores": {"2->1": 0.12, "3->2": 0.10}},
@@ -76,14 +144,28 @@ def _full_result() -> dict:
         "judged_params": {"learning_rate": 0.05, "max_leaf_nodes": 15, "max_iter": 120},
         "final_params": {"learning_rate": 0.15, "max_leaf_nodes": 63, "max_iter": 120},
         "baseline_params": {"repurchase": {"half_life_days": 30}},
-        "validation_curves": [{"param": "learning_rate", "values": [0.03, 0.05, 0.1, 0.3], "chosen": 0.05,
-                               "train_score": [0.8, 0.85, 0.9, 0.99], "valid_score": [0.79, 0.8, 0.86, 0.78],
-                               "metric": "ndcg@10", "train_users": 3000}],
-        "feature_importance": [{"feature": "views", "importance_mean": 0.12, "importance_std": 0.01},
-                               {"feature": "price_ratio", "importance_mean": 0.01, "importance_std": 0.02}],
+        "validation_curves": [
+            {
+                "param": "learning_rate",
+                "values": [0.03, 0.05, 0.1, 0.3],
+                "chosen": 0.05,
+                "train_score": [0.8, 0.85, 0.9, 0.99],
+                "valid_score": [0.79, 0.8, 0.86, 0.78],
+                "metric": "ndcg@10",
+                "train_users": 3000,
+            }
+        ],
+        "feature_importance": [
+            {"feature": "views", "importance_mean": 0.12, "importance_std": 0.01},
+            {"feature": "price_ratio", "importance_mean": 0.01, "importance_std": 0.02},
+        ],
         "cold_users": {"recall": 0.03, "ndcg": 0.01, "n_users": 99},
-        "gate": {"decision": "rejected", "reason": "offer precision <b>below</b> target", "list": "ranker",
-                 "candidates": ["ranker", "repurchase", "popular"]},
+        "gate": {
+            "decision": "rejected",
+            "reason": "offer precision <b>below</b> target",
+            "list": "ranker",
+            "candidates": ["ranker", "repurchase", "popular"],
+        },
         "notes": ["trained on 11 days"],
     }
 
@@ -153,8 +235,9 @@ def test_validation_curves_without_a_recorded_choice_say_so(tmp_path):
 
 
 def test_evaluation_report_skips_absent_sections(tmp_path):
-    page = render_evaluation_report({"metrics": {"popular": {"recall": 0.1, "ndcg": 0.05}}},
-                                    tmp_path / "min.html").read_text()
+    page = render_evaluation_report(
+        {"metrics": {"popular": {"recall": 0.1, "ndcg": 0.05}}}, tmp_path / "min.html"
+    ).read_text()
     assert len(EMBEDDED_PNG.findall(page)) == 1  # just the ranking panels
     assert 'id="metrics"' in page
     for anchor in ("setup", "pilot", "classifier", "candidates", "tuning", "importance", "cold", "notes"):
@@ -166,9 +249,15 @@ def test_evaluation_report_skips_absent_sections(tmp_path):
 
 
 def test_scores_of_older_runs_in_linear_bins_get_a_log_share_axis(tmp_path):
-    result = {"metrics": {"ranker": {"ndcg": 0.1}}, "classifier": {"roc_auc": 0.8, "threshold": 0.5},
-              "score_distribution": {"bins": [i / 10 for i in range(11)], "positive": [5, 1, 1, 0, 0, 0, 0, 0, 0, 0],
-                                     "negative": [990, 8, 1, 1, 0, 0, 0, 0, 0, 0]}}
+    result = {
+        "metrics": {"ranker": {"ndcg": 0.1}},
+        "classifier": {"roc_auc": 0.8, "threshold": 0.5},
+        "score_distribution": {
+            "bins": [i / 10 for i in range(11)],
+            "positive": [5, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+            "negative": [990, 8, 1, 1, 0, 0, 0, 0, 0, 0],
+        },
+    }
     page = render_evaluation_report(result, tmp_path / "old.html").read_text()
     assert "share axis on a log scale" in page and len(EMBEDDED_PNG.findall(page)) == 2
 
@@ -181,8 +270,22 @@ def test_templates_ship_in_the_built_package(tmp_path):
         (source / name).write_bytes((ROOT / name).read_bytes())
     for package in ("ml", "flows"):
         subprocess.run(["cp", "-r", str(ROOT / package), str(source / package)], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-w", str(tmp_path / "dist"), str(source)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+    )
     wheel = next((tmp_path / "dist").glob("recsys-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for template in ("base.html.j2", "macros.html.j2", "evaluation.html.j2", "profile.html.j2", "style.css"):
@@ -223,22 +326,40 @@ def test_profile_cli_reports_sections_reject_reasons_and_what_training_lacks(tmp
 
 
 def _profile(columns: int = 10, purchases: int = 5, platforms: tuple[str, ...] = ("Site", "iOS")) -> dict:
-    names = ["platform", "utc_event_time", "utc_event_date", "user_id", "event_type", "ecom.price100",
-             "ecom.qty", "ecom.nm", "main_category", "sub_category"][:columns]
-    return {"rows": 100, "columns": names,
-            "missing": [{"column": name, "missing": 0, "empty_list": 0} for name in names],
-            "event_mix": [{"event_type": "ec.view_item", "rows": 95}, {"event_type": "ec.purchase", "rows": purchases}],
-            "platforms": [{"platform": name} for name in platforms]}
+    names = [
+        "platform",
+        "utc_event_time",
+        "utc_event_date",
+        "user_id",
+        "event_type",
+        "ecom.price100",
+        "ecom.qty",
+        "ecom.nm",
+        "main_category",
+        "sub_category",
+    ][:columns]
+    return {
+        "rows": 100,
+        "columns": names,
+        "missing": [{"column": name, "missing": 0, "empty_list": 0} for name in names],
+        "event_mix": [{"event_type": "ec.view_item", "rows": 95}, {"event_type": "ec.purchase", "rows": purchases}],
+        "platforms": [{"platform": name} for name in platforms],
+    }
 
 
-@pytest.mark.parametrize("profile, lacks", [
-    (_profile(), []),
-    (_profile(columns=8), ["no category columns"]),
-    (_profile(purchases=0), ["no purchases"]),
-    (_profile(platforms=("iOS",)), ["a single platform (iOS)"]),
-    (_profile(columns=8, purchases=0, platforms=("Site", "(missing)")),
-     ["no category columns", "no purchases", "a single platform (Site)"]),
-])
+@pytest.mark.parametrize(
+    "profile, lacks",
+    [
+        (_profile(), []),
+        (_profile(columns=8), ["no category columns"]),
+        (_profile(purchases=0), ["no purchases"]),
+        (_profile(platforms=("iOS",)), ["a single platform (iOS)"]),
+        (
+            _profile(columns=8, purchases=0, platforms=("Site", "(missing)")),
+            ["no category columns", "no purchases", "a single platform (Site)"],
+        ),
+    ],
+)
 def test_training_gaps_name_each_lack_once(profile, lacks):
     gaps = training_gaps(profile)
     assert len(gaps) == len(lacks) and all(gap.startswith(lack) for gap, lack in zip(gaps, lacks))
@@ -253,8 +374,13 @@ def test_empty_category_columns_are_a_lack_too():
 
 
 def test_profile_report_renders_without_warehouse_or_activity(tmp_path):
-    profile = {"input": "x.csv", "rows": 0, "rejected": {"error": "dbt run failed: boom"}, "warnings": [],
-               "missing": [{"column": "user_id", "missing": 0, "empty_list": 0}]}
+    profile = {
+        "input": "x.csv",
+        "rows": 0,
+        "rejected": {"error": "dbt run failed: boom"},
+        "warnings": [],
+        "missing": [{"column": "user_id", "missing": 0, "empty_list": 0}],
+    }
     page = render_profile_report(profile, tmp_path / "p.html").read_text()
     assert "could not validate" in page and "boom" in page
     assert 'id="events"' not in page and "The export has what training uses" in page
@@ -264,9 +390,11 @@ def test_a_file_that_is_not_an_export_is_refused_with_the_reason(tmp_path, capsy
     other = tmp_path / "orders.csv"
     other.write_text("order,amount\n1,2\n")
     home = tmp_path / "home"
-    for command in (["profile", "--input", str(other)],
-                    ["evaluate", "--input", str(other), "--cutoff", "2023-08-10", "--horizon-days", "3"],
-                    ["profile", "--input", str(tmp_path / "missing.csv")]):
+    for command in (
+        ["profile", "--input", str(other)],
+        ["evaluate", "--input", str(other), "--cutoff", "2023-08-10", "--horizon-days", "3"],
+        ["profile", "--input", str(tmp_path / "missing.csv")],
+    ):
         assert cli_main(["--home", str(home), *command]) == 2
     errors = capsys.readouterr().err
     assert "orders.csv is not an ab_test.csv export: the header lacks platform" in errors

@@ -1,4 +1,5 @@
 """The HTTP service over the serving database (ml/api.py)."""
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,12 @@ def test_recommendations_warm_and_cold(shared_client):
     body = client.get(f"/recommendations/{WARM_FULL}").json()
     assert body["source"] == "personal" and body["model_version"] == "v1"
     assert len(body["items"]) == 20 and body["items"][0] == {
-        "item_id": "1021", "rank": 1, "score": 1.0, "reason": "personal", "source": "personal"}
+        "item_id": "1021",
+        "rank": 1,
+        "score": 1.0,
+        "reason": "personal",
+        "source": "personal",
+    }
     assert body["generated_at"] == "2023-08-14T03:00:00"
     assert len(client.get(f"/recommendations/{WARM_FULL}?n=3").json()["items"]) == 3
     assert client.get(f"/recommendations/{KNOWN_COLD}").json()["source"] == "fallback:Android"
@@ -89,22 +95,25 @@ def test_health(shared_client):
     assert body["row_counts"]["recommendations"] == 23 and body["as_of"] == "2023-08-13T23:59:59"
 
 
-@pytest.mark.parametrize("url", [
-    "/recommendations/abc",
-    "/recommendations/12a",
-    "/recommendations/" + "1" * 41,
-    "/recommendations/-1",
-    "/recommendations/1%27%20OR%201=1",
-    "/recommendations/%20101",
-    "/recommendations/101?n=0",
-    "/recommendations/101?n=101",
-    "/recommendations/101?n=x",
-    "/recommendations/101?platform=Windows",
-    "/items/1e5/similar",
-    "/items/1001/similar?user_id=abc",
-    "/items/1001/similar?user_id=",
-    "/items/%F0%9F%98%80/similar",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/recommendations/abc",
+        "/recommendations/12a",
+        "/recommendations/" + "1" * 41,
+        "/recommendations/-1",
+        "/recommendations/1%27%20OR%201=1",
+        "/recommendations/%20101",
+        "/recommendations/101?n=0",
+        "/recommendations/101?n=101",
+        "/recommendations/101?n=x",
+        "/recommendations/101?platform=Windows",
+        "/items/1e5/similar",
+        "/items/1001/similar?user_id=abc",
+        "/items/1001/similar?user_id=",
+        "/items/%F0%9F%98%80/similar",
+    ],
+)
 def test_bad_input_is_4xx_with_message(shared_client, url):
     client = shared_client
     resp = client.get(url)
@@ -120,8 +129,7 @@ def test_max_length_id_is_accepted(shared_client):
 
 def test_new_publication_is_picked_up_without_restart(tmp_path, serving_db, client):
     assert client.get("/health").json()["model_version"] == "v1"
-    publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db,
-            model_version="v2", as_of=AS_OF)
+    publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db, model_version="v2", as_of=AS_OF)
     assert client.get("/health").json()["model_version"] == "v1"  # answered while v2 warms up
     client.app.state.reader._loader.join(timeout=30)
     body = client.get("/health").json()
@@ -145,9 +153,13 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
     """``recsys api`` in its own process; publishing twice meanwhile never breaks a request."""
     home = serving_db.parent.parent  # Settings(home).serving_db == home/serving/recommendations.duckdb
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "--home", str(home), "api",
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--home", str(home), "api", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=5) as http:
@@ -161,8 +173,12 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
                 pytest.fail("api did not start: " + (proc.stderr.read() if proc.poll() is not None else ""))
             versions = set()
             for i in (2, 3):
-                publish(make_build_db(tmp_path / f"b{i}.duckdb", model_version=f"v{i}"), serving_db,
-                        model_version=f"v{i}", as_of=AS_OF)
+                publish(
+                    make_build_db(tmp_path / f"b{i}.duckdb", model_version=f"v{i}"),
+                    serving_db,
+                    model_version=f"v{i}",
+                    as_of=AS_OF,
+                )
                 for _ in range(500):  # the new file is switched to once warmed up
                     r = http.get(f"/recommendations/{WARM_FULL}")
                     assert r.status_code == 200 and len(r.json()["items"]) == 20

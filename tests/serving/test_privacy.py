@@ -1,5 +1,6 @@
 """What a reader of the serving file can learn about a customer (docs/privacy.md): reasons that
 name no item, an owner-only file, a price tier instead of the median, pseudonymous user ids."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,11 @@ from tests.serving.test_serving import (
 KEY = bytes(range(32))
 # Raw ids long and odd enough that finding one in the file's bytes cannot be chance.
 RAW = {uid: f"7301{uid}99999999999999999999{uid}" for uid in (WARM_FULL, WARM_SHORT, KNOWN_COLD)}
-RAW_IDS_SQL = "; ".join(f"update {table} set user_id = '{raw}' where user_id = '{uid}'"
-                        for uid, raw in RAW.items() for table in ("pub_recommendations", "pub_user_profiles"))
+RAW_IDS_SQL = "; ".join(
+    f"update {table} set user_id = '{raw}' where user_id = '{uid}'"
+    for uid, raw in RAW.items()
+    for table in ("pub_recommendations", "pub_user_profiles")
+)
 
 
 def _mode(path) -> int:
@@ -38,31 +42,44 @@ def _mode(path) -> int:
 def _all_text(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every VARCHAR value of every table, and every macro's text."""
     values = []
-    for table, column in con.execute("select table_name, column_name from duckdb_columns() where "
-                                     "data_type = 'VARCHAR' AND database_name = current_database()").fetchall():
+    for table, column in con.execute(
+        "select table_name, column_name from duckdb_columns() where "
+        "data_type = 'VARCHAR' AND database_name = current_database()"
+    ).fetchall():
         values += [r[0] for r in con.execute(f'select distinct "{column}" from "{table}"').fetchall()]
-    values += [r[0] for r in con.execute(
-        "select macro_definition from duckdb_functions() "
-        "where database_name = current_database() and macro_definition is not null").fetchall()]
+    values += [
+        r[0]
+        for r in con.execute(
+            "select macro_definition from duckdb_functions() "
+            "where database_name = current_database() and macro_definition is not null"
+        ).fetchall()
+    ]
     return [v for v in values if v is not None]
 
 
 # ---------------------------------------------------------------------------- reasons
-@pytest.mark.parametrize("reason", ["history", "repurchase", "co_purchase:1002", "co_purchase", "category",
-                                    "your_history", "ranker"])
+@pytest.mark.parametrize(
+    "reason", ["history", "repurchase", "co_purchase:1002", "co_purchase", "category", "your_history", "ranker"]
+)
 def test_a_reason_that_could_name_the_users_items_is_refused(tmp_path, reason):
     """Only personal / trending / popular / baseline:<name> reach the file: a reader must not
     learn from ``reason`` which items a user bought or viewed, nor a co-purchase anchor."""
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
     publish(make_build_db(tmp_path / "ok.duckdb"), serving_db, model_version="v1", as_of=AS_OF)
     before = serving_db.read_bytes()
-    bad = make_build_db(tmp_path / "bad.duckdb", model_version="v2", extra_sql=(
-        f"update pub_recommendations set reason = '{reason}' where user_id = '{WARM_SHORT}' and rank = 2"))
-    with pytest.raises(PublishError, match="check"):
+    bad = make_build_db(
+        tmp_path / "bad.duckdb",
+        model_version="v2",
+        extra_sql=(f"update pub_recommendations set reason = '{reason}' where user_id = '{WARM_SHORT}' and rank = 2"),
+    )
+    with pytest.raises(PublishError, match="CHECK"):
         publish(bad, serving_db, model_version="v2", as_of=AS_OF)
     assert serving_db.read_bytes() == before
-    baseline = make_build_db(tmp_path / "baseline.duckdb", model_version="v3",
-                             extra_sql="update pub_recommendations set reason = 'baseline:repurchase'")
+    baseline = make_build_db(
+        tmp_path / "baseline.duckdb",
+        model_version="v3",
+        extra_sql="update pub_recommendations set reason = 'baseline:repurchase'",
+    )
     publish(baseline, serving_db, model_version="v3", as_of=AS_OF)
 
 
@@ -105,10 +122,15 @@ def test_user_profiles_hold_a_price_tier_not_the_median(tmp_path):
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
     publish(make_build_db(tmp_path / "build.duckdb"), serving_db, model_version="v1", as_of=AS_OF)
     with duckdb.connect(str(serving_db), read_only=True) as con:
-        columns = con.execute("select column_name, data_type from duckdb_columns() "
-                              "where table_name = 'user_profiles'").fetchall()
-    assert columns == [("user_id", "VARCHAR"), ("platform", "VARCHAR"), ("price_tier", "INTEGER"),
-                       ("top_category_id", "VARCHAR")]
+        columns = con.execute(
+            "select column_name, data_type from duckdb_columns() where table_name = 'user_profiles'"
+        ).fetchall()
+    assert columns == [
+        ("user_id", "VARCHAR"),
+        ("platform", "VARCHAR"),
+        ("price_tier", "INTEGER"),
+        ("top_category_id", "VARCHAR"),
+    ]
 
 
 # ---------------------------------------------------------------------------- pseudonyms
@@ -117,8 +139,13 @@ def pseudonymous(tmp_path_factory):
     """The serving fixture with long raw ids, published with key."""
     tmp = tmp_path_factory.mktemp("pseudonymous")
     serving_db = tmp / "serving" / "recommendations.duckdb"
-    publish(make_build_db(tmp / "build.duckdb", extra_sql=RAW_IDS_SQL), serving_db, model_version="v1",
-            as_of=AS_OF, pseudonym_key=KEY)
+    publish(
+        make_build_db(tmp / "build.duckdb", extra_sql=RAW_IDS_SQL),
+        serving_db,
+        model_version="v1",
+        as_of=AS_OF,
+        pseudonym_key=KEY,
+    )
     return serving_db
 
 
@@ -140,8 +167,12 @@ def test_the_file_has_pseudonyms_only_and_never_the_key(pseudonymous):
         assert secret not in data
     with duckdb.connect(str(pseudonymous), read_only=True) as con:
         text = _all_text(con)
-        ids = {r[0] for r in con.execute("select user_id from recommendations union "
-                                         "select user_id from user_profiles").fetchall()}
+        ids = {
+            r[0]
+            for r in con.execute(
+                "select user_id from recommendations union select user_id from user_profiles"
+            ).fetchall()
+        }
         publication = con.execute("select pseudonymized, pseudonym_key_id from publication").fetchone()
     assert not any(raw in value for raw in RAW.values() for value in text)
     assert not any(KEY.hex() in value.lower() for value in text)
@@ -152,15 +183,19 @@ def test_the_file_has_pseudonyms_only_and_never_the_key(pseudonymous):
 
 def test_direct_sql_readers_pass_the_key_to_the_pseudonym_macro(pseudonymous):
     with duckdb.connect(str(pseudonymous), read_only=True) as con:
-        rows = con.execute("select item_id, source from recommend(pseudonym(?, ?), 5)",
-                           [RAW[WARM_FULL], KEY.hex()]).fetchall()
+        rows = con.execute(
+            "select item_id, source from recommend(pseudonym(?, ?), 5)", [RAW[WARM_FULL], KEY.hex()]
+        ).fetchall()
         assert rows == [(str(1020 + r), "personal") for r in range(1, 6)]
-        page = con.execute("select item_id, personalised from related_items(?, 20, uid := pseudonym(?, ?))",
-                           [ITEM_WITH_PAIRS, RAW[WARM_SHORT], KEY.hex()]).fetchall()
+        page = con.execute(
+            "select item_id, personalised from related_items(?, 20, uid := pseudonym(?, ?))",
+            [ITEM_WITH_PAIRS, RAW[WARM_SHORT], KEY.hex()],
+        ).fetchall()
         assert page[0] == ("1002", True) and page[-1][0] == "1005"
         # the raw id alone is an unknown user
         assert {r[0] for r in con.execute("select source from recommend(?, 5)", [RAW[WARM_FULL]]).fetchall()} == {
-            "fallback:all"}
+            "fallback:all"
+        }
 
 
 def test_the_api_answers_by_the_raw_id(pseudonymous):

@@ -1,4 +1,5 @@
 """Publishing the serving database and the marketplace's queries on it (ml/serving/)."""
+
 from __future__ import annotations
 
 import fcntl
@@ -38,8 +39,7 @@ def _items():
     return rows
 
 
-def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
-                  extra_sql: str = "") -> Path:
+def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2, extra_sql: str = "") -> Path:
     """A small build database with the ``pub_*`` tables the pipeline produces, every row
     stamped with ``model_version`` (the build's run)."""
     con = duckdb.connect(str(path))
@@ -53,8 +53,10 @@ def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
     if recs_users >= 1:  # 101: items 1021..1040 (category 502), best first
         recs += [(WARM_FULL, str(1020 + r), r, 1.0 / r, "personal", model_version, GEN) for r in range(1, 21)]
     if recs_users >= 2:  # 102: three items
-        recs += [(WARM_SHORT, str(i), r, 1.0 / r, "personal", model_version, GEN)
-                 for r, i in enumerate((1003, 1002, 1004), start=1)]
+        recs += [
+            (WARM_SHORT, str(i), r, 1.0 / r, "personal", model_version, GEN)
+            for r, i in enumerate((1003, 1002, 1004), start=1)
+        ]
     if recs:
         con.executemany("insert into pub_recommendations values (?, ?, ?, ?, ?, ?, ?)", recs)
     con.execute("""create or replace table pub_fallback_recommendations (platform varchar,
@@ -69,17 +71,22 @@ def make_build_db(path: Path, *, model_version: str = "v1", recs_users: int = 2,
     con.execute("""create or replace table pub_similar_items (item_id varchar, similar_item_id varchar,
                    rank integer, score double, support_users integer, confidence double, lift double,
                    model_version varchar)""")
-    sim = [(ITEM_WITH_PAIRS, s, r, 1.0 / r, 10 - r, 0.5 / r, 2.0, model_version)
-           for r, s in enumerate(["1005", "1002", "1010", "1003", "1025"], start=1)]
+    sim = [
+        (ITEM_WITH_PAIRS, s, r, 1.0 / r, 10 - r, 0.5 / r, 2.0, model_version)
+        for r, s in enumerate(["1005", "1002", "1010", "1003", "1025"], start=1)
+    ]
     sim += [("1002", "1001", 1, 1.0, 9, 0.4, 2.0, model_version)]
     con.executemany("insert into pub_similar_items values (?, ?, ?, ?, ?, ?, ?, ?)", sim)
     con.execute("""create or replace table pub_user_profiles (user_id varchar, platform varchar,
                    price_tier integer, top_category_id varchar, model_version varchar)""")
-    con.executemany("insert into pub_user_profiles values (?, ?, ?, ?, ?)", [  # tier 8: 256..511 RUB
-        (WARM_FULL, "iOS", 8, "502", model_version),
-        (WARM_SHORT, "Android", 8, "501", model_version),
-        (KNOWN_COLD, "Android", 7, "501", model_version),
-    ])
+    con.executemany(
+        "insert into pub_user_profiles values (?, ?, ?, ?, ?)",
+        [  # tier 8: 256..511 RUB
+            (WARM_FULL, "iOS", 8, "502", model_version),
+            (WARM_SHORT, "Android", 8, "501", model_version),
+            (KNOWN_COLD, "Android", 7, "501", model_version),
+        ],
+    )
     if extra_sql:
         con.execute(extra_sql)
     con.close()
@@ -92,15 +99,6 @@ def published(tmp_path):
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
     result = publish(build, serving_db, model_version="v1", as_of=AS_OF)
     return build, serving_db, result
-
-
-@pytest.fixture(scope="module")
-def shared_serving_db(tmp_path_factory):
-    """One published fixture for the read-only query tests (publishing costs ~0.3 s)."""
-    tmp = tmp_path_factory.mktemp("shared")
-    serving_db = tmp / "serving" / "recommendations.duckdb"
-    publish(make_build_db(tmp / "build.duckdb"), serving_db, model_version="v1", as_of=AS_OF)
-    return serving_db
 
 
 @pytest.fixture()
@@ -121,20 +119,42 @@ def test_publish_result_and_schema(published):
     assert list(publisher._private_dir(serving_db).iterdir()) == []
     c = duckdb.connect(str(serving_db), read_only=True)
     try:
-        cols = c.execute("select table_name, list(column_name order by column_index) from duckdb_columns() "
-                         "GROUP BY 1").fetchall()
-        assert dict(cols)["recommendations"] == ["user_id", "item_id", "rank", "score", "reason",
-                                                 "model_version", "generated_at"]
-        assert dict(cols)["publication"] == ["model_version", "generated_at", "as_of", "n_users", "n_rows",
-                                               "list_source", "pseudonymized", "pseudonym_key_id"]
+        cols = c.execute(
+            "select table_name, list(column_name order by column_index) from duckdb_columns() GROUP BY 1"
+        ).fetchall()
+        assert dict(cols)["recommendations"] == [
+            "user_id",
+            "item_id",
+            "rank",
+            "score",
+            "reason",
+            "model_version",
+            "generated_at",
+        ]
+        assert dict(cols)["publication"] == [
+            "model_version",
+            "generated_at",
+            "as_of",
+            "n_users",
+            "n_rows",
+            "list_source",
+            "pseudonymized",
+            "pseudonym_key_id",
+        ]
         assert dict(cols)["user_profiles"] == ["user_id", "platform", "price_tier", "top_category_id"]
-        assert c.execute("select model_version, n_users, n_rows, pseudonymized, pseudonym_key_id "
-                         "from publication").fetchall() == [("v1", 2, 23, False, None)]
-        nullable = c.execute("select is_nullable from duckdb_columns() where table_name = 'recommendations' "
-                             "AND column_name = 'user_id'").fetchone()[0]
+        assert c.execute(
+            "select model_version, n_users, n_rows, pseudonymized, pseudonym_key_id from publication"
+        ).fetchall() == [("v1", 2, 23, False, None)]
+        nullable = c.execute(
+            "select is_nullable from duckdb_columns() where table_name = 'recommendations' AND column_name = 'user_id'"
+        ).fetchone()[0]
         assert nullable is False
-        macros = {r[0] for r in c.execute("select function_name from duckdb_functions() "
-                                          "where function_type = 'table_macro'").fetchall()}
+        macros = {
+            r[0]
+            for r in c.execute(
+                "select function_name from duckdb_functions() where function_type = 'table_macro'"
+            ).fetchall()
+        }
         assert {"recommend", "related_items"} <= macros
         # a plain read-only connection (how other clients open it) can call the macros
         assert len(c.execute("select * from recommend('101', 20)").fetchall()) == 20
@@ -142,25 +162,32 @@ def test_publish_result_and_schema(published):
         c.close()
 
 
-@pytest.mark.parametrize("extra_sql, message", [
-    ("insert into pub_recommendations values ('101', '1001', 3, 0.1, 'personal', 'v2', timestamp '2023-08-14')",
-     "duplicate (user_id, rank)"),
-    # another run rebuilt the features under this one: its items, profiles, pairs and popular lists
-    ("update pub_items set model_version = 'v9'; update pub_user_profiles set model_version = 'v9'; "
-     "update pub_similar_items set model_version = 'v9'; update pub_fallback_recommendations set model_version = 'v9'",
-     "mixed build: publishing v2, but pub_fallback_recommendations comes from build(s) v9; pub_similar_items "
-     "comes from build(s) v9; pub_items comes from build(s) v9; pub_user_profiles comes from build(s) v9 "),
-    ("update pub_items set model_version = 'v9' where item_id = '1001'", "pub_items comes from build(s) v9"),
-    ("alter table pub_user_profiles drop column model_version", "pub_user_profiles lacks column(s) model_version"),
-    ("update pub_recommendations set rank = rank + 1 where user_id = '102'", "not 1..n"),
-    ("update pub_recommendations set item_id = '1003' where user_id = '102' and rank = 2", "repeat an item"),
-    ("delete from pub_fallback_recommendations where platform = 'iOS'", "platform(s) iOS"),
-    ("drop table pub_similar_items", "pub_similar_items is missing"),
-    ("alter table pub_items drop column popularity", "lacks column(s) popularity"),
-    ("update pub_recommendations set item_id = null where rank = 1", "not null"),
-    ("update pub_recommendations set score = 'nan'::double where rank = 1", "non-finite"),
-    ("insert into pub_user_profiles values ('101', 'iOS', 1, '1', 'v2')", "PRIMARY KEY"),
-])
+@pytest.mark.parametrize(
+    "extra_sql, message",
+    [
+        (
+            "insert into pub_recommendations values ('101', '1001', 3, 0.1, 'personal', 'v2', timestamp '2023-08-14')",
+            "duplicate (user_id, rank)",
+        ),
+        # another run rebuilt the features under this one: its items, profiles, pairs and popular lists
+        (
+            "update pub_items set model_version = 'v9'; update pub_user_profiles set model_version = 'v9'; "
+            "update pub_similar_items set model_version = 'v9'; update pub_fallback_recommendations set model_version = 'v9'",
+            "mixed build: publishing v2, but pub_fallback_recommendations comes from build(s) v9; pub_similar_items "
+            "comes from build(s) v9; pub_items comes from build(s) v9; pub_user_profiles comes from build(s) v9 ",
+        ),
+        ("update pub_items set model_version = 'v9' where item_id = '1001'", "pub_items comes from build(s) v9"),
+        ("alter table pub_user_profiles drop column model_version", "pub_user_profiles lacks column(s) model_version"),
+        ("update pub_recommendations set rank = rank + 1 where user_id = '102'", "not 1..n"),
+        ("update pub_recommendations set item_id = '1003' where user_id = '102' and rank = 2", "repeat an item"),
+        ("delete from pub_fallback_recommendations where platform = 'iOS'", "platform(s) iOS"),
+        ("drop table pub_similar_items", "pub_similar_items is missing"),
+        ("alter table pub_items drop column popularity", "lacks column(s) popularity"),
+        ("update pub_recommendations set item_id = null where rank = 1", "not null"),
+        ("update pub_recommendations set score = 'nan'::double where rank = 1", "non-finite"),
+        ("insert into pub_user_profiles values ('101', 'iOS', 1, '1', 'v2')", "PRIMARY KEY"),
+    ],
+)
 def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
     _, serving_db, _ = published
     before = (serving_db.stat().st_ino, serving_db.read_bytes())
@@ -170,8 +197,9 @@ def test_failed_publish_keeps_old_file(tmp_path, published, extra_sql, message):
     assert message.lower() in str(err.value).lower()
     assert (serving_db.stat().st_ino, serving_db.read_bytes()) == before
     private = publisher._private_dir(serving_db)
-    assert sorted(p.name for p in serving_db.parent.iterdir()
-                  if not p.name.endswith(".lock") and p != private) == [serving_db.name]
+    assert sorted(p.name for p in serving_db.parent.iterdir() if not p.name.endswith(".lock") and p != private) == [
+        serving_db.name
+    ]
     assert list(private.iterdir()) == []
 
 
@@ -192,7 +220,10 @@ def test_abandoned_temp_files_are_removed_never_a_publication_under_way(publishe
     assert all(path.exists() for path in abandoned)
     assert serving.remove_abandoned_temp_files(serving_db) == sorted(abandoned)
     assert sorted(p.name for p in serving_db.parent.iterdir()) == [
-        ".recommendations.duckdb.publish.lock", ".recommendations.publishing", "recommendations.duckdb"]
+        ".recommendations.duckdb.publish.lock",
+        ".recommendations.publishing",
+        "recommendations.duckdb",
+    ]
     assert list(private.iterdir()) == []
     assert serving_db.read_bytes() == before
 
@@ -323,8 +354,7 @@ def test_reader_sees_new_publication_in_process(tmp_path, published):
     reader = serving.ServingReader(serving_db)
     old_cur = reader.cursor()
     assert serving.publication_info(old_cur)["model_version"] == "v1"
-    publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db,
-            model_version="v2", as_of=AS_OF)
+    publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db, model_version="v2", as_of=AS_OF)
     # the cursor opened before the swap keeps reading the old file ...
     assert serving.publication_info(old_cur)["model_version"] == "v1"
     # ... the request that notices the new file does not wait for it: the old one answers
@@ -343,10 +373,10 @@ def test_reader_keeps_old_file_when_new_one_cannot_be_opened(tmp_path, published
     reader.cursor().close()
     broken = serving_db.parent / "broken.duckdb"
     broken.write_bytes(b"not a duckdb file" * 100)
-    broken.replace(serving_db)   # a reader holding the old file keeps it (its inode lives on)
+    broken.replace(serving_db)  # a reader holding the old file keeps it (its inode lives on)
     reader.cursor().close()
     reader._loader.join(timeout=30)
-    assert reader._loading is None and reader.reloads == 0   # failed, will be tried again
+    assert reader._loading is None and reader.reloads == 0  # failed, will be tried again
     assert "could not open new serving file" in caplog.text
     assert serving.publication_info(reader.cursor())["model_version"] == "v1"
     reader.close()
@@ -388,8 +418,12 @@ def test_publish_while_another_process_reads(tmp_path, published):
     script.write_text(READER_SCRIPT)
     builds = [make_build_db(tmp_path / f"b{i}.duckdb", model_version=f"v{i}") for i in range(2, 6)]
     stop = tmp_path / "stop"
-    proc = subprocess.Popen([sys.executable, str(script), str(PROJECT_ROOT), str(serving_db), str(stop)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(PROJECT_ROOT), str(serving_db), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         for i, b in enumerate(builds, start=2):
@@ -416,8 +450,7 @@ def test_fast_paths_match_the_macros(con):
         for n in (1, 3, 20, 30):
             for platform in (None, "iOS", "all"):
                 fast = serving.recommendations_for_user(con, uid, n=n, platform=platform)
-                macro = reader._rows(con.execute("select * from recommend(?, ?, plat := ?)",
-                                                  [uid, n, platform]))
+                macro = reader._rows(con.execute("select * from recommend(?, ?, plat := ?)", [uid, n, platform]))
                 assert fast == macro, (uid, n, platform)
     for item in (ITEM_WITH_PAIRS, "1002", NEW_ITEM_IN_CAT, NEW_ITEM_NO_CAT, UNKNOWN_ITEM):
         for n in (1, 3, 20):
@@ -481,8 +514,20 @@ def test_product_page_matches_the_macro(page_con):
     would (same rows, columns, floats and order): bought together, new items (same category),
     items without a category or another top item of it, unknown items; for anonymous, unknown
     and known users of every kind; n below and above SAME_CATEGORY_MIN and the list lengths."""
-    items = (ITEM_WITH_PAIRS, "1002", PAGE_ITEM, NEW_ITEM_IN_CAT, "1015", "3002", BIG_CATEGORY_NEW_ITEM,
-             "2001", "2201", "3001", NEW_ITEM_NO_CAT, UNKNOWN_ITEM)
+    items = (
+        ITEM_WITH_PAIRS,
+        "1002",
+        PAGE_ITEM,
+        NEW_ITEM_IN_CAT,
+        "1015",
+        "3002",
+        BIG_CATEGORY_NEW_ITEM,
+        "2001",
+        "2201",
+        "3001",
+        NEW_ITEM_NO_CAT,
+        UNKNOWN_ITEM,
+    )
     users = (None, WARM_FULL, WARM_SHORT, KNOWN_COLD, "103", "202", "203", "204", "205", UNKNOWN)
     sources = set()
     for item in items:
@@ -492,17 +537,29 @@ def test_product_page_matches_the_macro(page_con):
                 assert macro, (item, uid, n)
                 assert serving.similar_items(page_con, item, user_id=uid, n=n) == macro, (item, uid, n)
                 sources |= {(r["source"], r["personalised"]) for r in macro}
-    assert sources == {(s, p) for p in (False, True) for s in (
-        "bought_together", "same_category", "fallback:all", "fallback:Site", "fallback:iOS",
-        "fallback:Android")} - {("fallback:Site", False), ("fallback:iOS", False), ("fallback:Android", False)}
+    assert sources == {
+        (s, p)
+        for p in (False, True)
+        for s in (
+            "bought_together",
+            "same_category",
+            "fallback:all",
+            "fallback:Site",
+            "fallback:iOS",
+            "fallback:Android",
+        )
+    } - {("fallback:Site", False), ("fallback:iOS", False), ("fallback:Android", False)}
 
 
 def test_new_item_candidates_are_the_category_top_k(page_con):
     """The new-item page re-ranks the CATEGORY_TOP_K most popular items of the category by
     popularity / (1 + |ln price ratio|): cheap items near the new item's price that are not
     among the top K never appear (the macro and the fast path could both be wrong)."""
-    top = page_con.execute("select item_id, price_rub, popularity from items where category_id = '503' "
-                           "ORDER BY popularity DESC, item_id LIMIT ?", [schema.CATEGORY_TOP_K]).fetchall()
+    top = page_con.execute(
+        "select item_id, price_rub, popularity from items where category_id = '503' "
+        "ORDER BY popularity DESC, item_id LIMIT ?",
+        [schema.CATEGORY_TOP_K],
+    ).fetchall()
     assert len(top) == schema.CATEGORY_TOP_K == 200 and top[-1][0] == "2200"  # the tie: 2201 is out
     expected = sorted(top, key=lambda r: (-r[2] / (1 + abs(math.log((r[1] + 1) / (300 + 1)))), r[0]))
     for uid in (None, UNKNOWN):
@@ -512,8 +569,8 @@ def test_new_item_candidates_are_the_category_top_k(page_con):
             assert {r["source"] for r in rows} == {"same_category"}
     # a known user re-orders the best max(n, SAME_CATEGORY_MIN) of them: 103 has 2150 in the list
     rows = serving.similar_items(page_con, BIG_CATEGORY_NEW_ITEM, user_id="103", n=schema.SAME_CATEGORY_MIN)
-    assert {r["item_id"] for r in rows} == {r[0] for r in expected[:schema.SAME_CATEGORY_MIN]}
-    assert "2150" not in {r[0] for r in expected[:schema.SAME_CATEGORY_MIN]}
+    assert {r["item_id"] for r in rows} == {r[0] for r in expected[: schema.SAME_CATEGORY_MIN]}
+    assert "2150" not in {r[0] for r in expected[: schema.SAME_CATEGORY_MIN]}
     # an item among the top K is not its own candidate
     assert "2001" not in {r["item_id"] for r in serving.similar_items(page_con, "2001", n=100)}
 
@@ -521,15 +578,23 @@ def test_new_item_candidates_are_the_category_top_k(page_con):
 def test_category_top_items_table(page_con):
     counts = dict(page_con.execute("select category_id, count(*) from category_top_items group by 1").fetchall())
     assert counts == {"501": 21, "502": 19, "503": schema.CATEGORY_TOP_K, "504": 1}
-    members = {r[0] for r in page_con.execute(
-        "select item_id from category_top_items where category_id = '503'").fetchall()}
+    members = {
+        r[0] for r in page_con.execute("select item_id from category_top_items where category_id = '503'").fetchall()
+    }
     assert members == {str(i) for i in range(2001, 2201)}
-    same = page_con.execute("select count(*) from category_top_items t join items i using (item_id) "
-                            "where i.category_id = t.category_id and i.price_rub is not distinct from t.price_rub "
-                            "AND i.popularity = t.popularity").fetchone()[0]
+    same = page_con.execute(
+        "select count(*) from category_top_items t join items i using (item_id) "
+        "where i.category_id = t.category_id and i.price_rub is not distinct from t.price_rub "
+        "AND i.popularity = t.popularity"
+    ).fetchone()[0]
     assert same == sum(counts.values())
-    assert page_con.execute("select count(*) from duckdb_indexes() where table_name = 'category_top_items' "
-                            "AND expressions = '[category_id]'").fetchone()[0] == 1
+    assert (
+        page_con.execute(
+            "select count(*) from duckdb_indexes() where table_name = 'category_top_items' "
+            "AND expressions = '[category_id]'"
+        ).fetchone()[0]
+        == 1
+    )
     assert serving.publication_info(page_con)["row_counts"]["category_top_items"] == sum(counts.values())
 
 
@@ -547,11 +612,11 @@ def test_personalised_product_page_order(page_con):
     be wrong): 102 (top category 501, price tier 8: 2^8.5 = 362 RUB, 1002/1004 in the list)."""
     rows = serving.similar_items(page_con, PAGE_ITEM, user_id=WARM_SHORT, n=5)
     assert [(r["item_id"], r["src_rank"]) for r in rows] == [
-        ("1013", 2),    # 0.631 x 1.25
-        ("1019", 1),    # 1.0 x 1.25 x (3 x 362) / 2172 = 0.625 ...
-        ("1014", 3),    # ... 0.5 x 1.25 = 0.625 as well: the tie goes to the lower src_rank
-        ("1012", 4),    # no price: no penalty
-        ("1002", 11),   # in the list, from beyond n: the whole list is re-ordered, then cut
+        ("1013", 2),  # 0.631 x 1.25
+        ("1019", 1),  # 1.0 x 1.25 x (3 x 362) / 2172 = 0.625 ...
+        ("1014", 3),  # ... 0.5 x 1.25 = 0.625 as well: the tie goes to the lower src_rank
+        ("1012", 4),  # no price: no penalty
+        ("1002", 11),  # in the list, from beyond n: the whole list is re-ordered, then cut
     ]
     assert rows[1]["final_score"] == rows[2]["final_score"] == 0.625 and rows[0]["personalised"]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
@@ -567,12 +632,11 @@ def test_retired_connections_are_closed_after_grace(tmp_path, published):
     _, serving_db, _ = published
     reader = serving.ServingReader(serving_db, grace=0.0)
     reader.cursor().close()
-    publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db,
-            model_version="v2", as_of=AS_OF)
-    reader.cursor().close()           # reopens in the background, retires the v1 connection
+    publish(make_build_db(tmp_path / "b2.duckdb", model_version="v2"), serving_db, model_version="v2", as_of=AS_OF)
+    reader.cursor().close()  # reopens in the background, retires the v1 connection
     reader._loader.join(timeout=30)
     assert len(reader._retired) == 1
     time.sleep(0.01)
-    reader.cursor().close()           # next check closes it
+    reader.cursor().close()  # next check closes it
     assert reader._retired == []
     reader.close()

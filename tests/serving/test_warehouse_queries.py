@@ -5,38 +5,62 @@ DuckDB prepared statement with named ``$parameters``, on the serving file opened
 on the locked-down attach connection of the Python readers), with the header's own Python and
 CLI examples run as written. The fixture data is ``tests/serving/test_serving.py``'s.
 """
+
 from __future__ import annotations
 
 import ast
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
-# The fixture builder, the publisher and the shared published file of the serving tests (the
-# module-scoped fixture gets its own instance here).
-from tests.serving.test_serving import (  # noqa: F401 (shared_serving_db is a fixture)
-    AS_OF, GEN, ITEM_WITH_PAIRS, KNOWN_COLD, UNKNOWN, UNKNOWN_ITEM, WARM_FULL, WARM_SHORT,
-    make_build_db, publish, serving, shared_serving_db)
+from ml.vocabulary import FALLBACK_PLATFORMS
+
+# The fixture builder and the publisher of the serving tests; `shared_serving_db` is in conftest.
+from tests.serving.test_serving import (
+    AS_OF,
+    GEN,
+    ITEM_WITH_PAIRS,
+    KNOWN_COLD,
+    UNKNOWN,
+    UNKNOWN_ITEM,
+    WARM_FULL,
+    WARM_SHORT,
+    make_build_db,
+    publish,
+    serving,
+)
 
 QUERIES = Path(__file__).resolve().parents[2] / "warehouse" / "queries"
-PLATFORMS = ("Site", "Android", "iOS", "all")
 EVIL = "x' or 1=1 --"
 
 # The columns each query returns, in order; a new file without an entry here (and a test of
 # its answers below) fails test_every_query_file_is_tested.
 COLUMNS = {
-    "personal_list": ["user_id", "item_id", "rank", "score", "reason", "source", "model_version",
-                      "generated_at"],
-    "product_page": ["for_item_id", "item_id", "rank", "score", "final_score", "source", "src_rank",
-                     "personalised"],
+    "personal_list": ["user_id", "item_id", "rank", "score", "reason", "source", "model_version", "generated_at"],
+    "product_page": ["for_item_id", "item_id", "rank", "score", "final_score", "source", "src_rank", "personalised"],
     "cold_start": ["platform", "item_id", "rank", "score", "reason", "model_version", "generated_at"],
-    "health": ["model_version", "list_source", "generated_at", "as_of", "age_hours", "is_fresh", "n_users",
-               "n_rows", "pseudonymized", "recommendations_rows", "fallback_rows", "fallback_platforms",
-               "similar_items_rows", "items_rows", "user_profiles_rows", "category_top_items_rows",
-               "is_consistent"],
+    "health": [
+        "model_version",
+        "list_source",
+        "generated_at",
+        "as_of",
+        "age_hours",
+        "is_fresh",
+        "n_users",
+        "n_rows",
+        "pseudonymized",
+        "recommendations_rows",
+        "fallback_rows",
+        "fallback_platforms",
+        "similar_items_rows",
+        "items_rows",
+        "user_profiles_rows",
+        "category_top_items_rows",
+        "is_consistent",
+    ],
 }
 
 
@@ -53,8 +77,12 @@ def run(con, name: str, **params) -> list[dict]:
 
 
 def fallback_list(con, platform: str, n: int) -> list[str]:
-    return [r[0] for r in con.execute("select item_id from fallback_recommendations where platform = ? "
-                                      "and rank <= ? order by rank", [platform, n]).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "select item_id from fallback_recommendations where platform = ? and rank <= ? order by rank", [platform, n]
+        ).fetchall()
+    ]
 
 
 @pytest.fixture()
@@ -82,7 +110,7 @@ def test_header_documents_the_query(name):
             break
         header.append(line)
     header_text = "\n".join(header)
-    body = "\n".join(lines[len(header):])
+    body = "\n".join(lines[len(header) :])
     assert header[0].startswith(f"-- {name}.sql: ")
     for section in ("Answers:", "Parameters:", "From Python", "From the DuckDB CLI", "Returns"):
         assert section in header_text, (name, section)
@@ -144,16 +172,25 @@ def test_personal_list_warm_user_in_rank_order(con):
     assert [(r["item_id"], r["rank"]) for r in rows] == [(str(1020 + r), r) for r in range(1, 21)]
     assert [r["score"] for r in rows] == [1.0 / r for r in range(1, 21)]
     assert {(r["user_id"], r["source"], r["reason"], r["model_version"]) for r in rows} == {
-        (WARM_FULL, "personal", "personal", "v1")}
+        (WARM_FULL, "personal", "personal", "v1")
+    }
     assert [r["item_id"] for r in run(con, "personal_list", user_id=WARM_FULL, n=3, platform="Site")] == [
-        "1021", "1022", "1023"]   # a personal list wins over the platform
+        "1021",
+        "1022",
+        "1023",
+    ]  # a personal list wins over the platform
 
 
 def test_personal_list_short_list_is_topped_up(con):
     rows = run(con, "personal_list", user_id=WARM_SHORT, n=6, platform=None)
     assert [(r["item_id"], r["source"]) for r in rows] == [
-        ("1003", "personal"), ("1002", "personal"), ("1004", "personal"),
-        ("1006", "fallback:Android"), ("1007", "fallback:Android"), ("1008", "fallback:Android")]
+        ("1003", "personal"),
+        ("1002", "personal"),
+        ("1004", "personal"),
+        ("1006", "fallback:Android"),
+        ("1007", "fallback:Android"),
+        ("1008", "fallback:Android"),
+    ]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5, 6]
 
 
@@ -167,9 +204,11 @@ def test_personal_list_unknown_user_gets_the_fallback(con):
     assert {r["source"] for r in rows} == {"fallback:iOS"}
     # known without a list: the profile's platform, unless the request names one
     assert {r["source"] for r in run(con, "personal_list", user_id=KNOWN_COLD, n=5, platform=None)} == {
-        "fallback:Android"}
+        "fallback:Android"
+    }
     assert {r["source"] for r in run(con, "personal_list", user_id=KNOWN_COLD, n=5, platform="Site")} == {
-        "fallback:Site"}
+        "fallback:Site"
+    }
 
 
 # ---------------------------------------------------------------------------- product_page
@@ -177,10 +216,13 @@ def test_product_page_bought_together(con):
     rows = run(con, "product_page", item_id=ITEM_WITH_PAIRS, n=20, user_id=None)
     assert [r["item_id"] for r in rows] == ["1005", "1002", "1010", "1003", "1025"]  # similar_items' order
     assert {(r["for_item_id"], r["source"], r["personalised"]) for r in rows} == {
-        (ITEM_WITH_PAIRS, "bought_together", False)}
+        (ITEM_WITH_PAIRS, "bought_together", False)
+    }
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5] and [r["src_rank"] for r in rows] == [1, 2, 3, 4, 5]
     assert [r["item_id"] for r in run(con, "product_page", item_id=ITEM_WITH_PAIRS, n=2, user_id=None)] == [
-        "1005", "1002"]
+        "1005",
+        "1002",
+    ]
     # 102: 1002 and 1003 are in their list; 1005 (5000 RUB) is far above their price band
     rows = run(con, "product_page", item_id=ITEM_WITH_PAIRS, n=20, user_id=WARM_SHORT)
     assert [r["item_id"] for r in rows] == ["1002", "1003", "1010", "1025", "1005"]
@@ -188,7 +230,12 @@ def test_product_page_bought_together(con):
     assert rows[0]["final_score"] == pytest.approx(1.1829932879464828)
     # an unknown viewer keeps the stored order
     assert [r["item_id"] for r in run(con, "product_page", item_id=ITEM_WITH_PAIRS, n=20, user_id=UNKNOWN)] == [
-        "1005", "1002", "1010", "1003", "1025"]
+        "1005",
+        "1002",
+        "1010",
+        "1003",
+        "1025",
+    ]
 
 
 def test_product_page_never_offers_the_item_itself(con):
@@ -210,13 +257,14 @@ def test_product_page_never_offers_the_item_itself(con):
 # ---------------------------------------------------------------------------- cold_start
 def test_cold_start_per_platform(con):
     lists = {}
-    for p_idx, platform in enumerate(PLATFORMS):
+    for p_idx, platform in enumerate(FALLBACK_PLATFORMS):
         rows = run(con, "cold_start", platform=platform, n=25)
         expected = [str(1001 + (r - 1 + 5 * p_idx) % 39) for r in range(1, 26)]  # make_build_db's lists
         assert [r["item_id"] for r in rows] == expected, platform
         assert [r["rank"] for r in rows] == list(range(1, 26))
         assert {(r["platform"], r["reason"], r["model_version"], r["generated_at"]) for r in rows} == {
-            (platform, f"popular:{platform}", "v1", GEN)}
+            (platform, f"popular:{platform}", "v1", GEN)
+        }
         lists[platform] = tuple(expected)
         assert [r["item_id"] for r in run(con, "cold_start", platform=platform, n=3)] == expected[:3]
     assert len(set(lists.values())) == 4
@@ -228,15 +276,26 @@ def test_cold_start_per_platform(con):
 
 # ---------------------------------------------------------------------------- health
 def _table_counts(con) -> dict[str, int]:
-    tables = ("recommendations", "fallback_recommendations", "similar_items", "items", "user_profiles",
-              "category_top_items")
+    tables = (
+        "recommendations",
+        "fallback_recommendations",
+        "similar_items",
+        "items",
+        "user_profiles",
+        "category_top_items",
+    )
     return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}  # fixed names
 
 
 def _health_counts(row: dict) -> dict[str, int]:
-    return {"recommendations": row["recommendations_rows"], "fallback_recommendations": row["fallback_rows"],
-            "similar_items": row["similar_items_rows"], "items": row["items_rows"],
-            "user_profiles": row["user_profiles_rows"], "category_top_items": row["category_top_items_rows"]}
+    return {
+        "recommendations": row["recommendations_rows"],
+        "fallback_recommendations": row["fallback_rows"],
+        "similar_items": row["similar_items_rows"],
+        "items": row["items_rows"],
+        "user_profiles": row["user_profiles_rows"],
+        "category_top_items": row["category_top_items_rows"],
+    }
 
 
 def test_health_of_the_shared_fixture(con):
@@ -248,31 +307,38 @@ def test_health_of_the_shared_fixture(con):
     assert _health_counts(row) == _table_counts(con)
     assert row["recommendations_rows"] == 23 and row["fallback_rows"] == 100 and row["fallback_platforms"] == 4
     assert row["is_consistent"] is True
-    age = (datetime.now(timezone.utc).replace(tzinfo=None) - GEN).total_seconds() / 3600
+    age = (datetime.now(UTC).replace(tzinfo=None) - GEN).total_seconds() / 3600
     assert row["age_hours"] == pytest.approx(age, abs=0.01)
-    assert row["is_fresh"] is False   # generated in 2023
+    assert row["is_fresh"] is False  # generated in 2023
     assert run(con, "health", max_age_hours=age + 1)[0]["is_fresh"] is True
 
 
 def test_health_reports_what_was_published(tmp_path):
     """A publication made now, of another version and list source, with more users: health
     says exactly that, with the row counts the publisher reported and the file holds."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     stamp = f"timestamp '{now:%Y-%m-%d %H:%M:%S}'"
-    build = make_build_db(tmp_path / "build.duckdb", model_version="v7", extra_sql=f"""
+    build = make_build_db(
+        tmp_path / "build.duckdb",
+        model_version="v7",
+        extra_sql=f"""
         insert into pub_recommendations
         select '103', item_id, rank, score, 'baseline:popularity', 'v7', generated_at
         from pub_recommendations where user_id = '101' and rank <= 4;
         update pub_recommendations set reason = 'baseline:popularity', generated_at = {stamp};
-        update pub_fallback_recommendations set generated_at = {stamp};""")
+        update pub_fallback_recommendations set generated_at = {stamp};""",
+    )
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
     result = publish(build, serving_db, model_version="v7", as_of=AS_OF, list_source="baseline:popularity")
     with duckdb.connect(str(serving_db), read_only=True) as c:
         row = run(c, "health", max_age_hours=1)[0]
         assert (row["model_version"], row["list_source"], row["generated_at"]) == ("v7", "baseline:popularity", now)
         assert (row["n_users"], row["n_rows"]) == (result.n_users, result.n_rows) == (3, 27)
-        assert _health_counts(row) == _table_counts(c) == {
-            k: v for k, v in result.row_counts.items() if k != "publication"}
+        assert (
+            _health_counts(row)
+            == _table_counts(c)
+            == {k: v for k, v in result.row_counts.items() if k != "publication"}
+        )
         assert row["is_fresh"] is True and 0 <= row["age_hours"] < 1 and row["is_consistent"] is True
         assert run(c, "health", max_age_hours=0.0)[0]["is_fresh"] is (row["age_hours"] <= 0)
 
@@ -282,8 +348,7 @@ def test_health_and_lists_of_a_cold_start_publication(tmp_path):
     popular list of their platform."""
     build = make_build_db(tmp_path / "build.duckdb", model_version="v3", recs_users=0)
     serving_db = tmp_path / "serving" / "recommendations.duckdb"
-    publish(build, serving_db, model_version="v3", as_of=AS_OF, list_source="cold_start",
-            require_recommendations=False)
+    publish(build, serving_db, model_version="v3", as_of=AS_OF, list_source="cold_start", require_recommendations=False)
     with duckdb.connect(str(serving_db), read_only=True) as c:
         row = run(c, "health", max_age_hours=26)[0]
         assert (row["model_version"], row["list_source"], row["n_users"], row["n_rows"]) == ("v3", "cold_start", 0, 0)
@@ -297,13 +362,13 @@ def test_health_and_lists_of_a_cold_start_publication(tmp_path):
 @pytest.mark.parametrize("evil", [EVIL, "1'; drop table items; --", "' union select * from items --"])
 def test_sql_in_a_parameter_is_just_a_value(con, evil):
     rows = run(con, "personal_list", user_id=evil, n=5, platform=None)
-    assert {(r["user_id"], r["source"]) for r in rows} == {(evil, "fallback:all")}    # an unknown user
+    assert {(r["user_id"], r["source"]) for r in rows} == {(evil, "fallback:all")}  # an unknown user
     assert [r["item_id"] for r in rows] == fallback_list(con, "all", 5)
-    rows = run(con, "personal_list", user_id=UNKNOWN, n=5, platform=evil)            # an unknown platform
+    rows = run(con, "personal_list", user_id=UNKNOWN, n=5, platform=evil)  # an unknown platform
     assert {r["source"] for r in rows} == {"fallback:all"} and len(rows) == 5
-    rows = run(con, "product_page", item_id=evil, n=5, user_id=evil)                 # an unknown item and user
+    rows = run(con, "product_page", item_id=evil, n=5, user_id=evil)  # an unknown item and user
     assert {(r["for_item_id"], r["source"], r["personalised"]) for r in rows} == {(evil, "fallback:all", False)}
-    rows = run(con, "cold_start", platform=evil, n=100)   # pasted, "or 1=1" would return all 100 rows
+    rows = run(con, "cold_start", platform=evil, n=100)  # pasted, "or 1=1" would return all 100 rows
     assert len(rows) == 25 and {r["platform"] for r in rows} == {"all"}
     with pytest.raises(duckdb.ConversionException):
         run(con, "health", max_age_hours=evil)

@@ -1,6 +1,7 @@
 """Reading an export: one bad line is one quarantined line, dates are judged against the
 export's own body, no value is silently lost, and a file that is not a text export is refused
 with one line."""
+
 from __future__ import annotations
 
 import csv
@@ -51,8 +52,10 @@ def dense_rows(first_day: str = "2023-07-31", days: int = 14, per_day: int = 70)
 
 def plain_lines(n: int, first_user: int = 1) -> list[str]:
     """n good single-item view lines: no quote anywhere in them."""
-    return [f"Android,2023-08-01 10:{i % 60:02d}:00+00:00,2023-08-01,{first_user + i},ec.view_item,[15600],[1],[501]"
-            for i in range(n)]
+    return [
+        f"Android,2023-08-01 10:{i % 60:02d}:00+00:00,2023-08-01,{first_user + i},ec.view_item,[15600],[1],[501]"
+        for i in range(n)
+    ]
 
 
 @pytest.mark.slow  # runs dbt or the whole flow
@@ -77,8 +80,9 @@ def test_a_sparse_year_long_log_keeps_every_row(tmp_path):
     for n in range(98):
         days += [days[-1] + timedelta(days=2 + n % 5)] * 4
     days += [days[-1] + timedelta(days=7 * i) for i in range(1, 5)]
-    rows = [event(100 + n % 40, "ec.purchase", [n % 17], f"{day:%Y-%m-%d} {8 + n % 10}:00:00")
-            for n, day in enumerate(days)]
+    rows = [
+        event(100 + n % 40, "ec.purchase", [n % 17], f"{day:%Y-%m-%d} {8 + n % 10}:00:00") for n, day in enumerate(days)
+    ]
     settings = ingest(tmp_path, write_export(tmp_path / "sparse.csv", rows))
 
     assert len(rows) == 400 and (days[-1] - days[0]).days > 365
@@ -100,10 +104,10 @@ def test_a_value_that_cannot_be_represented_is_quarantined_not_nulled(tmp_path):
     ]
     settings = ingest(tmp_path, write_raw_lines(tmp_path / "big_values.csv", lines))
 
-    assert reasons(settings) == {"unrepresentable_value": 2, "bad_timestamp": 1, "bad_user_id": 1,
-                                 "malformed_list": 1}
+    assert reasons(settings) == {"unrepresentable_value": 2, "bad_timestamp": 1, "bad_user_id": 1, "malformed_list": 1}
     assert query(settings, "select raw_price100 from rejected_rows where raw_user_id = '21'") == [
-        ("[12345678901234567890123456]",)]
+        ("[12345678901234567890123456]",)
+    ]
     assert query(settings, "select count(*) from int_line_items where price100 is null or quantity is null") == [(0,)]
 
 
@@ -155,17 +159,30 @@ def test_without_the_header_var_staging_reads_the_header_line(tmp_path):
     """A plain `dbt build` passes no export_columns: staging reads the file's header line itself
     and agrees with ml.data.export.read_header: any order, a quoted name, spaces around a name, a
     byte order mark, CRLF line ends, gzip."""
-    columns = ["user_id", "ecom.nm", "platform", "utc_event_time", "utc_event_date", "event_type",
-               "ecom.price100", "ecom.qty", "sub_category", "main_category"]
-    rows = [event(11, "ec.purchase", [501, 502], "2023-08-01 10:00:00") + ["[7, 8]", "[70, 80]"],
-            event(12, "ec.view_item", [503], "2023-08-01 11:00:00", platform="iOS") + ["[9]", "[90]"]]
+    columns = [
+        "user_id",
+        "ecom.nm",
+        "platform",
+        "utc_event_time",
+        "utc_event_date",
+        "event_type",
+        "ecom.price100",
+        "ecom.qty",
+        "sub_category",
+        "main_category",
+    ]
+    rows = [
+        event(11, "ec.purchase", [501, 502], "2023-08-01 10:00:00") + ["[7, 8]", "[70, 80]"],
+        event(12, "ec.view_item", [503], "2023-08-01 11:00:00", platform="iOS") + ["[9]", "[90]"],
+    ]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\r\n")
     for row in rows:
         by_name = dict(zip(BASE_COLUMNS + CATEGORY_COLUMNS, row))
         writer.writerow([by_name[name] for name in columns])
-    header = ",".join(f" {name} " if name == "platform" else f'"{name}"' if name == "ecom.nm" else name
-                      for name in columns)
+    header = ",".join(
+        f" {name} " if name == "platform" else f'"{name}"' if name == "ecom.nm" else name for name in columns
+    )
     export = tmp_path / "shuffled.csv.gz"
     export.write_bytes(gzip.compress(f"\ufeff{header}\r\n{text.getvalue()}".encode()))
     assert read_header(export) == columns
@@ -176,10 +193,14 @@ def test_without_the_header_var_staging_reads_the_header_line(tmp_path):
     run_dbt(settings, "build", variables, select="tag:ingest", indirect_selection="buildable")
 
     assert reasons(settings) == {}
-    assert query(settings, """select user_id, platform, event_type, item_ids, category_ids, sub_category_ids
-                              from stg_ab_test__events order by event_row_id""") == [
+    assert query(
+        settings,
+        """select user_id, platform, event_type, item_ids, category_ids, sub_category_ids
+                              from stg_ab_test__events order by event_row_id""",
+    ) == [
         ("11", "Android", "purchase", ["501", "502"], ["7", "8"], ["70", "80"]),
-        ("12", "iOS", "view_item", ["503"], ["9"], ["90"])]
+        ("12", "iOS", "view_item", ["503"], ["9"], ["90"]),
+    ]
 
 
 def test_a_binary_file_is_refused_with_one_line(tmp_path, capsys):

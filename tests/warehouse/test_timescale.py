@@ -1,4 +1,5 @@
 """Choosing the label horizon from the export: span, steady windows, buyers' rhythm."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -13,12 +14,18 @@ from ml.warehouse.timescale import STEADY_HORIZON_DAYS, choose_horizon, given_ho
 def warehouse(purchases: list[tuple[int, datetime]], serve_at: datetime) -> duckdb.DuckDBPyConnection:
     """The two tables the rule reads, as the ingest models build them."""
     con = duckdb.connect()
-    con.execute("create table int_line_items (user_id varchar, event_type varchar, event_at timestamp, "
-                "event_date date)")
-    con.executemany("insert into int_line_items values (?, 'purchase', ?, ?)",
-                    [(str(user), at, at.date()) for user, at in purchases])
-    con.execute("create table int_export_window as select ?::timestamp as serve_at, min(event_at) as first_event_at "
-                "from int_line_items where event_at < ?", [serve_at, serve_at])
+    con.execute(
+        "create table int_line_items (user_id varchar, event_type varchar, event_at timestamp, event_date date)"
+    )
+    con.executemany(
+        "insert into int_line_items values (?, 'purchase', ?, ?)",
+        [(str(user), at, at.date()) for user, at in purchases],
+    )
+    con.execute(
+        "create table int_export_window as select ?::timestamp as serve_at, min(event_at) as first_event_at "
+        "from int_line_items where event_at < ?",
+        [serve_at, serve_at],
+    )
     return con
 
 

@@ -1,4 +1,5 @@
 """The dbt warehouse: conservation, quarantine reasons, point-in-time features, k-anonymity."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,13 +39,19 @@ def snapshot(settings: Settings, table: str, cutoff: str) -> list[tuple]:
 def test_real_sample_builds_and_keeps_misaligned_purchases(tmp_path):
     settings = build(tmp_path, WB_SAMPLE)
     exported = sum(1 for _ in WB_SAMPLE.open()) - 1
-    staged, rejected = query(settings, """
-        select (select count(*) from stg_ab_test__events), (select count(*) from rejected_rows)""")[0]
+    staged, rejected = query(
+        settings,
+        """
+        select (select count(*) from stg_ab_test__events), (select count(*) from rejected_rows)""",
+    )[0]
     assert staged == exported == 42_142
     assert rejected == 0
     # 77 multi-item purchases arrive with [] prices: every item is kept, price unknown.
-    misaligned = query(settings, """
-        select count(distinct event_row_id), count(*) from int_line_items where not price_known""")[0]
+    misaligned = query(
+        settings,
+        """
+        select count(distinct event_row_id), count(*) from int_line_items where not price_known""",
+    )[0]
     assert misaligned[0] == 77 and misaligned[1] > 77
     assert query(settings, "select count(*) from int_line_items")[0][0] == 42_142 - 77 + misaligned[1]
 
@@ -52,8 +59,18 @@ def test_real_sample_builds_and_keeps_misaligned_purchases(tmp_path):
 @pytest.mark.slow  # runs dbt or the whole flow
 def test_every_broken_row_is_quarantined_with_its_reason(tmp_path):
     lines = [
-        ",".join(["platform", "utc_event_time", "utc_event_date", "user_id", "event_type",
-                  "ecom.price100", "ecom.qty", "ecom.nm"]),
+        ",".join(
+            [
+                "platform",
+                "utc_event_time",
+                "utc_event_date",
+                "user_id",
+                "event_type",
+                "ecom.price100",
+                "ecom.qty",
+                "ecom.nm",
+            ]
+        ),
         GOOD,
         GOOD,  # exact duplicate
         'iOS,2023-08-01 10:05:00+00:00,2023-08-01,12,ec.purchase,[],[],"[501, 502, 503]"',  # kept
@@ -79,9 +96,18 @@ def test_every_broken_row_is_quarantined_with_its_reason(tmp_path):
 
     reasons = dict(query(settings, "select reject_reason, count(*) from rejected_rows group by 1"))
     assert reasons == {
-        "duplicate_row": 1, "malformed_row": 2, "missing_user_id": 1, "bad_user_id": 1,
-        "unknown_event_type": 1, "unknown_platform": 1, "bad_event_date": 1, "bad_timestamp": 2,
-        "malformed_list": 2, "no_items": 1, "list_length_mismatch": 1, "negative_value": 1,
+        "duplicate_row": 1,
+        "malformed_row": 2,
+        "missing_user_id": 1,
+        "bad_user_id": 1,
+        "unknown_event_type": 1,
+        "unknown_platform": 1,
+        "bad_event_date": 1,
+        "bad_timestamp": 2,
+        "malformed_list": 2,
+        "no_items": 1,
+        "list_length_mismatch": 1,
+        "negative_value": 1,
         "absurd_value": 2,
     }
     used = query(settings, "select count(*) from int_events__validated where reject_reason is null")
@@ -117,8 +143,7 @@ def test_features_at_a_cutoff_ignore_later_events(tmp_path):
     ]
     after = build(tmp_path / "b", write_export(tmp_path / "b.csv", _clean_rows(later)), as_of=as_of)
     cutoffs = [str(c[0]) for c in query(before, "select cutoff_at from int_cutoffs order by 1")]
-    assert cutoffs == ["2023-07-30 00:00:00", "2023-08-02 00:00:00", "2023-08-05 00:00:00",
-                       "2023-08-08 00:00:00"]
+    assert cutoffs == ["2023-07-30 00:00:00", "2023-08-02 00:00:00", "2023-08-05 00:00:00", "2023-08-08 00:00:00"]
     for table in FEATURE_TABLES:
         for cutoff in cutoffs:
             assert snapshot(before, table, cutoff) == snapshot(after, table, cutoff), (table, cutoff)
@@ -141,8 +166,11 @@ def test_co_purchase_keeps_only_pairs_shared_by_k_users(tmp_path):
 
     k2 = build(tmp_path / "k2", source, min_pair_users=2)
     assert query(k2, pair_sql) == [("1", "2", 3), ("2", "1", 3), ("3", "4", 2), ("4", "3", 2)]
-    lift = query(k2, f"""select lift, confidence from co_purchase where signal = 'purchase'
-                         and cutoff_at = timestamp '{cutoff}' and item_id = '3'""")
+    lift = query(
+        k2,
+        f"""select lift, confidence from co_purchase where signal = 'purchase'
+                         and cutoff_at = timestamp '{cutoff}' and item_id = '3'""",
+    )
     assert lift == [(pytest.approx(5 * 2 / (2 * 2)), 1.0)]
 
 
@@ -151,8 +179,11 @@ def test_ten_column_export_carries_categories(tmp_path):
     rows = [r + ["[900]", "[901]"] for r in _clean_rows()[:-1]]
     rows[1] = rows[1][:8] + ["[900, 910]", "[901, 911]"]
     settings = build(tmp_path, write_export(tmp_path / "cat.csv", rows, with_categories=True))
-    categories = query(settings, """select item_id, any_value(category_id)
-                                    from int_line_items group by 1 order by 1""")
+    categories = query(
+        settings,
+        """select item_id, any_value(category_id)
+                                    from int_line_items group by 1 order by 1""",
+    )
     assert categories[:2] == [("1", "900"), ("2", "910")]
     scopes = query(settings, "select distinct scope from item_popularity order by 1")
     assert scopes == [("category",), ("global",), ("platform",)]
@@ -163,19 +194,29 @@ def test_values_never_become_sql(tmp_path):
     """A quoted file name builds; a crafted setting stops the build with the reason, unrun."""
     from ml.warehouse.dbt import DbtError
 
-    rows = [event(user, "ec.purchase", [1, 2 + user % 3], f"2023-08-{day:02d} 12:00:00")
-            for user in range(1, 20) for day in (1, 4)]
-    export = write_export(tmp_path / "it's \"quoted\".csv", rows)
+    rows = [
+        event(user, "ec.purchase", [1, 2 + user % 3], f"2023-08-{day:02d} 12:00:00")
+        for user in range(1, 20)
+        for day in (1, 4)
+    ]
+    export = write_export(tmp_path / 'it\'s "quoted".csv', rows)
     settings = Settings(home=tmp_path / "home")
     run_dbt(settings, "build", dbt_vars(export), select="tag:ingest")
     assert query(settings, "select count(*) from int_line_items") == [(len(rows) * 2,)]
 
-    hostile = {"as_of": "2023-08-10' as serve_at, read_text('/etc/hostname') as x --",
-               "min_pair_users": "3 or 1 = 1", "top_n": "20; drop table items"}
+    hostile = {
+        "as_of": "2023-08-10' as serve_at, read_text('/etc/hostname') as x --",
+        "min_pair_users": "3 or 1 = 1",
+        "top_n": "20; drop table items",
+    }
     for name, value in hostile.items():
         with pytest.raises(DbtError, match=f"var {name} must be"):
-            run_dbt(settings, "compile", dbt_vars(export, **{name: value}),
-                    select="int_export_window co_purchase pub_similar_items")
+            run_dbt(
+                settings,
+                "compile",
+                dbt_vars(export, **{name: value}),
+                select="int_export_window co_purchase pub_similar_items",
+            )
 
 
 def test_settings_are_refused_before_any_work(tmp_path, capsys):
@@ -183,8 +224,12 @@ def test_settings_are_refused_before_any_work(tmp_path, capsys):
 
     export = write_export(tmp_path / "export.csv", [event(1, "ec.purchase", [1], "2023-08-01 12:00:00")])
     home = tmp_path / "home"
-    for flags in (["--as-of", "2023-08-10' || read_text('/etc/hostname') || '"], ["--as-of", "yesterday"],
-                  ["--top-n", "0"], ["--horizon-days", "-3"]):
+    for flags in (
+        ["--as-of", "2023-08-10' || read_text('/etc/hostname') || '"],
+        ["--as-of", "yesterday"],
+        ["--top-n", "0"],
+        ["--horizon-days", "-3"],
+    ):
         assert main(["--home", str(home), "run", "--input", str(export), *flags]) == 2
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 4 and all(line.startswith("error: ") for line in errors)
@@ -203,8 +248,10 @@ def test_dbt_builds_on_its_own_before_any_scoring(tmp_path):
     assert query(settings, "select count(*) from pub_recommendations") == [(0,)]
     assert query(settings, "select count(distinct platform) from pub_fallback_recommendations") == [(4,)]
 
-    columns = ("select column_name, data_type from duckdb_columns() "
-               "where table_name = 'ml_recommendations' order by column_index")
+    columns = (
+        "select column_name, data_type from duckdb_columns() "
+        "where table_name = 'ml_recommendations' order by column_index"
+    )
     no_personal_lists(scored := tmp_path / "scored.duckdb")
     with duckdb.connect(str(scored), read_only=True) as con:
         assert query(settings, columns) == con.execute(columns).fetchall()

@@ -7,14 +7,14 @@ rising and fading items, and sessions in which views lead to carts and purchases
 ``structure`` builds that truth from the seed, ``events`` draws the rows of a chunk of users,
 ``writer`` streams them to the file.
 """
+
 from ml.data.synthetic.structure import (
-           GenerateStats,
-           GeneratorConfig,
-           PlantedStructure,
-           id_strings,
-           planted_structure,
+    GenerateStats,
+    GeneratorConfig,
+    PlantedStructure,
+    id_strings,
+    planted_structure,
 )
 from ml.data.synthetic.writer import generate_export
 
-__all__ = ["GenerateStats", "GeneratorConfig", "PlantedStructure", "generate_export", "id_strings",
-           "planted_structure"]
+__all__ = ["GenerateStats", "GeneratorConfig", "PlantedStructure", "generate_export", "id_strings", "planted_structure"]

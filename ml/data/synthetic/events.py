@@ -1,5 +1,6 @@
 """The synthetic export's events: one chunk of users' rows at a time, drawn from the planted
 structure (tastes, complements, re-buys, trends, view -> cart -> purchase sessions)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -165,8 +166,9 @@ class _ChunkMaker:
         c_item = np.zeros(len(c_u), dtype=np.int64)
         if L:
             c_item[from_line] = l_item[li[from_line]]
-        ab_cat = np.where(rng.random(int(ab.sum())) < c.session_focus, s_cat[c_sess[ab]],
-                          self.taste_category(rng, users[c_u[ab]]))
+        ab_cat = np.where(
+            rng.random(int(ab.sum())) < c.session_focus, s_cat[c_sess[ab]], self.taste_category(rng, users[c_u[ab]])
+        )
         c_item[ab] = self.draw_items(rng, ab_cat, users[c_u[ab]], day[c_sess[ab]], c.candidates, c.cart_cheap_shift)
         cart_off = np.concatenate([[0], np.cumsum(nc)])
 
@@ -183,8 +185,7 @@ class _ChunkMaker:
         br = np.flatnonzero(~from_cart)
         b_u = v_u[br]
         v_sess[br] = random_session(b_u, n_cs)
-        b_cat = np.where(rng.random(len(br)) < c.session_focus, s_cat[v_sess[br]],
-                         self.taste_category(rng, users[b_u]))
+        b_cat = np.where(rng.random(len(br)) < c.session_focus, s_cat[v_sess[br]], self.taste_category(rng, users[b_u]))
         fresh = self.draw_items(rng, b_cat, users[b_u], day[v_sess[br]], c.candidates, 0.0)
         # re-views: repeat the fresh draw of another browse view of the same user
         n_browse = (nv - np.minimum(nv, nc))[b_u]
@@ -201,11 +202,19 @@ class _ChunkMaker:
         g_sess = random_session(g_u, n_sess)
 
         # ---- assemble rows (purchases carry their first line item here)
-        etype = np.concatenate([np.full(V, VIEW), np.full(len(c_u), CART), np.full(P, PURCHASE),
-                                np.full(len(e_u), ENGAGEMENT), np.full(len(g_u), PAGEVIEW)]).astype(np.int8)
+        etype = np.concatenate(
+            [
+                np.full(V, VIEW),
+                np.full(len(c_u), CART),
+                np.full(P, PURCHASE),
+                np.full(len(e_u), ENGAGEMENT),
+                np.full(len(g_u), PAGEVIEW),
+            ]
+        ).astype(np.int8)
         sess = np.concatenate([v_sess, c_sess, p_sess, e_sess, g_sess])
-        item = np.concatenate([v_item, c_item, l_item[first] if P else np.zeros(0, np.int64),
-                               np.full(len(e_u) + len(g_u), -1)])
+        item = np.concatenate(
+            [v_item, c_item, l_item[first] if P else np.zeros(0, np.int64), np.full(len(e_u) + len(g_u), -1)]
+        )
         p_index = np.concatenate([np.full(V + len(c_u), -1), np.arange(P), np.full(len(e_u) + len(g_u), -1)])
         stage = np.minimum(etype, 2)
         stage[etype >= ENGAGEMENT] = rng.integers(0, 3, int((etype >= ENGAGEMENT).sum()))
@@ -256,12 +265,23 @@ class _ChunkMaker:
             m_price[rng.random(len(m_item)) < c.zero_price[2]] = 0
             m_lines = dict(r=m_r, pos=m_pos, item=m_item, price=m_price, qty=np.ones(len(m_item), dtype=np.int64))
 
-        return dict(etype=etype, ts=ts, user=row_user, platform=t.user_platform[row_user],
-                    item=item, price=price, qty=qty, n_items=n_items, mrow=mrow, m_lines=m_lines,
-                    null_time=etype >= ENGAGEMENT)
+        return dict(
+            etype=etype,
+            ts=ts,
+            user=row_user,
+            platform=t.user_platform[row_user],
+            item=item,
+            price=price,
+            qty=qty,
+            n_items=n_items,
+            mrow=mrow,
+            m_lines=m_lines,
+            null_time=etype >= ENGAGEMENT,
+        )
 
 
 # --------------------------------------------------------------------------- formatting
+
 
 def _frame(truth: PlantedStructure, ch: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     seed = truth.config.seed
@@ -271,10 +291,17 @@ def _frame(truth: PlantedStructure, ch: dict) -> tuple[pd.DataFrame, pd.DataFram
     ihi, ilo = id_parts(seed, _K_ITEM, it)
     ts = np.where(ch["null_time"], -1, ch["ts"])
     cols = {
-        "plat": ch["platform"].astype(np.int8), "ts": ts.astype(np.int64),
-        "day": (ch["ts"] // 86400).astype(np.int8), "uhi": uhi, "ulo": ulo,
-        "et": ch["etype"], "n": ch["n_items"], "price": ch["price"], "qty": ch["qty"],
-        "ihi": ihi, "ilo": ilo,
+        "plat": ch["platform"].astype(np.int8),
+        "ts": ts.astype(np.int64),
+        "day": (ch["ts"] // 86400).astype(np.int8),
+        "uhi": uhi,
+        "ulo": ulo,
+        "et": ch["etype"],
+        "n": ch["n_items"],
+        "price": ch["price"],
+        "qty": ch["qty"],
+        "ihi": ihi,
+        "ilo": ilo,
     }
     if cats:
         cat = truth.item_category[it].astype(np.int64)

@@ -4,6 +4,7 @@ Everything is rebuilt from the seed: :func:`planted_structure` returns the catal
 users (what a recommender can learn, what tests verify) without writing anything; the model
 is documented in ``docs/generator.md``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,9 +21,35 @@ DATES = [str(START_DATE + np.timedelta64(d, "D")) for d in range(N_DAYS)]
 # day-of-week activity (Mon..Sun); 2023-07-31 is a Monday; dip on Saturday
 WEEKDAY_WEIGHT = np.array([1.0, 1.0, 0.99, 0.98, 0.94, 0.80, 0.93])
 # share of events per UTC hour, read off the real 0.1 % sample (Moscow daytime)
-HOUR_WEIGHT = np.array([
-    426, 421, 582, 796, 1239, 1576, 1955, 2168, 2317, 2227, 2354, 2453,
-    2487, 2357, 2254, 2259, 2291, 2355, 2689, 2510, 1945, 1325, 704, 452], dtype=float)
+HOUR_WEIGHT = np.array(
+    [
+        426,
+        421,
+        582,
+        796,
+        1239,
+        1576,
+        1955,
+        2168,
+        2317,
+        2227,
+        2354,
+        2453,
+        2487,
+        2357,
+        2254,
+        2259,
+        2291,
+        2355,
+        2689,
+        2510,
+        1945,
+        1325,
+        704,
+        452,
+    ],
+    dtype=float,
+)
 
 # event type codes (index into ml.vocabulary.EVENT_TYPES)
 VIEW, CART, PURCHASE, ENGAGEMENT, PAGEVIEW = range(5)
@@ -44,7 +71,7 @@ class GeneratorConfig:
     # volume
     rows_per_user: float = 100.7
     rows_per_item_seen: float = 7.2
-    catalogue_factor: float = 1.6       # catalogue size / expected distinct items seen
+    catalogue_factor: float = 1.6  # catalogue size / expected distinct items seen
     chunk_rows: int = 1_000_000
     # event mix (shares of rows)
     event_shares: tuple[float, ...] = (0.8840, 0.0658, 0.0114, 0.0295, 0.0093)
@@ -52,37 +79,37 @@ class GeneratorConfig:
     platform_shares: tuple[float, float, float] = (0.521, 0.328, 0.152)
     platform_activity: tuple[float, float, float] = (0.15, 1.0, 1.25)
     viewer_share: tuple[float, float, float] = (0.655, 0.975, 0.975)
-    carter_share: tuple[float, float, float] = (0.27, 0.67, 0.67)   # of viewers
-    buyer_share: float = 0.60            # of cart users
-    activity_sigma: float = 1.25         # log-normal spread of activity per user
+    carter_share: tuple[float, float, float] = (0.27, 0.67, 0.67)  # of viewers
+    buyer_share: float = 0.60  # of cart users
+    activity_sigma: float = 1.25  # log-normal spread of activity per user
     max_taste_categories: int = 3
-    explore: float = 0.10                # share of draws outside the user's tastes
+    explore: float = 0.10  # share of draws outside the user's tastes
     # catalogue
     n_categories: int = 48
-    zipf_exponent: float = 0.95          # popularity by rank inside a category
+    zipf_exponent: float = 0.95  # popularity by rank inside a category
     category_zipf: float = 0.8
     price_log_median_rub: float = 6.86
     category_price_sigma: float = 0.45
     item_price_sigma: float = 1.07
-    anchor_share: float = 0.03           # most popular items per category that have a complement
-    rebuy_share: float = 0.015           # consumable items per category
-    trend_share: float = 0.002           # rising (and as many fading) items per category
+    anchor_share: float = 0.03  # most popular items per category that have a complement
+    rebuy_share: float = 0.015  # consumable items per category
+    trend_share: float = 0.002  # rising (and as many fading) items per category
     # behaviour
-    candidates: int = 3                  # popularity-weighted candidates per item draw
+    candidates: int = 3  # popularity-weighted candidates per item draw
     purchase_candidates: int = 6
-    purchase_cheap_shift: float = 0.7    # buyers pick items this far (in z) below their tier
+    purchase_cheap_shift: float = 0.7  # buyers pick items this far (in z) below their tier
     cart_cheap_shift: float = 0.25
-    session_focus: float = 0.65          # browse views in the session's category
-    review_share: float = 0.22           # browse views repeating an item the user viewed
+    session_focus: float = 0.65  # browse views in the session's category
+    review_share: float = 0.22  # browse views repeating an item the user viewed
     rows_per_session: float = 12.0
     multi_item_share: float = 0.156
-    multi_extra_p: float = 0.42          # geometric extra items beyond 2 (mean size ~3.37)
-    complement_prob: float = 0.85        # 2nd item of a multi basket is the anchor's complement
-    staple_prob: float = 0.30            # purchase row starts with the user's staple item
-    trend_rate: float = 0.03             # max share of a category's draws sent to trend items
+    multi_extra_p: float = 0.42  # geometric extra items beyond 2 (mean size ~3.37)
+    complement_prob: float = 0.85  # 2nd item of a multi basket is the anchor's complement
+    staple_prob: float = 0.30  # purchase row starts with the user's staple item
+    trend_rate: float = 0.03  # max share of a category's draws sent to trend items
     zero_price: tuple[float, float, float] = (0.0055, 0.003, 0.001)
     odd_qty: float = 1e-4
-    gap_seconds: float = 40.0            # mean gap between events of a session
+    gap_seconds: float = 40.0  # mean gap between events of a session
     duckdb_memory_limit: str = "1GB"
 
 
@@ -91,11 +118,12 @@ class GenerateStats:
     rows: int
     users: int
     seconds: float
-    items: int = 0                      # catalogue size (items that may appear)
+    items: int = 0  # catalogue size (items that may appear)
     path: str = ""
 
 
 # --------------------------------------------------------------------------- ids
+
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.uint64, copy=True)
@@ -114,7 +142,7 @@ def id_parts(seed: int, kind: int, index: np.ndarray) -> tuple[np.ndarray, np.nd
         key = _splitmix64(np.array([seed * 64 + kind], dtype=np.uint64))[0]
         hi = _splitmix64(index ^ key)
         lo = _splitmix64(hi ^ index ^ np.uint64(0x5851F42D4C957F2D))
-    hi &= np.uint64((1 << 63) - 1)      # below 2**127: DuckDB's HUGEINT prints it fast
+    hi &= np.uint64((1 << 63) - 1)  # below 2**127: DuckDB's HUGEINT prints it fast
     hi |= np.uint64(1 << 46)
     return hi, lo
 
@@ -122,7 +150,7 @@ def id_parts(seed: int, kind: int, index: np.ndarray) -> tuple[np.ndarray, np.nd
 def id_strings(seed: int, kind: int, index) -> np.ndarray:
     """Decimal text of the 128-bit ids (object array). Meant for checks, not bulk output."""
     hi, lo = id_parts(seed, kind, np.atleast_1d(np.asarray(index)))
-    return np.array([str((int(h) << 64) | int(l)) for h, l in zip(hi, lo)], dtype=object)
+    return np.array([str((int(high) << 64) | int(low)) for high, low in zip(hi, lo)], dtype=object)
 
 
 def _rng(seed: int, *purpose: int) -> np.random.Generator:
@@ -130,6 +158,7 @@ def _rng(seed: int, *purpose: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------- catalogue
+
 
 @dataclass
 class PlantedStructure:
@@ -142,20 +171,20 @@ class PlantedStructure:
 
     config: GeneratorConfig
     # categories
-    cat_offset: np.ndarray          # first item of each category (n_categories + 1)
-    cat_weight: np.ndarray          # popularity of each category (sums to 1)
-    cat_price_mu: np.ndarray        # log price (rubles) centre of each category
-    cat_partner: np.ndarray         # category complements are taken from
+    cat_offset: np.ndarray  # first item of each category (n_categories + 1)
+    cat_weight: np.ndarray  # popularity of each category (sums to 1)
+    cat_price_mu: np.ndarray  # log price (rubles) centre of each category
+    cat_partner: np.ndarray  # category complements are taken from
     cat_n_sub: np.ndarray
     # items
-    item_category: np.ndarray       # int16
-    item_subcategory: np.ndarray    # int32, global sub-category index
-    item_rank: np.ndarray           # rank of popularity inside the category
-    item_z: np.ndarray              # standardised log price inside the category (price tier)
-    item_price100: np.ndarray       # int64, multiple of 100
-    item_complement: np.ndarray     # complement item or -1
-    item_rebuy: np.ndarray          # bool
-    item_trend: np.ndarray          # int8: +1 rising, -1 fading, 0 steady
+    item_category: np.ndarray  # int16
+    item_subcategory: np.ndarray  # int32, global sub-category index
+    item_rank: np.ndarray  # rank of popularity inside the category
+    item_z: np.ndarray  # standardised log price inside the category (price tier)
+    item_price100: np.ndarray  # int64, multiple of 100
+    item_complement: np.ndarray  # complement item or -1
+    item_rebuy: np.ndarray  # bool
+    item_trend: np.ndarray  # int8: +1 rising, -1 fading, 0 steady
     rebuy_list: np.ndarray
     rebuy_offset: np.ndarray
     rising_list: np.ndarray
@@ -163,14 +192,14 @@ class PlantedStructure:
     fading_list: np.ndarray
     fading_offset: np.ndarray
     # users
-    user_platform: np.ndarray       # int8 index into PLATFORMS
-    user_tier: np.ndarray           # float32, N(0,1): preferred item_z
-    user_taste: np.ndarray          # int16 [U, k], -1 padded
-    user_taste_cum: np.ndarray      # float32 [U, k] cumulative taste weights
-    user_staple: np.ndarray         # int64 re-buy item of the top taste category or -1
-    user_activity: np.ndarray       # float32 activity weight
-    user_window_start: np.ndarray   # int8
-    user_window_span: np.ndarray    # int8
+    user_platform: np.ndarray  # int8 index into PLATFORMS
+    user_tier: np.ndarray  # float32, N(0,1): preferred item_z
+    user_taste: np.ndarray  # int16 [U, k], -1 padded
+    user_taste_cum: np.ndarray  # float32 [U, k] cumulative taste weights
+    user_staple: np.ndarray  # int64 re-buy item of the top taste category or -1
+    user_activity: np.ndarray  # float32 activity weight
+    user_window_start: np.ndarray  # int8
+    user_window_span: np.ndarray  # int8
     counts: np.ndarray = field(repr=False, default=None)  # int32 [U, 5] rows per event type
 
     # ---- convenience views of the truth
@@ -218,31 +247,35 @@ class PlantedStructure:
 
     def items_frame(self) -> pd.DataFrame:
         """One row per catalogue item with its id, category id and planted roles."""
-        return pd.DataFrame({
-            "item_id": self.item_ids(),
-            "item": np.arange(self.n_items),
-            "category": self.item_category.astype(np.int64),
-            "category_id": self.category_ids()[self.item_category],
-            "subcategory": self.item_subcategory,
-            "rank": self.item_rank,
-            "price100": self.item_price100,
-            "price_z": self.item_z,
-            "complement": self.item_complement,
-            "rebuy": self.item_rebuy,
-            "trend": self.item_trend,
-        })
+        return pd.DataFrame(
+            {
+                "item_id": self.item_ids(),
+                "item": np.arange(self.n_items),
+                "category": self.item_category.astype(np.int64),
+                "category_id": self.category_ids()[self.item_category],
+                "subcategory": self.item_subcategory,
+                "rank": self.item_rank,
+                "price100": self.item_price100,
+                "price_z": self.item_z,
+                "complement": self.item_complement,
+                "rebuy": self.item_rebuy,
+                "trend": self.item_trend,
+            }
+        )
 
     def users_frame(self) -> pd.DataFrame:
         taste = self.user_taste
-        return pd.DataFrame({
-            "user_id": self.user_ids(),
-            "user": np.arange(self.n_users),
-            "platform": np.array(PLATFORMS)[self.user_platform],
-            "tier": self.user_tier,
-            "taste": [tuple(int(c) for c in row if c >= 0) for row in taste],
-            "staple": self.user_staple,
-            "rows": self.counts.sum(axis=1) if self.counts is not None else 0,
-        })
+        return pd.DataFrame(
+            {
+                "user_id": self.user_ids(),
+                "user": np.arange(self.n_users),
+                "platform": np.array(PLATFORMS)[self.user_platform],
+                "tier": self.user_tier,
+                "taste": [tuple(int(c) for c in row if c >= 0) for row in taste],
+                "staple": self.user_staple,
+                "rows": self.counts.sum(axis=1) if self.counts is not None else 0,
+            }
+        )
 
 
 def _lists(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +291,7 @@ def _build_catalogue(config: GeneratorConfig) -> dict:
     expected_seen = max(config.rows, 1) / config.rows_per_item_seen
     n_items = max(int(round(expected_seen * config.catalogue_factor)), 4 * C)
 
-    cat_weight = (np.arange(1, C + 1, dtype=float) ** -config.category_zipf)
+    cat_weight = np.arange(1, C + 1, dtype=float) ** -config.category_zipf
     cat_weight *= rng.lognormal(0.0, 0.3, C)
     cat_weight /= cat_weight.sum()
     # category sizes follow their popularity (with a floor) and sum to n_items
@@ -283,14 +316,15 @@ def _build_catalogue(config: GeneratorConfig) -> dict:
     # sub-categories: 4..12 per category
     cat_n_sub = rng.integers(4, 13, C)
     sub_offset = np.concatenate([[0], np.cumsum(cat_n_sub)])
-    item_subcategory = (sub_offset[item_category]
-                        + np.floor(rng.random(n_items) * cat_n_sub[item_category])).astype(np.int32)
+    item_subcategory = (sub_offset[item_category] + np.floor(rng.random(n_items) * cat_n_sub[item_category])).astype(
+        np.int32
+    )
 
     # re-buy (consumable) items: a share of each category among its top 20 % ranks, cheap
     top = item_rank < np.maximum(2, 0.2 * sizes[item_category])
     item_rebuy = top & (rng.random(n_items) < config.rebuy_share / 0.2)
-    for c in range(C):      # at least one per category
-        if not item_rebuy[cat_offset[c]:cat_offset[c + 1]].any():
+    for c in range(C):  # at least one per category
+        if not item_rebuy[cat_offset[c] : cat_offset[c + 1]].any():
             item_rebuy[cat_offset[c] + min(1, sizes[c] - 1)] = True
     item_z[item_rebuy] = -np.abs(item_z[item_rebuy]) - 0.6
 
@@ -315,7 +349,7 @@ def _build_catalogue(config: GeneratorConfig) -> dict:
             best_z = np.where(take, cz, best_z)
     item_complement = np.full(n_items, -1, dtype=np.int64)
     item_complement[anchors] = best
-    item_z[best] = np.minimum(item_z[best], -0.3)    # accessories are cheap
+    item_z[best] = np.minimum(item_z[best], -0.3)  # accessories are cheap
 
     # trends: rising and fading items among the non-anchor, non-rebuy ranks
     item_trend = np.zeros(n_items, dtype=np.int8)
@@ -323,7 +357,7 @@ def _build_catalogue(config: GeneratorConfig) -> dict:
     free &= ~np.isin(np.arange(n_items), best)
     n_trend = np.maximum(1, np.round(config.trend_share * sizes)).astype(np.int64)
     for c in range(C):
-        pool = np.flatnonzero(free[cat_offset[c]:cat_offset[c + 1]]) + cat_offset[c]
+        pool = np.flatnonzero(free[cat_offset[c] : cat_offset[c + 1]]) + cat_offset[c]
         pool = pool[pool < cat_offset[c] + max(2 * n_trend[c], sizes[c] // 2)] if len(pool) > 4 else pool
         k = int(min(n_trend[c], len(pool) // 2))
         if k == 0:
@@ -342,14 +376,25 @@ def _build_catalogue(config: GeneratorConfig) -> dict:
     rising_list, rising_offset = _lists(np.flatnonzero(rise), item_category[rise].astype(np.int64), C)
     fading_list, fading_offset = _lists(np.flatnonzero(fade), item_category[fade].astype(np.int64), C)
     return dict(
-        cat_offset=cat_offset, cat_weight=cat_weight, cat_price_mu=cat_price_mu,
-        cat_partner=cat_partner, cat_n_sub=cat_n_sub,
-        item_category=item_category, item_subcategory=item_subcategory, item_rank=item_rank,
-        item_z=item_z, item_price100=item_price100, item_complement=item_complement,
-        item_rebuy=item_rebuy, item_trend=item_trend,
-        rebuy_list=rebuy_list, rebuy_offset=rebuy_offset,
-        rising_list=rising_list, rising_offset=rising_offset,
-        fading_list=fading_list, fading_offset=fading_offset,
+        cat_offset=cat_offset,
+        cat_weight=cat_weight,
+        cat_price_mu=cat_price_mu,
+        cat_partner=cat_partner,
+        cat_n_sub=cat_n_sub,
+        item_category=item_category,
+        item_subcategory=item_subcategory,
+        item_rank=item_rank,
+        item_z=item_z,
+        item_price100=item_price100,
+        item_complement=item_complement,
+        item_rebuy=item_rebuy,
+        item_trend=item_trend,
+        rebuy_list=rebuy_list,
+        rebuy_offset=rebuy_offset,
+        rising_list=rising_list,
+        rising_offset=rising_offset,
+        fading_list=fading_list,
+        fading_offset=fading_offset,
     )
 
 
@@ -363,13 +408,14 @@ def _zipf_rank(u: np.ndarray, n: np.ndarray, s: float) -> np.ndarray:
 
 # --------------------------------------------------------------------------- users
 
+
 def _allocate(rng, total: int, weight: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     """Split ``total`` rows over eligible users: one each, the rest multinomial by weight."""
     out = np.zeros(len(weight), dtype=np.int64)
     if total <= 0:
         return out
     idx = np.flatnonzero(eligible)
-    if len(idx) == 0:                       # tiny exports: anyone may carry the rows
+    if len(idx) == 0:  # tiny exports: anyone may carry the rows
         idx = np.arange(len(weight))
     w = weight[idx].astype(float)
     if total < len(idx):
@@ -412,9 +458,10 @@ def _build_users(config: GeneratorConfig, cat: dict) -> dict:
     # staple: a re-buy item of the top taste category
     top = taste[:, 0].astype(np.int64)
     n_rebuy = cat["rebuy_offset"][top + 1] - cat["rebuy_offset"][top]
-    pick = np.floor(rng.random(U) ** 2 * n_rebuy).astype(np.int64)   # favour popular ones
-    staple = np.where(n_rebuy > 0, cat["rebuy_list"][np.minimum(cat["rebuy_offset"][top] + pick,
-                                                                 len(cat["rebuy_list"]) - 1)], -1)
+    pick = np.floor(rng.random(U) ** 2 * n_rebuy).astype(np.int64)  # favour popular ones
+    staple = np.where(
+        n_rebuy > 0, cat["rebuy_list"][np.minimum(cat["rebuy_offset"][top] + pick, len(cat["rebuy_list"]) - 1)], -1
+    )
 
     # funnel flags
     viewer = rng.random(U) < np.asarray(config.viewer_share)[platform]
@@ -434,7 +481,7 @@ def _build_users(config: GeneratorConfig, cat: dict) -> dict:
     buy_rate = np.exp(0.6 * crng.standard_normal(U))
     counts = np.zeros((U, 5), dtype=np.int64)
     counts[:, CART] = _allocate(crng, int(totals[CART]), activity * cart_rate, carter)
-    counts[:, PURCHASE] = _allocate(crng, int(totals[PURCHASE]), activity ** 0.8 * buy_rate, buyer)
+    counts[:, PURCHASE] = _allocate(crng, int(totals[PURCHASE]), activity**0.8 * buy_rate, buyer)
     soft = np.where(site, 1.0, 0.35) * (1.0 + activity) ** 0.3
     counts[:, ENGAGEMENT] = _allocate(crng, int(totals[ENGAGEMENT]), soft, engager)
     counts[:, PAGEVIEW] = _allocate(crng, int(totals[PAGEVIEW]), soft, pageviewer)
@@ -447,9 +494,15 @@ def _build_users(config: GeneratorConfig, cat: dict) -> dict:
     span = np.minimum(N_DAYS, 1 + rng.poisson(2.0 * np.sqrt(n_sessions))).astype(np.int8)
     start = rng.integers(0, N_DAYS, U).astype(np.int8)
     return dict(
-        user_platform=platform, user_tier=tier, user_taste=taste, user_taste_cum=taste_cum,
-        user_staple=staple.astype(np.int64), user_activity=activity,
-        user_window_start=start, user_window_span=span, counts=counts.astype(np.int32),
+        user_platform=platform,
+        user_tier=tier,
+        user_taste=taste,
+        user_taste_cum=taste_cum,
+        user_staple=staple.astype(np.int64),
+        user_activity=activity,
+        user_window_start=start,
+        user_window_span=span,
+        counts=counts.astype(np.int32),
     )
 
 

@@ -1,5 +1,6 @@
 """Writing the synthetic export: chunks streamed through DuckDB (formatting, CSV) into a temp
 file beside the output, renamed at the end."""
+
 from __future__ import annotations
 
 import os
@@ -24,16 +25,17 @@ from ml.data.synthetic.structure import (
 from ml.vocabulary import BASE_COLUMNS, CATEGORY_COLUMNS, EVENT_TYPES, PLATFORMS
 
 
-def _uid(h: str, l: str) -> str:
-    return f"(({h}::HUGEINT << 64) + {l})::VARCHAR"
+def _uid(high: str, low: str) -> str:
+    return f"(({high}::hugeint << 64) + {low})::varchar"
 
 
 def _list_sql(single: str, multi: str) -> str:
     return f"CASE WHEN n = 0 THEN '[]' WHEN n = 1 THEN '[' || {single} || ']' ELSE m.{multi} END"
 
 
-def _write_chunk(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, lines: pd.DataFrame | None,
-                 path: str, with_categories: bool) -> None:
+def _write_chunk(
+    con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, lines: pd.DataFrame | None, path: str, with_categories: bool
+) -> None:
     plats = "[" + ", ".join(f"'{p}'" for p in PLATFORMS) + "]"
     etypes = "[" + ", ".join(f"'{e}'" for e in EVENT_TYPES) + "]"
     dates = "[" + ", ".join(f"'{d}'" for d in DATES) + "]"
@@ -47,8 +49,10 @@ def _write_chunk(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, lines: pd.D
             f"'[' || string_agg({_uid('ihi', 'ilo')}, ', ' ORDER BY pos) || ']' AS m_nm",
         ]
         if with_categories:
-            aggs += [f"'[' || string_agg({_uid('chi', 'clo')}, ', ' ORDER BY pos) || ']' AS m_cat",
-                     f"'[' || string_agg({_uid('shi', 'slo')}, ', ' ORDER BY pos) || ']' AS m_sub"]
+            aggs += [
+                f"'[' || string_agg({_uid('chi', 'clo')}, ', ' ORDER BY pos) || ']' AS m_cat",
+                f"'[' || string_agg({_uid('shi', 'slo')}, ', ' ORDER BY pos) || ']' AS m_sub",
+            ]
         multi = f"(select r, {', '.join(aggs)} from lines_df group by r)"
     else:
         multi = "(select null::bigint as r, " + ", ".join(f"null::varchar as {e}" for e in extra) + " where false)"
@@ -59,17 +63,19 @@ def _write_chunk(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, lines: pd.D
         f"{dates}[day + 1] AS utc_event_date",
         f"{_uid('uhi', 'ulo')} AS user_id",
         f"{etypes}[et + 1] AS event_type",
-        f"{_list_sql('price::VARCHAR', 'm_price')} AS \"ecom.price100\"",
-        f"{_list_sql('qty::VARCHAR', 'm_qty')} AS \"ecom.qty\"",
-        f"{_list_sql(_uid('ihi', 'ilo'), 'm_nm')} AS \"ecom.nm\"",
+        f'{_list_sql("price::VARCHAR", "m_price")} AS "ecom.price100"',
+        f'{_list_sql("qty::VARCHAR", "m_qty")} AS "ecom.qty"',
+        f'{_list_sql(_uid("ihi", "ilo"), "m_nm")} AS "ecom.nm"',
     ]
     if with_categories:
-        select += [f"{_list_sql(_uid('chi', 'clo'), 'm_cat')} AS main_category",
-                   f"{_list_sql(_uid('shi', 'slo'), 'm_sub')} AS sub_category"]
+        select += [
+            f"{_list_sql(_uid('chi', 'clo'), 'm_cat')} AS main_category",
+            f"{_list_sql(_uid('shi', 'slo'), 'm_sub')} AS sub_category",
+        ]
     escaped = path.replace("'", "''")
     con.execute(f"""
         copy (
-            select {', '.join(select)}
+            select {", ".join(select)}
             from rows_df left join {multi} as m on rows_df.mrow = m.r
             order by rows_df.ord
         ) to '{escaped}' (format csv, header false, delimiter ',', quote '"')
@@ -177,5 +183,6 @@ def generate_export(config: GeneratorConfig, out: Path) -> GenerateStats:
     finally:
         shutil.rmtree(part_dir, ignore_errors=True)
     users = int((truth.counts.sum(axis=1) > 0).sum())
-    return GenerateStats(rows=int(truth.counts.sum()), users=users,
-                         seconds=time.perf_counter() - t0, items=truth.n_items, path=str(out))
+    return GenerateStats(
+        rows=int(truth.counts.sum()), users=users, seconds=time.perf_counter() - t0, items=truth.n_items, path=str(out)
+    )
