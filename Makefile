@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 LOCK   := constraints.txt
 
-.PHONY: install lock run test bench openapi clean
+.PHONY: install lock run test lint bench openapi clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,14 @@ run: install
 
 test: install
 	$(BIN)/pytest $(ARGS)
+
+# Not yet part of `test`: the Python is not ruff-formatted yet. sqlfluff takes its templater
+# from the working directory's .sqlfluff only (dbt), so the plain-SQL queries get theirs here.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project
+	$(BIN)/sqlfluff lint --templater placeholder warehouse/queries
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(ARGS)
