@@ -1,6 +1,6 @@
 -- Every staged row with the verdict on it: reject_reason is NULL for usable rows, else the first
 -- failed check. Rows are never dropped here, which is what makes conservation testable.
-{% set commerce = "event_type in ('view_item', 'add_to_cart', 'purchase')" %}
+{% set commerce = "event_type in (" ~ sql_values(var('event_types')) ~ ")" %}
 
 {% set raw_columns = "raw_platform, raw_event_time, raw_event_date, raw_user_id, raw_event_type,
     raw_price100, raw_qty, raw_item_ids, raw_main_category, raw_sub_category" %}
@@ -60,9 +60,9 @@ select
         when user_id is null then 'bad_user_id'
         when
             event_type is null
-            or event_type not in ('view_item', 'add_to_cart', 'purchase', 'user_engagement', 'pageview')
+            or event_type not in ({{ sql_values(var('event_types') + var('activity_event_types')) }})
             then 'unknown_event_type'
-        when platform is null or platform not in ('Site', 'Android', 'iOS') then 'unknown_platform'
+        when platform is null or platform not in ({{ sql_values(var('platforms')) }}) then 'unknown_platform'
         when event_date is null then 'bad_event_date'
         -- Engagement and pageview rows may leave the time empty, but a time that is written must parse.
         when event_at is null and (is_commerce or raw_event_time <> '') then 'bad_timestamp'

@@ -17,7 +17,7 @@ with popular as (
 
 platforms as (
 
-    select unnest(['Site', 'Android', 'iOS', 'all']) as platform
+    select unnest([{{ sql_values(var('platforms') + ['all']) }}]) as platform
 
 ),
 

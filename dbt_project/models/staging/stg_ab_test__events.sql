@@ -66,7 +66,7 @@ select
     sub_category as raw_sub_category,
 
     -- Fast paths first: the values as the export writes them skip trimming and regexes.
-    case when platform in ('Site', 'Android', 'iOS') then platform else trim(platform) end as platform,
+    case when platform in ({{ sql_values(var('platforms')) }}) then platform else trim(platform) end as platform,
     -- The instant as a UTC timestamp; epoch_us avoids a per-row time zone lookup.
     make_timestamp(epoch_us(try_strptime(utc_event_time, '%Y-%m-%d %H:%M:%S%z'))) as event_at,
     try_cast(utc_event_date as date) as event_date,
