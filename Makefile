@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and make:
 #   make run    install into .venv, then run the whole pipeline on generated demo data
-#   make test   install into .venv, then run the test suite
+#   make test   install into .venv, lint (make lint), then run the test suite
 # Installs take the exact versions in constraints.txt; `make lock` refreshes them.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 LOCK   := constraints.txt
 
-.PHONY: install lock run test bench openapi clean
+.PHONY: install lock run test lint bench openapi clean
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,17 @@ lock:
 run: install
 	$(BIN)/recsys run $(ARGS)
 
-test: install
+# Lint first: CI (.ci/run = make test) fails on a lint error as on a failed test.
+test: install lint
 	$(BIN)/pytest $(ARGS)
+
+# Not yet part of `test`: the Python is not ruff-formatted yet. sqlfluff takes its templater
+# from the working directory's .sqlfluff only (dbt), so the plain-SQL queries get theirs here.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project
+	$(BIN)/sqlfluff lint --templater placeholder warehouse/queries
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(ARGS)

@@ -18,6 +18,10 @@
     line; a byte order mark is dropped by the reader, spaces around names by trim. -#}
 {% macro export_columns() -%}
     {%- set given = var('export_columns', none) -%}
+    {#- A comma-separated string works too (sqlfluff's .sqlfluff can only pass strings). -#}
+    {%- if given is string -%}
+        {%- set given = given.split(',') | map('trim') | list -%}
+    {%- endif -%}
     {%- if given is not none or not execute -%}
         {{ return(given or []) }}
     {%- endif -%}

@@ -15,9 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 
-from ml.config import PROJECT_ROOT
+from ml.config import DBT_VARS, PROJECT_ROOT
 
 MODELS_DIR = PROJECT_ROOT / "dbt_project" / "models"
 
@@ -87,4 +88,13 @@ def _column(spec: dict[str, Any]) -> Column:
 
 
 def _constraint(spec: dict[str, Any]) -> Constraint:
-    return Constraint(type=spec["type"], expression=spec.get("expression"))
+    return Constraint(type=spec["type"], expression=_rendered(spec.get("expression")))
+
+
+def _rendered(expression: str | None) -> str | None:
+    """A check's SQL as dbt renders it: jinja with ``var()`` (dbt_project.yml's vars, e.g.
+    ``platforms``), so the serving file's DDL enforces what dbt enforces."""
+    if expression is None or "{" not in expression:
+        return expression
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return environment.from_string(expression).render(var=DBT_VARS.__getitem__)

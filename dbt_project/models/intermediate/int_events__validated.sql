@@ -1,6 +1,6 @@
 -- Every staged row with the verdict on it: reject_reason is NULL for usable rows, else the first
 -- failed check. Rows are never dropped here, which is what makes conservation testable.
-{% set commerce = "event_type in ('view_item', 'add_to_cart', 'purchase')" %}
+{% set commerce = "event_type in (" ~ sql_values(var('event_types')) ~ ")" %}
 
 {% set raw_columns = "raw_platform, raw_event_time, raw_event_date, raw_user_id, raw_event_type,
     raw_price100, raw_qty, raw_item_ids, raw_main_category, raw_sub_category" %}
@@ -23,14 +23,16 @@ copies as (
         event_row_id,
         row_number() over (partition by {{ raw_columns }} order by event_row_id) as copy_number
     from {{ ref('stg_ab_test__events') }}
-    where hash({{ raw_columns }}) in (select raw_hash from repeated_hashes)
+    where hash({{ raw_columns }}) in (select repeated_hashes.raw_hash from repeated_hashes)
 
 ),
 
 span as (
 
     -- The export's dense span of dates, one row.
-    select min(event_date) as first_date, max(event_date) as last_date
+    select
+        min(event_date) as first_date,
+        max(event_date) as last_date
     from {{ ref('int_export_days') }}
     where in_span
 
@@ -56,39 +58,40 @@ select
             then 'malformed_row'
         when raw_user_id is null or trim(raw_user_id) = '' then 'missing_user_id'
         when user_id is null then 'bad_user_id'
-        when event_type is null
-          or event_type not in ('view_item', 'add_to_cart', 'purchase', 'user_engagement', 'pageview')
+        when
+            event_type is null
+            or event_type not in ({{ sql_values(var('event_types') + var('activity_event_types')) }})
             then 'unknown_event_type'
-        when platform is null or platform not in ('Site', 'Android', 'iOS') then 'unknown_platform'
+        when platform is null or platform not in ({{ sql_values(var('platforms')) }}) then 'unknown_platform'
         when event_date is null then 'bad_event_date'
         -- Engagement and pageview rows may leave the time empty, but a time that is written must parse.
         when event_at is null and (is_commerce or raw_event_time <> '') then 'bad_timestamp'
         when is_commerce and (
-                not lists_well_formed
-                or list_count(item_ids) <> len(item_ids)
-                or list_count(category_ids) <> len(category_ids)
-                or list_count(sub_category_ids) <> len(sub_category_ids)
-             ) then 'malformed_list'
+            not lists_well_formed
+            or list_count(item_ids) <> len(item_ids)
+            or list_count(category_ids) <> len(category_ids)
+            or list_count(sub_category_ids) <> len(sub_category_ids)
+        ) then 'malformed_list'
         when is_commerce and len(item_ids) = 0 then 'no_items'
         -- A well-formed number that BIGINT cannot hold parses to NULL: quarantined, never kept as NULL.
         when is_commerce and (list_count(prices100) <> len(prices100) or list_count(quantities) <> len(quantities))
             then 'unrepresentable_value'
         -- An empty price or quantity list beside items means "unknown", not misaligned.
         when is_commerce and (
-                (len(prices100) > 0 and len(prices100) <> len(item_ids))
-                or (len(quantities) > 0 and len(quantities) <> len(item_ids))
-                or (len(category_ids) > 0 and len(category_ids) <> len(item_ids))
-                or (len(sub_category_ids) > 0 and len(sub_category_ids) <> len(item_ids))
-             ) then 'list_length_mismatch'
+            (len(prices100) > 0 and len(prices100) <> len(item_ids))
+            or (len(quantities) > 0 and len(quantities) <> len(item_ids))
+            or (len(category_ids) > 0 and len(category_ids) <> len(item_ids))
+            or (len(sub_category_ids) > 0 and len(sub_category_ids) <> len(item_ids))
+        ) then 'list_length_mismatch'
         when is_commerce and (coalesce(list_min(prices100), 0) < 0 or coalesce(list_min(quantities), 0) < 0)
             then 'negative_value'
         when is_commerce and (
-                coalesce(list_max(prices100), 0) > {{ int_var('max_price100') }}
-                or coalesce(list_max(quantities), 0) > {{ int_var('max_qty') }}
-                or abs(date_diff('day', event_at::date, event_date)) > 1
-             ) then 'absurd_value'
+            coalesce(list_max(prices100), 0) > {{ int_var('max_price100') }}
+            or coalesce(list_max(quantities), 0) > {{ int_var('max_qty') }}
+            or abs(date_diff('day', event_at::date, event_date)) > 1
+        ) then 'absurd_value'
         -- Judged against the export's own body, not the wall clock (see int_export_days).
-        when event_date not between (select first_date from span) and (select last_date from span)
+        when event_date not between (select span.first_date from span) and (select span.last_date from span)
             then 'outlier_date'
         -- Only commerce rows carry a time to the second: identical engagement or pageview rows
         -- (dated, untimed) are genuine repeated activity, not copies.

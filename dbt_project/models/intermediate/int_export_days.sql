@@ -14,7 +14,9 @@
 {% set trimmed_share = 0.01 %}
 with days as (
 
-    select event_date, count(*) as n_rows
+    select
+        event_date,
+        count(*) as n_rows
     from {{ ref('stg_ab_test__events') }}
     where event_date is not null
     group by event_date
@@ -25,8 +27,10 @@ silences as (
 
     select
         *,
-        coalesce(date_diff('day', lag(event_date) over (order by event_date), event_date)
-                 > {{ int_var('outlier_gap_days') }}, false) as after_silence
+        coalesce(
+            date_diff('day', lag(event_date) over (order by event_date), event_date)
+            > {{ int_var('outlier_gap_days') }}, false
+        ) as after_silence
     from days
 
 ),
@@ -54,9 +58,9 @@ body as (
 )
 
 select
-    event_date,
-    n_rows,
-    run,
-    run between body.first_run and body.last_run as in_span
+    runs.event_date,
+    runs.n_rows,
+    runs.run,
+    runs.run between body.first_run and body.last_run as in_span
 from runs
 cross join body

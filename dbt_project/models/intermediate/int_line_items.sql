@@ -3,8 +3,17 @@
 with accepted as (
 
     select
-        event_row_id, user_id, platform, event_type, event_at, event_date,
-        item_ids, prices100, quantities, category_ids, sub_category_ids
+        event_row_id,
+        user_id,
+        platform,
+        event_type,
+        event_at,
+        event_date,
+        item_ids,
+        prices100,
+        quantities,
+        category_ids,
+        sub_category_ids
     from {{ ref('int_events__validated') }}
     where reject_reason is null and is_commerce
 
@@ -14,24 +23,26 @@ positions as (
 
     -- unnest streams; a lateral join to range() is planned as a join that first de-duplicates
     -- the lists it is correlated on.
-    select *, unnest(range(1, len(item_ids) + 1)) as position
+    select
+        *,
+        unnest(range(1, len(item_ids) + 1)) as position
     from accepted
 
 )
 
 select
     event_row_id,
-    position                                   as line_position,
+    position as line_position,
     user_id,
     platform,
     event_type,
     event_at,
     event_date,
-    item_ids[position]                         as item_id,
-    prices100[position]                        as price100,
-    prices100[position] / 100.0                as price_rub,
-    len(prices100) > 0                         as price_known,
-    coalesce(quantities[position], 1)          as quantity,
-    category_ids[position]                     as category_id,
-    sub_category_ids[position]                 as sub_category_id
+    item_ids[position] as item_id,
+    prices100[position] as price100,
+    prices100[position] / 100.0 as price_rub,
+    len(prices100) > 0 as price_known,
+    coalesce(quantities[position], 1) as quantity,
+    category_ids[position] as category_id,
+    sub_category_ids[position] as sub_category_id
 from positions

@@ -2,10 +2,10 @@
 -- pageview) carry no items and no time, but they are real activity.
 select
     user_id,
-    any_value(platform)                        as platform,
+    any_value(platform) as platform,
     event_date,
-    count(*)                                   as n_events,
-    count(*) filter (where is_commerce)        as n_commerce_events,
+    count(*) as n_events,
+    count(*) filter (where is_commerce) as n_commerce_events,
     count(*) filter (where event_type = 'user_engagement') as n_engagement_events,
     count(*) filter (where event_type = 'pageview') as n_pageview_events
 from {{ ref('int_events__validated') }}

@@ -5,6 +5,6 @@ select distinct
     line_items.user_id,
     line_items.item_id
 from {{ ref('int_line_items') }} as line_items
-join {{ ref('int_cutoffs') }} as cutoffs
-  on line_items.event_at >= cutoffs.cutoff_at and line_items.event_at < cutoffs.label_end_at
+inner join {{ ref('int_cutoffs') }} as cutoffs
+    on line_items.event_at >= cutoffs.cutoff_at and line_items.event_at < cutoffs.label_end_at
 where line_items.event_type = 'purchase'

@@ -22,8 +22,13 @@ user_items as (
 
 from_history as (
 
-    select cutoff_at, user_id, item_id, 'history' as source, interest as source_score,
-           null::varchar as anchor_item_id
+    select
+        cutoff_at,
+        user_id,
+        item_id,
+        'history' as source,
+        interest as source_score,
+        null::varchar as anchor_item_id
     from user_items
     where interest_rank <= {{ int_var('candidates_history') }}
 
@@ -31,10 +36,28 @@ from_history as (
 
 from_repurchase as (
 
-    select cutoff_at, user_id, item_id, 'repurchase' as source,
-           n_purchase_days + n_purchases / 100.0 as source_score, null::varchar as anchor_item_id
+    select
+        cutoff_at,
+        user_id,
+        item_id,
+        'repurchase' as source,
+        n_purchase_days + n_purchases / 100.0 as source_score,
+        null::varchar as anchor_item_id
     from user_items
     where purchase_rank <= {{ int_var('candidates_repurchase') }}
+
+),
+
+neighbours as (
+
+    -- Each anchor brings at most its strongest neighbours: bounds the join for heavy users.
+    select
+        *,
+        case signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end as signal_weight
+    from {{ ref('co_purchase') }}
+    qualify row_number() over (
+        partition by cutoff_at, item_id order by confidence * signal_weight desc, other_item_id asc
+    ) <= {{ int_var('candidates_neighbours_per_item') }}
 
 ),
 
@@ -43,34 +66,30 @@ from_co_purchase as (
     select
         anchors.cutoff_at,
         anchors.user_id,
-        pairs.other_item_id                    as item_id,
-        'co_purchase'                          as source,
+        pairs.other_item_id as item_id,
+        'co_purchase' as source,
         sum(anchors.interest * pairs.confidence * pairs.signal_weight) as source_score,
         arg_max(anchors.item_id, anchors.interest * pairs.confidence * pairs.signal_weight) as anchor_item_id
     from user_items as anchors
-    join (
-        -- Each anchor brings at most its strongest neighbours: bounds the join for heavy users.
-        select *, case signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end as signal_weight
-        from {{ ref('co_purchase') }}
-        qualify row_number() over (
-            partition by cutoff_at, item_id order by confidence * signal_weight desc, other_item_id
-        ) <= {{ int_var('candidates_neighbours_per_item') }}
-    ) as pairs
-      on pairs.cutoff_at = anchors.cutoff_at and pairs.item_id = anchors.item_id
+    inner join neighbours as pairs
+        on anchors.cutoff_at = pairs.cutoff_at and anchors.item_id = pairs.item_id
     where anchors.interest_rank <= {{ int_var('candidates_anchor_items') }}
     group by anchors.cutoff_at, anchors.user_id, pairs.other_item_id
     qualify row_number() over (
-        partition by anchors.cutoff_at, anchors.user_id order by source_score desc, pairs.other_item_id
+        partition by anchors.cutoff_at, anchors.user_id order by source_score desc, pairs.other_item_id asc
     ) <= {{ int_var('candidates_co_purchase') }}
 
 ),
 
 category_interest as (
 
-    select user_items.cutoff_at, user_items.user_id, items.category_id,
-           sum(user_items.interest) as interest
+    select
+        user_items.cutoff_at,
+        user_items.user_id,
+        items.category_id,
+        sum(user_items.interest) as interest
     from user_items
-    join {{ ref('item_features') }} as items using (cutoff_at, item_id)
+    inner join {{ ref('item_features') }} as items using (cutoff_at, item_id)
     where items.category_id is not null
     group by user_items.cutoff_at, user_items.user_id, items.category_id
 
@@ -79,75 +98,104 @@ category_interest as (
 user_categories as (
 
     -- The user's three favourite categories, with their share of the user's interest.
-    select cutoff_at, user_id, category_id,
-           interest / sum(interest) over (partition by cutoff_at, user_id) as category_share
+    select
+        cutoff_at,
+        user_id,
+        category_id,
+        interest / sum(interest) over (partition by cutoff_at, user_id) as category_share
     from category_interest
-    qualify row_number() over (partition by cutoff_at, user_id order by interest desc, category_id) <= 3
+    qualify row_number() over (partition by cutoff_at, user_id order by interest desc, category_id asc) <= 3
 
 ),
 
 from_category as (
 
-    select users.cutoff_at, users.user_id, popular.item_id, 'category' as source,
-           popular.score * user_categories.category_share as source_score, null::varchar as anchor_item_id
+    select
+        users.cutoff_at,
+        users.user_id,
+        popular.item_id,
+        'category' as source,
+        popular.score * user_categories.category_share as source_score,
+        null::varchar as anchor_item_id
     from users
-    join user_categories using (cutoff_at, user_id)
-    join {{ ref('item_popularity') }} as popular
-      on popular.cutoff_at = users.cutoff_at and popular.scope = 'category'
-     and popular.scope_value = user_categories.category_id
-    join {{ ref('item_features') }} as items
-      on items.cutoff_at = popular.cutoff_at and items.item_id = popular.item_id
-    where users.price_median_rub is null or items.price_rub is null
-       or items.price_rub between users.price_p25_rub / 2 and users.price_p75_rub * 2
+    inner join user_categories using (cutoff_at, user_id)
+    inner join {{ ref('item_popularity') }} as popular
+        on
+            users.cutoff_at = popular.cutoff_at and popular.scope = 'category'
+            and user_categories.category_id = popular.scope_value
+    inner join {{ ref('item_features') }} as items
+        on popular.cutoff_at = items.cutoff_at and popular.item_id = items.item_id
+    where
+        users.price_median_rub is null or items.price_rub is null
+        or items.price_rub between users.price_p25_rub / 2 and users.price_p75_rub * 2
     qualify row_number() over (
-        partition by users.cutoff_at, users.user_id order by source_score desc, popular.item_id
+        partition by users.cutoff_at, users.user_id order by source_score desc, popular.item_id asc
     ) <= {{ int_var('candidates_category') }}
 
 ),
 
 trending_items as (
 
-    select popular.cutoff_at, popular.scope_value as platform, popular.item_id,
-           popular.score * items.trend as trend_score
+    select
+        popular.cutoff_at,
+        popular.scope_value as platform,
+        popular.item_id,
+        popular.score * items.trend as trend_score
     from {{ ref('item_popularity') }} as popular
-    join {{ ref('item_features') }} as items using (cutoff_at, item_id)
+    inner join {{ ref('item_features') }} as items using (cutoff_at, item_id)
     where popular.scope = 'platform' and items.trend > 1
     qualify row_number() over (
-        partition by popular.cutoff_at, popular.scope_value order by trend_score desc, popular.item_id
+        partition by popular.cutoff_at, popular.scope_value order by trend_score desc, popular.item_id asc
     ) <= {{ int_var('candidates_trending') }}
 
 ),
 
 from_trending as (
 
-    select users.cutoff_at, users.user_id, trending_items.item_id, 'trending' as source,
-           trending_items.trend_score as source_score, null::varchar as anchor_item_id
+    select
+        users.cutoff_at,
+        users.user_id,
+        trending_items.item_id,
+        'trending' as source,
+        trending_items.trend_score as source_score,
+        null::varchar as anchor_item_id
     from users
-    join trending_items
-      on trending_items.cutoff_at = users.cutoff_at and trending_items.platform = users.platform
+    inner join trending_items
+        on users.cutoff_at = trending_items.cutoff_at and users.platform = trending_items.platform
 
 ),
 
 from_popular as (
 
-    select users.cutoff_at, users.user_id, popular.item_id, 'popular' as source,
-           popular.score as source_score, null::varchar as anchor_item_id
+    select
+        users.cutoff_at,
+        users.user_id,
+        popular.item_id,
+        'popular' as source,
+        popular.score as source_score,
+        null::varchar as anchor_item_id
     from users
-    join {{ ref('item_popularity') }} as popular
-      on popular.cutoff_at = users.cutoff_at and popular.scope = 'platform'
-     and popular.scope_value = users.platform
-     and popular.popularity_rank <= {{ int_var('candidates_popular') }}
+    inner join {{ ref('item_popularity') }} as popular
+        on
+            users.cutoff_at = popular.cutoff_at and popular.scope = 'platform'
+            and users.platform = popular.scope_value
+            and popular.popularity_rank <= {{ int_var('candidates_popular') }}
 
 ),
 
 sourced as (
 
     select * from from_history
-    union all select * from from_repurchase
-    union all select * from from_co_purchase
-    union all select * from from_category
-    union all select * from from_trending
-    union all select * from from_popular
+    union all
+    select * from from_repurchase
+    union all
+    select * from from_co_purchase
+    union all
+    select * from from_category
+    union all
+    select * from from_trending
+    union all
+    select * from from_popular
 
 ),
 
@@ -158,15 +206,16 @@ merged as (
         user_id,
         item_id,
         arg_min(source, list_position(
-            ['history', 'repurchase', 'co_purchase', 'category', 'trending', 'popular'], source)) as primary_source,
-        count(*)                                                     as n_sources,
-        max(source_score) filter (where source = 'history')          as history_score,
-        max(source_score) filter (where source = 'repurchase')       as repurchase_score,
-        max(source_score) filter (where source = 'co_purchase')      as co_purchase_score,
-        max(source_score) filter (where source = 'category')         as category_score,
-        max(source_score) filter (where source = 'trending')         as trending_score,
-        max(source_score) filter (where source = 'popular')          as popular_score,
-        max(anchor_item_id)                                          as anchor_item_id
+            ['history', 'repurchase', 'co_purchase', 'category', 'trending', 'popular'], source
+        )) as primary_source,
+        count(*) as n_sources,
+        max(source_score) filter (where source = 'history') as history_score,
+        max(source_score) filter (where source = 'repurchase') as repurchase_score,
+        max(source_score) filter (where source = 'co_purchase') as co_purchase_score,
+        max(source_score) filter (where source = 'category') as category_score,
+        max(source_score) filter (where source = 'trending') as trending_score,
+        max(source_score) filter (where source = 'popular') as popular_score,
+        max(anchor_item_id) as anchor_item_id
     from sourced
     group by cutoff_at, user_id, item_id
 

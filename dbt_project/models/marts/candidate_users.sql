@@ -7,9 +7,12 @@ with cutoffs as (
 
 ),
 
-window_purchases as (
+buyers as (
 
-    select * from {{ ref('int_window_purchases') }}
+    select distinct
+        cutoff_at,
+        user_id
+    from {{ ref('int_window_purchases') }}
 
 ),
 
@@ -17,11 +20,11 @@ users as (
 
     select user_features.*
     from {{ ref('user_features') }} as user_features
-    join cutoffs using (cutoff_at)
-    left join (select distinct cutoff_at, user_id from window_purchases) as buyers
-      using (cutoff_at, user_id)
-    where user_features.n_items > 0
-      and (cutoffs.label_end_at is null or buyers.user_id is not null)
+    inner join cutoffs using (cutoff_at)
+    left join buyers using (cutoff_at, user_id)
+    where
+        user_features.n_items > 0
+        and (cutoffs.label_end_at is null or buyers.user_id is not null)
 
 )
 

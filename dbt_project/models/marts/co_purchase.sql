@@ -3,7 +3,11 @@
 -- Bounded: each user contributes only their most recent distinct items per signal
 -- (var max_pair_items_per_user, fewer for views), so a user with hundreds of items adds at most
 -- M * (M - 1) pairs. Private: a pair is kept only when at least var min_pair_users users share it.
-with events as ({{ events_before_cutoffs() }}),
+with events as (
+
+    {{ events_before_cutoffs() }}
+
+),
 
 user_items as (
 
@@ -21,21 +25,35 @@ user_items as (
 recent as (
 
     select * from user_items
-    qualify row_number() over (partition by cutoff_at, signal, user_id order by last_at desc, item_id)
-        <= case signal when 'view' then {{ int_var('max_pair_items_per_user_views') }}
-                       else {{ int_var('max_pair_items_per_user') }} end
+    qualify
+        row_number() over (partition by cutoff_at, signal, user_id order by last_at desc, item_id asc)
+        <= case signal
+            when 'view' then {{ int_var('max_pair_items_per_user_views') }}
+            else {{ int_var('max_pair_items_per_user') }}
+        end
 
 ),
 
 signal_users as (
 
-    select cutoff_at, signal, count(distinct user_id) as n_users from recent group by all
+    select
+        cutoff_at,
+        signal,
+        count(distinct user_id) as n_users
+    from recent
+    group by all
 
 ),
 
 item_users as (
 
-    select cutoff_at, signal, item_id, count(*) as n_users from recent group by all
+    select
+        cutoff_at,
+        signal,
+        item_id,
+        count(*) as n_users
+    from recent
+    group by all
 
 ),
 
@@ -43,20 +61,30 @@ pair_items as (
 
     -- A pair k users share needs each of its items among k users' recent items: dropping the
     -- long tail of items with fewer users first keeps the self-join small (same pairs kept).
-    select recent.cutoff_at, recent.signal, recent.user_id, recent.item_id
+    select
+        recent.cutoff_at,
+        recent.signal,
+        recent.user_id,
+        recent.item_id
     from recent
-    join item_users using (cutoff_at, signal, item_id)
+    inner join item_users using (cutoff_at, signal, item_id)
     where item_users.n_users >= {{ int_var('min_pair_users') }}
 
 ),
 
 pairs as (
 
-    select a.cutoff_at, a.signal, a.item_id, b.item_id as other_item_id, count(*) as support_users
+    select
+        a.cutoff_at,
+        a.signal,
+        a.item_id,
+        b.item_id as other_item_id,
+        count(*) as support_users
     from pair_items as a
-    join pair_items as b
-      on a.cutoff_at = b.cutoff_at and a.signal = b.signal and a.user_id = b.user_id
-     and a.item_id <> b.item_id
+    inner join pair_items as b
+        on
+            a.cutoff_at = b.cutoff_at and a.signal = b.signal and a.user_id = b.user_id
+            and a.item_id <> b.item_id
     group by all
     having count(*) >= {{ int_var('min_pair_users') }}
 
@@ -68,12 +96,12 @@ select
     pairs.item_id,
     pairs.other_item_id,
     pairs.support_users,
-    pairs.support_users / item.n_users::double                        as confidence,
+    pairs.support_users / item.n_users::double as confidence,
     pairs.support_users * signal_users.n_users / (item.n_users * other.n_users)::double as lift
 from pairs
-join item_users as item
-  on item.cutoff_at = pairs.cutoff_at and item.signal = pairs.signal and item.item_id = pairs.item_id
-join item_users as other
-  on other.cutoff_at = pairs.cutoff_at and other.signal = pairs.signal and other.item_id = pairs.other_item_id
-join signal_users
-  on signal_users.cutoff_at = pairs.cutoff_at and signal_users.signal = pairs.signal
+inner join item_users as item
+    on pairs.cutoff_at = item.cutoff_at and pairs.signal = item.signal and pairs.item_id = item.item_id
+inner join item_users as other
+    on pairs.cutoff_at = other.cutoff_at and pairs.signal = other.signal and pairs.other_item_id = other.item_id
+inner join signal_users
+    on pairs.cutoff_at = signal_users.cutoff_at and pairs.signal = signal_users.signal

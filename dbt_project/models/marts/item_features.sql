@@ -1,22 +1,26 @@
 -- Item attributes and behaviour as of each cutoff.
-with events as ({{ events_before_cutoffs() }}),
+with events as (
+
+    {{ events_before_cutoffs() }}
+
+),
 
 per_item as (
 
     select
         cutoff_at,
         item_id,
-        mode(category_id)                               as category_id,
+        mode(category_id) as category_id,
         arg_max(price_rub, event_at) filter (where price_rub > 0) as price_rub,
-        count(*) filter (where event_type = 'view_item')    as n_views,
-        count(*) filter (where event_type = 'add_to_cart')  as n_carts,
-        count(*) filter (where event_type = 'purchase')     as n_purchases,
+        count(*) filter (where event_type = 'view_item') as n_views,
+        count(*) filter (where event_type = 'add_to_cart') as n_carts,
+        count(*) filter (where event_type = 'purchase') as n_purchases,
         sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }}) as popularity,
         sum({{ event_weight('event_type') }}) filter (where event_at >= cutoff_at - interval 3 day)
-                                                        as recent_weight,
+            as recent_weight,
         sum({{ event_weight('event_type') }}) filter (
             where event_at < cutoff_at - interval 3 day and event_at >= cutoff_at - interval 6 day
-        )                                               as previous_weight,
+        ) as previous_weight,
         date_diff('second', min(event_at), cutoff_at) / 86400.0 as age_days
     from events
     group by cutoff_at, item_id
@@ -30,15 +34,15 @@ item_users as (
     select
         cutoff_at,
         item_id,
-        count(*)                                        as n_users,
-        count(*) filter (where n_purchases > 0)         as n_buyers,
+        count(*) as n_users,
+        count(*) filter (where n_purchases > 0) as n_buyers,
         count(*) filter (where n_purchases > 0 and n_purchase_days >= 2) as n_rebuyers,
         count(*) filter (where last_purchase_at >= cutoff_at - to_days({{ int_var('horizon_days') }}))
-                                                        as n_recent_buyers,
+            as n_recent_buyers,
         count(*) filter (where last_purchase_at >= cutoff_at - interval 7 day) as n_week_buyers,
         avg(n_purchase_days) filter (where n_purchases > 0) as purchase_days_per_buyer,
         -- Typical days between two purchases of the item by the same user: its buying cycle.
-        median(repurchase_gap_days)                     as repurchase_gap_days
+        median(repurchase_gap_days) as repurchase_gap_days
     from {{ ref('int_user_items') }}
     group by cutoff_at, item_id
 
@@ -52,18 +56,18 @@ select
     per_item.n_views,
     per_item.n_carts,
     per_item.n_purchases,
-    coalesce(item_users.n_users, 0)                     as n_users,
-    coalesce(item_users.n_buyers, 0)                    as n_buyers,
-    coalesce(item_users.n_rebuyers, 0)                  as n_rebuyers,
+    coalesce(item_users.n_users, 0) as n_users,
+    coalesce(item_users.n_buyers, 0) as n_buyers,
+    coalesce(item_users.n_rebuyers, 0) as n_rebuyers,
     coalesce(item_users.n_rebuyers, 0) / nullif(item_users.n_buyers, 0)::double as rebuy_rate,
-    coalesce(item_users.n_recent_buyers, 0)             as n_recent_buyers,
-    coalesce(item_users.n_week_buyers, 0)               as n_week_buyers,
+    coalesce(item_users.n_recent_buyers, 0) as n_recent_buyers,
+    coalesce(item_users.n_week_buyers, 0) as n_week_buyers,
     item_users.purchase_days_per_buyer,
     item_users.repurchase_gap_days,
     per_item.popularity,
     -- Smoothed ratio of the last three days to the three before: > 1 rising, < 1 fading.
     (coalesce(per_item.recent_weight, 0) + 1) / (coalesce(per_item.previous_weight, 0) + 1) as trend,
-    (per_item.n_carts + 0.1) / (per_item.n_views + 1.0)  as cart_rate,
+    (per_item.n_carts + 0.1) / (per_item.n_views + 1.0) as cart_rate,
     (per_item.n_purchases + 0.05) / (per_item.n_views + per_item.n_carts + 1.0) as purchase_rate,
     per_item.age_days
 from per_item

@@ -1,25 +1,41 @@
 -- What is popular now: time-decayed weighted events per item, ranked overall, per platform and
 -- per category (when the export has categories). Feeds candidates and cold-start lists.
-with events as ({{ events_before_cutoffs() }}),
+with events as (
+
+    {{ events_before_cutoffs() }}
+
+),
 
 scored as (
 
-    select cutoff_at, 'global' as scope, 'all' as scope_value, item_id,
-           sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }}) as score
+    select
+        cutoff_at,
+        'global' as scope,
+        'all' as scope_value,
+        item_id,
+        sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }}) as score
     from events
     group by all
 
     union all
 
-    select cutoff_at, 'platform', platform, item_id,
-           sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }})
+    select
+        cutoff_at,
+        'platform' as scope,
+        platform as scope_value,
+        item_id,
+        sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }}) as score
     from events
     group by all
 
     union all
 
-    select cutoff_at, 'category', category_id, item_id,
-           sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }})
+    select
+        cutoff_at,
+        'category' as scope,
+        category_id as scope_value,
+        item_id,
+        sum({{ event_weight('event_type') }} * {{ decay('event_at', 'cutoff_at') }}) as score
     from events
     where category_id is not null
     group by all
@@ -32,6 +48,6 @@ select
     scope_value,
     item_id,
     score,
-    row_number() over (partition by cutoff_at, scope, scope_value order by score desc, item_id) as popularity_rank
+    row_number() over (partition by cutoff_at, scope, scope_value order by score desc, item_id asc) as popularity_rank
 from scored
 qualify popularity_rank <= {{ int_var('popular_items_per_scope') }}

@@ -3,7 +3,7 @@
 -- reader could not take at all, keeps the raw line.
 select
     event_row_id,
-    null::bigint                               as line_number,
+    null::bigint as line_number,
     reject_reason,
     raw_platform,
     raw_event_time,
@@ -22,7 +22,23 @@ where reject_reason is not null
 
 union all
 
+-- A union's later branches take the first branch's column names: no aliases here.
+-- noqa: disable=AL03
 select
-    null, line_number, 'malformed_row', null, null, null, null, null, null, null, null, null, null,
-    null, raw_line
+    null,
+    line_number,
+    'malformed_row',
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    raw_line
 from {{ ref('stg_ab_test__unreadable_lines') }}
+-- noqa: enable=AL03

@@ -1,19 +1,23 @@
 -- Users as of each cutoff: activity, recency and the price tier they buy in. The tier comes
 -- from purchases when there are any (what people pay), else from carts, else from views.
-with events as ({{ events_before_cutoffs() }}),
+with events as (
+
+    {{ events_before_cutoffs() }}
+
+),
 
 activity as (
 
     select
         cutoffs.cutoff_at,
         activity.user_id,
-        any_value(activity.platform)                    as platform,
-        count(distinct activity.event_date)             as n_active_days,
-        min(activity.event_date)                        as first_active_date,
-        sum(activity.n_events)::bigint                  as n_events,
+        any_value(activity.platform) as platform,
+        count(distinct activity.event_date) as n_active_days,
+        min(activity.event_date) as first_active_date,
+        sum(activity.n_events)::bigint as n_events,
         sum(activity.n_engagement_events + activity.n_pageview_events)::bigint as n_noncommerce_events
     from {{ ref('int_user_activity') }} as activity
-    join {{ ref('int_cutoffs') }} as cutoffs on activity.event_date < cutoffs.cutoff_at::date
+    inner join {{ ref('int_cutoffs') }} as cutoffs on activity.event_date < cutoffs.cutoff_at::date
     group by cutoffs.cutoff_at, activity.user_id
 
 ),
@@ -23,16 +27,16 @@ commerce as (
     select
         cutoff_at,
         user_id,
-        any_value(platform)                             as platform,
-        count(*) filter (where event_type = 'view_item')    as n_views,
-        count(*) filter (where event_type = 'add_to_cart')  as n_carts,
-        count(*) filter (where event_type = 'purchase')     as n_purchases,
-        count(distinct item_id)                         as n_items,
-        count(distinct category_id)                     as n_categories,
-        mode(category_id)                               as top_category_id,
+        any_value(platform) as platform,
+        count(*) filter (where event_type = 'view_item') as n_views,
+        count(*) filter (where event_type = 'add_to_cart') as n_carts,
+        count(*) filter (where event_type = 'purchase') as n_purchases,
+        count(distinct item_id) as n_items,
+        count(distinct category_id) as n_categories,
+        mode(category_id) as top_category_id,
         date_diff('second', max(event_at), cutoff_at) / 86400.0 as days_since_last_event,
         date_diff('second', max(event_at) filter (where event_type = 'purchase'), cutoff_at) / 86400.0
-                                                        as days_since_last_purchase
+            as days_since_last_purchase
     from events
     group by cutoff_at, user_id
 
@@ -45,10 +49,10 @@ purchase_days as (
     select
         cutoff_at,
         user_id,
-        count(distinct event_date)                      as n_purchase_days,
+        count(distinct event_date) as n_purchase_days,
         count(distinct event_date) filter (
             where event_at >= cutoff_at - to_days({{ int_var('horizon_days') }})
-        )                                               as n_recent_purchase_days
+        ) as n_recent_purchase_days
     from events
     where event_type = 'purchase'
     group by cutoff_at, user_id
@@ -57,9 +61,25 @@ purchase_days as (
 
 repeat_buying as (
 
-    select cutoff_at, user_id, 1 - count(*) / sum(n_purchase_days) as repeat_purchase_share
+    select
+        cutoff_at,
+        user_id,
+        1 - count(*) / sum(n_purchase_days) as repeat_purchase_share
     from {{ ref('int_user_items') }}
     where n_purchase_days > 0
+    group by cutoff_at, user_id
+
+),
+
+best_ranks as (
+
+    -- The user's best (lowest) kind of event with a known price.
+    select
+        cutoff_at,
+        user_id,
+        min({{ commitment_rank('event_type') }}) as best_rank
+    from events
+    where price_rub > 0
     group by cutoff_at, user_id
 
 ),
@@ -69,14 +89,13 @@ tier_events as (
     -- The most committed kind of event the user has with a known price decides the tier:
     -- the events of the user's best (lowest) kind rank, found with a group-by and a join
     -- rather than a window that sorts every priced event with all its columns.
-    select events.cutoff_at, events.user_id, events.event_type, events.price_rub
+    select
+        events.cutoff_at,
+        events.user_id,
+        events.event_type,
+        events.price_rub
     from events
-    join (
-        select cutoff_at, user_id, min({{ commitment_rank('event_type') }}) as best_rank
-        from events
-        where price_rub > 0
-        group by cutoff_at, user_id
-    ) as best using (cutoff_at, user_id)
+    inner join best_ranks as best using (cutoff_at, user_id)
     where events.price_rub > 0 and {{ commitment_rank('events.event_type') }} = best.best_rank
 
 ),
@@ -86,11 +105,11 @@ tier as (
     select
         cutoff_at,
         user_id,
-        any_value(event_type)                           as price_tier_source,
-        median(price_rub)                               as price_median_rub,
-        quantile_cont(price_rub, 0.25)                  as price_p25_rub,
-        quantile_cont(price_rub, 0.75)                  as price_p75_rub,
-        count(*)                                        as price_observations
+        any_value(event_type) as price_tier_source,
+        median(price_rub) as price_median_rub,
+        quantile_cont(price_rub, 0.25) as price_p25_rub,
+        quantile_cont(price_rub, 0.75) as price_p75_rub,
+        count(*) as price_observations
     from tier_events
     group by cutoff_at, user_id
 
@@ -99,20 +118,20 @@ tier as (
 select
     cutoff_at,
     user_id,
-    coalesce(activity.platform, commerce.platform)      as platform,
-    coalesce(activity.n_active_days, 1)                 as n_active_days,
+    coalesce(activity.platform, commerce.platform) as platform,
+    coalesce(activity.n_active_days, 1) as n_active_days,
     -- Days since the first event, at least the one day the user is known.
     greatest(date_diff('day', activity.first_active_date, cutoff_at::date), 1)::double as tenure_days,
-    coalesce(activity.n_events, 0)                      as n_events,
-    coalesce(activity.n_noncommerce_events, 0)          as n_noncommerce_events,
-    coalesce(commerce.n_views, 0)                       as n_views,
-    coalesce(commerce.n_carts, 0)                       as n_carts,
-    coalesce(commerce.n_purchases, 0)                   as n_purchases,
-    coalesce(purchase_days.n_purchase_days, 0)          as n_purchase_days,
-    coalesce(purchase_days.n_recent_purchase_days, 0)   as n_recent_purchase_days,
-    coalesce(repeat_buying.repeat_purchase_share, 0)    as repeat_purchase_share,
-    coalesce(commerce.n_items, 0)                       as n_items,
-    coalesce(commerce.n_categories, 0)                  as n_categories,
+    coalesce(activity.n_events, 0) as n_events,
+    coalesce(activity.n_noncommerce_events, 0) as n_noncommerce_events,
+    coalesce(commerce.n_views, 0) as n_views,
+    coalesce(commerce.n_carts, 0) as n_carts,
+    coalesce(commerce.n_purchases, 0) as n_purchases,
+    coalesce(purchase_days.n_purchase_days, 0) as n_purchase_days,
+    coalesce(purchase_days.n_recent_purchase_days, 0) as n_recent_purchase_days,
+    coalesce(repeat_buying.repeat_purchase_share, 0) as repeat_purchase_share,
+    coalesce(commerce.n_items, 0) as n_items,
+    coalesce(commerce.n_categories, 0) as n_categories,
     commerce.top_category_id,
     commerce.days_since_last_event,
     commerce.days_since_last_purchase,
@@ -121,8 +140,8 @@ select
     tier.price_p25_rub,
     tier.price_p75_rub,
     -- Spread of the tier on a log scale: 0 for a user who always pays the same.
-    ln(tier.price_p75_rub / tier.price_p25_rub)         as price_spread,
-    coalesce(tier.price_observations, 0)                as price_observations
+    ln(tier.price_p75_rub / tier.price_p25_rub) as price_spread,
+    coalesce(tier.price_observations, 0) as price_observations
 -- Full join: with a cutoff inside a day, that day's commerce counts but its dated-only activity not.
 from activity
 full join commerce using (cutoff_at, user_id)

@@ -4,6 +4,6 @@ select
     items.category_id,
     items.price_rub,
     items.popularity,
-    {{ build_version() }}                      as model_version
+    {{ build_version() }} as model_version
 from {{ ref('item_features') }} as items
 where items.cutoff_at = {{ serving_cutoff() }}

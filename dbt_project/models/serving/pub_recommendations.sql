@@ -6,11 +6,11 @@
 select
     user_id,
     item_id,
-    rank::integer                              as rank,
+    rank::integer as rank,
     score,
     case
         when reason in ('trending', 'popular') or reason like 'baseline:%' then reason
         else 'personal'
-    end                                        as reason,
+    end as reason,
     {{ publication_stamp() }}
 from {{ source('ml', 'ml_recommendations') }}

@@ -9,7 +9,7 @@ with pairs as (
         pairs.confidence,
         pairs.lift,
         pairs.confidence * case pairs.signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end
-                                               as score
+            as score
     from {{ ref('co_purchase') }} as pairs
     where pairs.cutoff_at = {{ serving_cutoff() }}
 
@@ -20,10 +20,10 @@ best_signal as (
     select
         item_id,
         other_item_id,
-        max(score)                             as score,
-        arg_max(support_users, score)          as support_users,
-        arg_max(confidence, score)             as confidence,
-        arg_max(lift, score)                   as lift
+        max(score) as score,
+        arg_max(support_users, score) as support_users,
+        arg_max(confidence, score) as confidence,
+        arg_max(lift, score) as lift
     from pairs
     group by item_id, other_item_id
 
@@ -31,12 +31,12 @@ best_signal as (
 
 select
     item_id,
-    other_item_id                              as similar_item_id,
-    row_number() over (partition by item_id order by score desc, lift desc, other_item_id)::integer as rank,
+    other_item_id as similar_item_id,
+    row_number() over (partition by item_id order by score desc, lift desc, other_item_id asc)::integer as rank,
     score,
-    support_users::integer                     as support_users,
+    support_users::integer as support_users,
     confidence,
     lift,
-    {{ build_version() }}                      as model_version
+    {{ build_version() }} as model_version
 from best_signal
 qualify rank <= {{ int_var('top_n') }}

@@ -6,6 +6,6 @@ select
     users.platform,
     floor(log2(users.price_median_rub))::integer as price_tier,
     users.top_category_id,
-    {{ build_version() }}                      as model_version
+    {{ build_version() }} as model_version
 from {{ ref('user_features') }} as users
 where users.cutoff_at = {{ serving_cutoff() }}

@@ -3,8 +3,8 @@
 -- load; stg_ab_test__events' post-hook saves them; here they get names and types.
 -- depends_on: {{ ref('stg_ab_test__events') }}
 select
-    line_number::bigint                        as line_number,
+    line_number::bigint as line_number,
     error_type,
     error_message,
-    csv_line                                   as raw_line
+    csv_line as raw_line
 from {{ this.schema }}.ab_test_reader_rejects
