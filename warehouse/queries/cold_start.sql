@@ -6,7 +6,7 @@
 -- which list answered.
 --
 -- Parameters:
---     $platform  varchar  'Site', 'Android', 'iOS' or 'all' (null or anything else: 'all')
+--     $platform  varchar  one of dbt var platforms or 'all' (null or anything else: 'all')
 --     $n         integer  list length (the published lists hold --top-n items, 20 by default)
 --
 -- From Python (file opened read-only):

@@ -23,7 +23,7 @@
 --     model_version, list_source, generated_at, as_of, age_hours, is_fresh, n_users, n_rows,
 --     pseudonymized, recommendations_rows, fallback_rows, fallback_platforms, similar_items_rows,
 --     items_rows, user_profiles_rows, category_top_items_rows,
---     is_consistent (n_rows = recommendations_rows, and a popular list for Site, Android, iOS and 'all')
+--     is_consistent (n_rows = recommendations_rows, and a popular list for every platform and 'all')
 with counts as (
     select
         (select count(*) from recommendations) as recommendations_rows,

@@ -8,7 +8,7 @@
 -- Parameters:
 --     $user_id   varchar  the marketplace's user id (with pseudonymous ids: pseudonym(id, key) first)
 --     $n         integer  list length, 1..1000 (the published lists hold --top-n items, 20 by default)
---     $platform  varchar  'Site', 'Android', 'iOS', 'all' or null (null: the user's profile platform)
+--     $platform  varchar  one of dbt var platforms, 'all', or null (null: the user's profile platform)
 --
 -- From Python (file opened read-only):
 --     con = duckdb.connect("warehouse/home/serving/recommendations.duckdb", read_only=True)
