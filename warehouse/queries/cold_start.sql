@@ -7,7 +7,7 @@
 --
 -- Parameters:
 --     $platform  varchar  one of dbt var platforms or 'all' (null or anything else: 'all')
---     $n         integer  list length (the published lists hold --top-n items, 20 by default)
+--     $n         integer  list length (the published lists hold --top-n items, dbt var top_n by default)
 --
 -- From Python (file opened read-only):
 --     con = duckdb.connect("warehouse/home/serving/recommendations.duckdb", read_only=True)

@@ -7,7 +7,7 @@
 --
 -- Parameters:
 --     $user_id   varchar  the marketplace's user id (with pseudonymous ids: pseudonym(id, key) first)
---     $n         integer  list length, 1..1000 (the published lists hold --top-n items, 20 by default)
+--     $n         integer  list length, 1..1000 (the published lists hold --top-n items, dbt var top_n by default)
 --     $platform  varchar  one of dbt var platforms, 'all', or null (null: the user's profile platform)
 --
 -- From Python (file opened read-only):
