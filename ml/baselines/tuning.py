@@ -101,7 +101,7 @@ class BaselineSpec:
 def gate_specs() -> list[BaselineSpec]:
     """The simple lists every run's published list must beat (or be): cheap enough to tune,
     judge and serve on every run, because their scores are sparse or one list for all, or (TIFU-KNN,
-    the strongest published next-basket method) because tuning and fitting it on Ta-Feng takes
+    a strong published next-basket method) because tuning and fitting it on Ta-Feng takes
     about 40 s. TIFU-KNN keeps the paper's decays and group size and tunes only the neighbour
     knobs: every grid point is a full fit with a similarity pass over all users."""
     return [
