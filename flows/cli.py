@@ -236,6 +236,16 @@ def _metrics_table(metrics: dict[str, dict]) -> str:
     return pd.DataFrame(metrics).T.reindex(columns=shown).to_string(float_format=lambda v: f"{v:.4f}")
 
 
+def _repeat_explore_table(metrics: dict[str, dict]) -> str:
+    """Where each list's hits come from: items the buyer bought before the cutoff, or new ones."""
+    import pandas as pd
+
+    from ml.evaluation.metrics import REPEAT_EXPLORE
+
+    table = pd.DataFrame(metrics).T.reindex(columns=REPEAT_EXPLORE).dropna(how="all")
+    return table.to_string(float_format=lambda v: f"{v:.4f}") if len(table) else ""
+
+
 def _with_split_horizon(config: Config) -> Config:
     """The truth window of an evaluation: ``--horizon-days``, else dbt_project.yml's
     ``horizon_days`` (an evaluation does not choose it from the export as a run does)."""
@@ -261,6 +271,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         **{f"{name} (cold buyers)": metrics for name, metrics in result.get("cold_users_baselines", {}).items()},
     }
     print(_metrics_table(models))
+    print(_repeat_explore_table(result["metrics"]))
     for note in result.get("notes", []):
         print(note)
     for name, check in result.get("pilot", {}).items():

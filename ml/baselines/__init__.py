@@ -18,6 +18,7 @@ from ml.baselines.ease import EASERecommender
 from ml.baselines.item_knn import ItemKNNRecommender
 from ml.baselines.popular import PopularRecommender
 from ml.baselines.repurchase import RepurchaseRecommender
+from ml.baselines.tifu_knn import TIFUKNNRecommender
 
 __all__ = [
     "ALSRecommender",
@@ -26,6 +27,7 @@ __all__ = [
     "ItemKNNRecommender",
     "PopularRecommender",
     "RepurchaseRecommender",
+    "TIFUKNNRecommender",
     "popularity_scores",
     "topk_dense",
     "topk_sparse",

@@ -21,6 +21,7 @@ from ml.baselines.tuning import default_specs, run_baselines
 from ml.config import Config, Settings
 from ml.data.export import check_export
 from ml.evaluation import bootstrap
+from ml.evaluation.metrics import REPEAT_EXPLORE
 from ml.pipeline import steps
 from ml.warehouse import tables
 
@@ -37,6 +38,7 @@ METRIC_KEYS = [
     "missed_offer_share",
     "offer_precision",
     "n_users",
+    *REPEAT_EXPLORE,
 ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ml.evaluation.metrics import REPEAT_EXPLORE
 from ml.reports import kit, plots
 from ml.reports.plots import BAD, GOOD, INK, MUTED, PALETTE, Embedded
 
@@ -19,6 +20,7 @@ TITLES = {
     "setup": "What was judged",
     "pilot": "Pilot targets",
     "metrics": "Ranking quality",
+    "repeat": "Repeat vs explore",
     "classifier": "Purchase classifier",
     "candidates": "Candidate recall",
     "tuning": "Hyper-parameters",
@@ -41,6 +43,9 @@ def render_evaluation_report(result: Mapping[str, Any], path: Path) -> Path:
     if result.get("pilot"):
         sections["pilot"] = _pilot(result["pilot"])
     sections["metrics"] = _ranking(metrics, intervals, k, (result.get("gate") or {}).get("list"))
+    repeat = _repeat_explore(metrics)
+    if repeat:
+        sections["repeat"] = repeat
     if result.get("classifier") or result.get("score_distribution"):
         sections["classifier"] = _classifier(
             result.get("classifier") or {}, result.get("classifier_curves") or {}, result.get("score_distribution")
@@ -272,7 +277,7 @@ def _ranking(
     ranking = [m for m in kit.RANKING if any(kit.is_number(metrics[model].get(m)) for model in models)]
     pooled = [m for m in kit.POOLED if any(kit.is_number(metrics[model].get(m)) for model in models)]
     descriptive = [m for m in kit.DESCRIPTIVE + ["n_users"] if any(m in metrics[model] for model in models)]
-    known = {*kit.RANKING, *kit.POOLED, *kit.DESCRIPTIVE, "n_users", "n_users_with_list"}
+    known = {*kit.RANKING, *kit.POOLED, *kit.DESCRIPTIVE, *REPEAT_EXPLORE, "n_users", "n_users_with_list"}
     other = [m for model in models for m in metrics[model] if m not in known]
     descriptive += list(dict.fromkeys(other))  # unknown keys: shown, never judged
     bounds = intervals.get("lists") or {}
@@ -331,6 +336,18 @@ def _ranking(
         )
         if ranking
         else None,
+    }
+
+
+def _repeat_explore(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Each list's split into repurchases and first purchases, for the lists that have it (older
+    runs do not): its own table, because a list's lead can come entirely from what buyers rebuy."""
+    models = [model for model in metrics if any(m in metrics[model] for m in REPEAT_EXPLORE)]
+    if not models:
+        return None
+    return {
+        "columns": REPEAT_EXPLORE,
+        "rows": [(model, [metrics[model].get(m) for m in REPEAT_EXPLORE]) for model in models],
     }
 
 

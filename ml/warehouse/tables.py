@@ -66,8 +66,11 @@ def candidate_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.Index:
 
 
 def history_pairs(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
-    """(user_id, item_id) interacted with before the cutoff: popularity for bias metrics."""
-    return con.execute("select user_id, item_id from int_user_items where cutoff_at = ? order by all", [cutoff.at]).df()
+    """(user_id, item_id) interacted with before the cutoff: popularity for bias metrics, and
+    ``n_purchases`` to tell a repurchase from a first purchase (``ml.evaluation.metrics.repeat_explore``)."""
+    return con.execute(
+        "select user_id, item_id, n_purchases from int_user_items where cutoff_at = ? order by all", [cutoff.at]
+    ).df()
 
 
 def popular_items(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, k: int) -> pd.DataFrame:

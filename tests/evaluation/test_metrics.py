@@ -156,3 +156,37 @@ def test_warm_and_cold_users():
     assert list(warm_users(history, truth)) == ["w"]
     assert list(cold_users(history, truth)) == ["c"]
     assert set(restrict_truth(truth, pd.Index(["w"]))["user_id"]) == {"w"}
+
+
+# Before the window u1 bought a and x, u2 bought y and only viewed c: a is u1's repeat, every
+# other truth pair (u1 b, u2 c, u3 d) is new to its buyer.
+HISTORY = pd.DataFrame(
+    {
+        "user_id": ["u1", "u1", "u2", "u2"],
+        "item_id": ["a", "x", "y", "c"],
+        "event_type": ["purchase", "purchase", "purchase", "view_item"],
+    }
+)
+
+
+def test_repeat_explore_by_hand():
+    out = metrics.repeat_explore(RECS, TRUTH, HISTORY, K)
+    # repeat truth: u1 {a}, hit at rank 1
+    assert out["repeat_recall"] == pytest.approx(1.0) and out["repeat_ndcg"] == pytest.approx(1.0)
+    assert out["repeat_buyers"] == 1 and out["explore_buyers"] == 3
+    # explore truth: u1 {b} at rank 3, u2 {c} at rank 2, u3 {d} without a list
+    assert out["explore_recall"] == pytest.approx((1 + 1 + 0) / 3)
+    assert out["explore_ndcg"] == pytest.approx((1 / math.log2(4) + 1 / math.log2(3) + 0) / 3)
+    # truth: u1 half repeat, u2 and u3 none; lists: u1 a, x of 3, u2 y of 3 (u3 has no list)
+    assert out["repeat_share_truth"] == pytest.approx((0.5 + 0 + 0) / 3)
+    assert out["repeat_share_lists"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+
+
+def test_repeat_explore_reads_the_warehouse_pairs_and_rides_along_in_score_lists():
+    pairs = HISTORY.assign(n_purchases=(HISTORY["event_type"] == "purchase").astype(int)).drop(columns="event_type")
+    assert metrics.repeat_explore(RECS, TRUTH, pairs, K) == metrics.repeat_explore(RECS, TRUTH, HISTORY, K)
+    scored = metrics.evaluate_lists(RECS, TRUTH, HISTORY, K)
+    assert {key: scored[key] for key in metrics.REPEAT_EXPLORE} == metrics.repeat_explore(RECS, TRUTH, HISTORY, K)
+    # a list of new items only: nothing repeats, the repeat buyer is missed
+    fresh = metrics.repeat_explore(_recs([("u1", "b", 1)]), TRUTH, HISTORY, K)
+    assert fresh["repeat_share_lists"] == 0.0 and fresh["repeat_recall"] == 0.0

@@ -399,3 +399,24 @@ def test_a_file_that_is_not_an_export_is_refused_with_the_reason(tmp_path, capsy
     errors = capsys.readouterr().err
     assert "orders.csv is not an ab_test.csv export: the header lacks platform" in errors
     assert "input export not found" in errors
+
+
+def test_repeat_explore_gets_its_own_table_not_the_descriptive_one(tmp_path):
+    split = {
+        "repeat_recall": 0.6,
+        "repeat_ndcg": 0.43,
+        "explore_recall": 0.015,
+        "explore_ndcg": 0.0074,
+        "repeat_share_truth": 0.14,
+        "repeat_share_lists": 0.86,
+        "repeat_buyers": 7655,
+        "explore_buyers": 13032,
+    }
+    metrics = {"ranker": {"ndcg": 0.15, **split}, "popular": {"ndcg": 0.07}}
+    page = render_evaluation_report({"metrics": metrics}, tmp_path / "r.html").read_text()
+    repeat = _text(_section(page, "repeat"))
+    assert "NDCG@k, repeat" in repeat and "ranker 0.600 0.430 0.015 0.0074 0.140 0.860 7,655 13,032" in repeat
+    assert "popular" not in repeat  # a list without the split is not shown as empty
+    assert "repeat" not in _text(_section(page, "metrics"))
+    page = render_evaluation_report({"metrics": {"popular": {"ndcg": 0.07}}}, tmp_path / "old.html").read_text()
+    assert 'id="repeat"' not in page
