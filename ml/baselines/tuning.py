@@ -100,18 +100,21 @@ class BaselineSpec:
 
 def gate_specs() -> list[BaselineSpec]:
     """The simple lists every run's published list must beat (or be): cheap enough to tune,
-    judge and serve on every run, because their scores are sparse or one list for all, or (TIFU-KNN,
-    a strong published next-basket method) because tuning and fitting it on Ta-Feng takes
-    about 40 s. TIFU-KNN keeps the paper's decays and group size and tunes only the neighbour
-    knobs: every grid point is a full fit with a similarity pass over all users."""
+    judge and serve on every run, because their scores are sparse or one list for all."""
     return [
         BaselineSpec("popular_tuned", PopularRecommender, {"window_days": [7, 14, 28, 56, None]}),
         BaselineSpec("repurchase", RepurchaseRecommender, {"half_life_days": [None, 14, 30, 90]}),
         BaselineSpec(
             "item_knn", ItemKNNRecommender, {"n_neighbours": [10, 50, 200], "filter_purchased": [False, True]}
         ),
-        BaselineSpec("tifu_knn", TIFUKNNRecommender, {"n_neighbours": [100, 300], "alpha": [0.7, 0.9]}),
     ]
+
+
+# TIFU-KNN (a strong published next-basket method) keeps the paper's decays and group size and
+# tunes only the neighbour knobs: every grid point is a full fit with a similarity pass over
+# the users. It is judged by `recsys evaluate`, not by every run's gate: on Ta-Feng it costs
+# ~50 s a run and lost to repurchase at both cutoffs measured (README, Results).
+TIFU_KNN = BaselineSpec("tifu_knn", TIFUKNNRecommender, {"n_neighbours": [100, 300], "alpha": [0.7, 0.9]})
 
 
 def spec_named(name: str) -> BaselineSpec:
@@ -120,11 +123,11 @@ def spec_named(name: str) -> BaselineSpec:
 
 
 def default_specs(include_als: bool = True, log: Callable[[str], None] = print) -> list[BaselineSpec]:
-    """The standard comparison set: the gate's baselines, EASE and ALS; grids are small so
+    """The standard comparison set: the gate's baselines, TIFU-KNN, EASE and ALS; grids are small so
     tuning stays within minutes. ALS needs the optional ``implicit`` package (the ``als``
     extra): without it ALS is skipped with one line through ``log``.
     """
-    specs = [*gate_specs(), BaselineSpec("ease", EASERecommender, {"l2": [10.0, 30.0, 100.0, 500.0]})]
+    specs = [*gate_specs(), TIFU_KNN, BaselineSpec("ease", EASERecommender, {"l2": [10.0, 30.0, 100.0, 500.0]})]
     if include_als:
         try:
             ALSRecommender()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ml.baselines import PopularRecommender, TIFUKNNRecommender, tifu_knn
-from ml.baselines.tuning import gate_specs, tune
+from ml.baselines.tuning import TIFU_KNN, tune
 
 T0 = pd.Timestamp("2024-01-01")
 
@@ -95,7 +95,7 @@ def test_tuning_never_sees_the_future():
             seen_max.append(history["ts"].max())
             return super().fit(history)
 
-    spec = next(spec for spec in gate_specs() if spec.name == "tifu_knn")
+    spec = TIFU_KNN
     validation = T0 + pd.Timedelta(days=45)
     result = tune(Spy, spec.grid, log[log.ts < T0 + pd.Timedelta(days=60)], validation, horizon_days=15, k=5)
     assert len(seen_max) == len(result.table) == 4
