@@ -193,7 +193,9 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     cutoffs older than the one it is validated or judged on (forward chaining). The judged model
     learns from cutoffs 2..L and is evaluated on cutoff 1, with hyper-parameters from folds that
     never validate on cutoff 1; the published model learns from cutoffs 1..L with
-    hyper-parameters from all folds.
+    hyper-parameters from all folds. The search's folds, the validation curves, permutation
+    importance and the logistic reference learn from a bounded sample of whole users
+    (``_diagnostic_sample``); the judged model, its holdout and the published model from all.
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()

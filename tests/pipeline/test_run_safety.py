@@ -141,7 +141,7 @@ def test_the_flow_takes_the_lock_itself_and_a_killed_holder_leaves_none(prefect_
         [
             sys.executable,
             "-c",
-            "import sys, time; from ml import runlock\n"
+            "import sys, time; from ml.pipeline import runlock\n"
             "with runlock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)",
             str(home),
         ],
