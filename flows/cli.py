@@ -175,6 +175,10 @@ def summary(settings: Settings, run: dict) -> str:
         lines.append(
             "  left out of the fit: " + ", ".join(f"{name} ({why})" for name, why in run["dropped_features"].items())
         )
+    if run.get("diagnostics"):
+        from ml.pipeline.runs import describe_diagnostics
+
+        lines.append(f"  diagnostics: {describe_diagnostics(run['diagnostics'])}")
     metrics = run.get("metrics") or {}
     judged = [name for name in ("ranker", "popular_tuned", "repurchase", "item_knn", "popular") if name in metrics]
     if judged:

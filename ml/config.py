@@ -92,6 +92,13 @@ class Config(BaseSettings):
         ge=1,
         description="candidate rows per labelled window the ranker learns from (negatives are sampled down to it)",
     )
+    diagnostics_users: int = Field(
+        20_000,
+        ge=1,
+        description="labelled users (a seeded hash of user_id picks them) that the hyper-parameter search, "
+        "validation curves, permutation importance and the logistic-regression reference run on, so their "
+        "cost stops growing with the export; the judged model's holdout and the published fit use all users",
+    )
     model_kind: Literal["hgb", "logreg"] = Field(
         "hgb", description="the ranker: gradient-boosted trees or logistic regression"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
-    {"ml.config", "ml.evaluation"},
+    {"ml.config", "ml.evaluation", "ml.progress"},
     {"ml.vocabulary"},
     {"ml.data"},
     {"ml.warehouse"},

@@ -35,6 +35,7 @@ COLUMNS = {
     "ndcg": "double",  # holdout NDCG@K of the published list
     "popular_ndcg": "double",
     "dropped_features": "json",
+    "diagnostics": "json",  # which training steps ran on a sample of how many users
     "metrics": "json",
     "durations": "json",
 }
@@ -103,11 +104,19 @@ def summary(settings: Settings, run: dict[str, Any]) -> str:
             f"{published if published is None else round(published, 4)} "
             f"(popular {popular if popular is None else round(popular, 4)})",
             f"- features left out of the fit: {run.get('dropped_features') or 'none'}",
+            f"- diagnostics: {describe_diagnostics(run.get('diagnostics'))}",
             f"- users with lists: {run.get('users_scored')}, rows: {run.get('recommendations')}",
             f"- seconds per step: {run['durations']}",
             f"- serving database: {settings.serving_db}",
         ]
     )
+
+
+def describe_diagnostics(record: dict[str, Any] | None) -> str:
+    """Which training steps ran on how many of the labelled users (``steps._diagnostic_sample``)."""
+    if not record:
+        return "none"
+    return f"{', '.join(record['steps'])} on {record['users']:,} of {record['of']:,} labelled users"
 
 
 def metrics_table(run: dict[str, Any]) -> list[dict[str, Any]]:

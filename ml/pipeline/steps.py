@@ -25,6 +25,7 @@ from ml.config import Config, Settings
 from ml.data.export import check_export
 from ml.evaluation import bootstrap
 from ml.pipeline import gate, runs
+from ml.progress import Progress
 from ml.ranker import dataset, holdout, training
 from ml.ranker.features import uninformative
 from ml.ranker.models import PARAM_GRID, SavedModel, scores
@@ -64,6 +65,7 @@ class TrainOutcome:
             "popular_ndcg": metrics["popular"]["ndcg"],
             "train_cutoff": self.evaluation["split"]["holdout_cutoff"],
             "dropped_features": self.model.metadata["dropped_features"],
+            "diagnostics": self.evaluation["diagnostics"],
             "metrics": {
                 **metrics,
                 "classifier": self.evaluation["classifier"],
@@ -111,8 +113,16 @@ def resolve_input(settings: Settings, config: Config, log: Log = print) -> Path:
     return path
 
 
-def _dbt_progress(log: Log) -> Callable[[str, str, float], None]:
-    return lambda name, status, seconds: log(f"  dbt {name}: {status} ({seconds:.1f} s)")
+def _dbt_progress(log: Log) -> Callable[[str, str, float, int, int], None]:
+    """Each finished dbt node as ``dbt nodes n/N, elapsed, ETA: name status``; the clock starts
+    with the build (dbt's parsing counts as elapsed: it is part of the wait)."""
+    progress = Progress("dbt nodes", 0, log)
+
+    def on_node(name: str, status: str, seconds: float, index: int, total: int) -> None:
+        progress.total = total
+        progress.update(index, f"{name} {status} ({seconds:.1f} s)")
+
+    return on_node
 
 
 def _run_vars(config: Config, input_path: Path, version: str, **extra: Any) -> dict[str, Any]:
@@ -183,7 +193,9 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     cutoffs older than the one it is validated or judged on (forward chaining). The judged model
     learns from cutoffs 2..L and is evaluated on cutoff 1, with hyper-parameters from folds that
     never validate on cutoff 1; the published model learns from cutoffs 1..L with
-    hyper-parameters from all folds.
+    hyper-parameters from all folds. The search's folds, the validation curves, permutation
+    importance and the logistic reference learn from a bounded sample of whole users
+    (``_diagnostic_sample``); the judged model, its holdout and the published model from all.
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -221,12 +233,18 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
             f"(at least {config.min_holdout_buyers})"
         )
 
+    diagnostic_sets, diagnostic_train, diagnostics = _diagnostic_sample(sets, train_sets, usable, config)
+    log(
+        f"  diagnostics ({', '.join(diagnostics['steps'])}) on {diagnostics['users']:,} of "
+        f"{diagnostics['of']:,} labelled users; the judged model's holdout, the gate and the final fit on all"
+    )
+
+    def pool(newest: int, data: dict[int, training.LabelledSet]) -> training.LabelledSet:
+        return training.LabelledSet.pooled([data[i] for i in usable if i >= newest])
+
     clock = time.perf_counter()
-
-    def pool(newest: int) -> training.LabelledSet:
-        return training.LabelledSet.pooled([train_sets[i] for i in usable if i >= newest])
-
-    folds = [(pool(index + 1), sets[index]) for index in usable if index + 1 in usable]
+    folds = [(pool(index + 1, diagnostic_train), diagnostic_sets[index]) for index in usable if index + 1 in usable]
+    folds = [(train, valid) for train, valid in folds if train.usable and valid.usable]
     search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
     judged_params = training.best_params(
         config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None
@@ -236,12 +254,13 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
 
     clock = time.perf_counter()
-    judged = training.fit(config.model_kind, judged_params, pool(2))
+    judged = training.fit(config.model_kind, judged_params, pool(2, train_sets))
     window = sets[1].frame
     result, per_user = holdout.evaluate_holdout(
         window, scores(judged, window), sets[1].truth, history, popular, config.k
     )
-    reference = training.fit("logreg", {}, pool(2))
+    # The reference learns from the sample, but is scored on the whole holdout like every list.
+    reference = training.fit("logreg", {}, pool(2, diagnostic_train))
     scored = holdout.ranking_scores(window, scores(reference, window), sets[1].truth, history, config.k)
     result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
     seconds["evaluation"] = time.perf_counter() - clock
@@ -268,13 +287,14 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
 
     clock = time.perf_counter()
     result["validation_curves"] = training.validation_curves(
-        config.model_kind, judged_params, pool(2), sets[1], config.k
+        config.model_kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k
     )
-    result["feature_importance"] = training.feature_importance(judged, sets[1])
+    result["feature_importance"] = training.feature_importance(judged, diagnostic_sets[1])
+    result["diagnostics"] = diagnostics
     seconds["diagnostics"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    final_data = pool(1)
+    final_data = pool(1, train_sets)
     final = training.fit(config.model_kind, final_params, final_data)
     seconds["final_fit"] = time.perf_counter() - clock
 
@@ -319,10 +339,43 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
             "metrics": dict(result["metrics"]),
             "pilot": result["pilot"],
             "gate": result["gate"],
+            "diagnostics": diagnostics,
             "dropped_features": uninformative(final_data.frame),
         },
     )
     return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds, per_user=per_user)
+
+
+def _diagnostic_sample(
+    sets: dict[int, training.LabelledSet],
+    train_sets: dict[int, training.LabelledSet],
+    usable: list[int],
+    config: Config,
+) -> tuple[dict[int, training.LabelledSet], dict[int, training.LabelledSet], dict[str, Any]]:
+    """The labelled sets (all candidates, and negative-sampled for training) restricted to at
+    most ``config.diagnostics_users`` whole users, the same at every cutoff, and its record.
+
+    The diagnostics run on them, so their cost stops growing with the export; the judged model,
+    its holdout and the published model use every user. A sample without buyers in the newest
+    two windows could train nothing: then every user is used.
+    """
+    labelled = pd.Index(pd.unique(pd.concat([sets[index].frame["user_id"] for index in usable])))
+    sample = training.user_sample(labelled, config.diagnostics_users, config.seed)
+
+    def record(users: int) -> dict[str, Any]:
+        return {
+            "users": users,
+            "of": len(labelled),
+            "steps": ["cross_validation", "validation_curves", "feature_importance", "logistic_regression"],
+            "all_users": ["judged model's holdout evaluation", "baselines", "gate", "final fit"],
+        }
+
+    if len(sample) < len(labelled):
+        restricted = {index: sets[index].for_users(sample) for index in usable}
+        restricted_train = {index: train_sets[index].for_users(sample) for index in usable}
+        if restricted[1].usable and restricted_train[2].usable:
+            return restricted, restricted_train, record(len(sample))
+    return sets, train_sets, record(len(labelled))
 
 
 def train_and_choose(settings: Settings, config: Config, version: str, log: Log = print) -> TrainOutcome:

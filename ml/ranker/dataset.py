@@ -26,6 +26,11 @@ def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
     return _typed(frame)
 
 
+def serving_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> int:
+    """How many users have serving candidates: the total that scoring's progress counts up to."""
+    return con.execute("select count(distinct user_id) from candidates where cutoff_at = ?", [cutoff.at]).fetchone()[0]
+
+
 def serving_candidates(
     con: duckdb.DuckDBPyConnection, cutoff: Cutoff, rows_per_part: int = 2_000_000
 ) -> Iterator[pd.DataFrame]:

@@ -18,6 +18,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -44,6 +45,54 @@ PARAM_GRID: dict[str, dict[str, list[Any]]] = {
 }
 
 
+class WeightedBins(TransformerMixin, BaseEstimator):
+    """Each feature replaced by its bin number, the bins being the (weighted) quantiles that
+    ``HistGradientBoostingClassifier`` would choose itself; missing values stay missing.
+
+    Why: given sample weights, scikit-learn's own binning (1.9) calls ``_weighted_percentile``
+    once per quantile, re-sorting the column each time, 254 sorts per feature and fit: half the
+    CPU of a training run. Here each column is sorted once and all its thresholds are read off
+    one cumulative sum (the same "averaged inverted CDF" rule). The trees then see at most
+    ``max_bins`` distinct values per feature, which they bin one to one without weights, so
+    they split exactly where they would have on the raw values. Bin numbers keep the order of
+    the values, so monotonic constraints hold as they did.
+    """
+
+    def __init__(self, max_bins: int = 255) -> None:
+        self.max_bins = max_bins
+
+    def fit(self, X: pd.DataFrame, y: Any = None, sample_weight: np.ndarray | None = None) -> WeightedBins:
+        values = np.asarray(X, dtype=float)
+        weights = np.ones(len(values)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        self.thresholds_ = [self._thresholds(values[:, column], weights) for column in range(values.shape[1])]
+        return self
+
+    def _thresholds(self, column: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """scikit-learn's ``_find_binning_thresholds``, with every quantile from one sort."""
+        kept = ~np.isnan(column) & (weights != 0)
+        order = np.argsort(column[kept])
+        values, cdf = column[kept][order], np.cumsum(weights[kept][order])
+        distinct = np.unique(values)
+        if len(distinct) <= self.max_bins:
+            thresholds = (distinct[:-1] + distinct[1:]) / 2
+        else:
+            ranks = np.linspace(0, 1, self.max_bins + 1)[1:-1] * cdf[-1]
+            at = np.clip(np.searchsorted(cdf, ranks), 0, len(values) - 1)
+            on_a_value = cdf[at] - ranks <= np.finfo(float).eps  # averaged with the next value
+            thresholds = np.where(
+                on_a_value, (values[at] + values[np.minimum(at + 1, len(values) - 1)]) / 2, values[at]
+            )
+        return np.minimum(np.unique(thresholds), 1e300)  # scikit-learn's ALMOST_INF: no +inf threshold
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        values = np.asarray(X, dtype=float)
+        binned = np.column_stack(
+            [np.searchsorted(thresholds, values[:, c]).astype(float) for c, thresholds in enumerate(self.thresholds_)]
+        )
+        binned[np.isnan(values)] = np.nan
+        return pd.DataFrame(binned, columns=X.columns, index=X.index)
+
+
 def make_classifier(kind: str = "hgb", features: Sequence[str] = FEATURES, **params: Any) -> Pipeline:
     """A fresh, unfitted pipeline: categorical encoding and the classifier, as one estimator.
 
@@ -57,9 +106,11 @@ def make_classifier(kind: str = "hgb", features: Sequence[str] = FEATURES, **par
         classifier = HistGradientBoostingClassifier(
             **settings, monotonic_cst=monotonic or None, early_stopping=False, random_state=0
         )
-    else:
-        classifier = LogisticRegression(**settings, max_iter=2000)
-    return Pipeline([("features", make_preprocessor(kind == "logreg", features)), ("classifier", classifier)])
+        return Pipeline(
+            [("features", make_preprocessor(False, features)), ("bins", WeightedBins()), ("classifier", classifier)]
+        )
+    classifier = LogisticRegression(**settings, max_iter=2000)
+    return Pipeline([("features", make_preprocessor(True, features)), ("classifier", classifier)])
 
 
 def features_used(model: Pipeline) -> list[str]:

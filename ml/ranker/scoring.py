@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from ml.progress import Progress
 from ml.ranker import dataset
 from ml.ranker.models import scores
 from ml.ranker.ranking import top_k
@@ -31,11 +32,14 @@ def reasons(ranked: pd.DataFrame) -> pd.Series:
 def score_serving(
     build_db: Path, model: Pipeline, top_n: int, progress: Callable[[str], None] = print
 ) -> dict[str, int]:
-    """Score every serving candidate and write the top ``top_n`` per user; returns counts."""
+    """Score every serving candidate and write the top ``top_n`` per user; returns counts.
+
+    The users are counted first, so that each part logs ``users scored n/N`` with an estimate."""
     users = rows = scored = 0
     with duckdb.connect(str(build_db)) as con:
         cutoff = tables.cutoffs(con)[0]
         lists.create(con)
+        counter = Progress("users scored", dataset.serving_users(con, cutoff), progress)
         for part in dataset.serving_candidates(con, cutoff):
             if part.empty:
                 continue
@@ -45,5 +49,5 @@ def score_serving(
             users += ranked["user_id"].nunique()
             rows += len(ranked)
             scored += len(part)
-            progress(f"  scored {scored:,} candidates, {users:,} users so far")
+            counter.update(users, f"{scored:,} candidates")
     return {"users": users, "rows": rows, "candidates": scored}

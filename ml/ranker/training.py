@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
+from ml.progress import Progress
 from ml.ranker.features import FEATURES, LABEL, uninformative
 from ml.ranker.models import DEFAULT_PARAMS, make_classifier, scores
 from ml.ranker.ranking import ranking_ndcg
@@ -69,21 +70,36 @@ class LabelledSet:
         negatives = negatives.sample(n=min(max(max_rows - len(positives), 0), len(negatives)), random_state=seed)
         return LabelledSet(self.cutoff_index, pd.concat([positives, negatives]).sort_index(), self.truth)
 
-    def sample_users(self, max_users: int, seed: int = 0) -> LabelledSet:
-        users = self.frame["user_id"].unique()
-        if len(users) <= max_users:
-            return self
-        keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    def for_users(self, users: pd.Index) -> LabelledSet:
+        """Only the candidates and purchases of ``users``: whole users, every row of each kept."""
         return LabelledSet(
             self.cutoff_index,
-            self.frame[self.frame["user_id"].isin(keep)],
-            self.truth[self.truth["user_id"].isin(keep)],
+            self.frame[self.frame["user_id"].isin(users)],
+            self.truth[self.truth["user_id"].isin(users)],
         )
+
+    def sample_users(self, max_users: int, seed: int = 0) -> LabelledSet:
+        """At most ``max_users`` whole users (``user_sample``); itself when it has no more."""
+        users = user_sample(self.frame["user_id"], max_users, seed)
+        return self if len(users) == self.frame["user_id"].nunique() else self.for_users(users)
 
     @property
     def usable(self) -> bool:
         """A model can only learn or be judged where there are both positives and negatives."""
         return len(self.frame) > 0 and 0 < self.frame[LABEL].sum() < len(self.frame)
+
+
+def user_sample(user_ids: pd.Series | pd.Index, max_users: int, seed: int = 0) -> pd.Index:
+    """At most ``max_users`` of the distinct ``user_ids``: those with the smallest seeded hash.
+
+    A hash, not a random draw: whether a user is in depends only on the user and the seed, so
+    the same users are drawn at every cutoff and in every run, and a bigger export keeps them.
+    """
+    users = pd.Index(pd.unique(np.asarray(user_ids)))
+    if len(users) <= max_users:
+        return users
+    hashed = pd.util.hash_array((f"{seed}:" + users.astype(str)).to_numpy(dtype=object))
+    return users[np.argsort(hashed, kind="stable")[:max_users]]
 
 
 @dataclass
@@ -113,7 +129,10 @@ def fit(kind: str, params: Mapping[str, Any], data: LabelledSet) -> Pipeline:
     if not features:
         raise NotEnoughHistory(f"no feature varies across the {len(data.frame):,} training rows")
     model = make_classifier(kind, features=features, **params)
-    model.fit(data.frame[FEATURES], data.frame[LABEL], classifier__sample_weight=user_balanced_weights(data.frame))
+    weights = user_balanced_weights(data.frame)
+    # The trees' bins are weighted quantiles (``models.WeightedBins``), like the fit itself.
+    routed = {f"{step}__sample_weight": weights for step in ("bins", "classifier") if step in model.named_steps}
+    model.fit(data.frame[FEATURES], data.frame[LABEL], **routed)
     return model
 
 
@@ -133,14 +152,21 @@ def search_params(
     k: int,
     log: Callable[[str], None] = print,
 ) -> list[SearchResult]:
-    """Score every grid point on every (older -> newer) fold."""
+    """Score every grid point on every (older -> newer) fold; each fit logs ``fit i/N`` with an
+    estimate of the time left."""
+    points = grid(kind, search)
+    progress = Progress("cross-validation fit", len(points) * len(folds), log)
     results = []
-    for params in grid(kind, search):
+    for params in points:
         fold_scores = {}
         for train, valid in folds:
-            fold_scores[(train.cutoff_index, valid.cutoff_index)] = evaluate_ndcg(fit(kind, params, train), valid, k)
+            score = evaluate_ndcg(fit(kind, params, train), valid, k)
+            fold_scores[(train.cutoff_index, valid.cutoff_index)] = score
+            progress.update(
+                progress.done + 1,
+                f"{kind} {params} cutoffs {train.cutoff_index}->{valid.cutoff_index} ndcg@{k} {score:.4f}",
+            )
         results.append(SearchResult(params, fold_scores))
-        log(f"  cv {kind} {params}: ndcg@{k} " + ", ".join(f"{v:.4f}" for v in fold_scores.values()))
     return results
 
 
@@ -166,8 +192,8 @@ def validation_curves(
 
     Validation far below training, and falling while training still rises, is over-fitting;
     both low is under-fitting. Training uses at most ``max_users`` users' candidates
-    (``train_users``): the curves' shape around the choice is what they are for, not picking a
-    value (cross-validation on the full folds did that).
+    (``train_users``, a ``user_sample``): the curves' shape around the choice is what they are
+    for, not picking a value (cross-validation did that).
     """
     train = train.sample_users(max_users)
     curves = []

@@ -59,13 +59,14 @@ def run_dbt(
     select: str | None = None,
     exclude: str | None = None,
     indirect_selection: str | None = None,
-    on_node: Callable[[str, str, float], None] | None = None,
+    on_node: Callable[[str, str, float, int, int], None] | None = None,
 ) -> DbtResult:
     """Run ``dbt <command>`` (build, run, test, ...) for one home; raise ``DbtError`` on failure.
 
     dbt runs in a child process: dbt-duckdb keeps its database open for the life of the
     process, and the pipeline must be able to open the build database once dbt is done.
-    ``on_node(name, status, seconds)`` is called as each node finishes, for progress output.
+    ``on_node(name, status, seconds, index, total)`` is called as each node finishes, for
+    progress output: it is dbt's node ``index`` of ``total`` in this invocation.
     ``select`` and ``exclude`` are dbt selections (several separated by spaces);
     ``indirect_selection`` is dbt's mode for the tests of the selected models.
     """
@@ -117,8 +118,10 @@ def run_dbt(
                 seconds = float(data.get("execution_time") or 0.0)
                 result.node_status[node["node_name"]] = node["node_status"]
                 result.node_seconds[node["node_name"]] = seconds
-                if on_node:
-                    on_node(node["node_name"], node["node_status"], seconds)
+                if on_node:  # tests report their count as num_models, the other nodes as total
+                    total = int(data.get("total") or data.get("num_models") or 0)
+                    index = int(data.get("index") or 0)
+                    on_node(node["node_name"], node["node_status"], seconds, index, total)
             elif name in ("RunResultError", "RunResultFailure", "MainEncounteredError"):
                 node_name = data.get("node_info", {}).get("node_name", "")
                 errors.append(f"{node_name}: {data.get('msg') or data.get('exc')}".strip(": "))

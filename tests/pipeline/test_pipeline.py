@@ -385,3 +385,55 @@ def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path)
         con.close()
     with duckdb.connect(str(home / "runs.duckdb"), read_only=True) as con:
         assert con.execute("select status from model_runs").fetchall() == [("published_cold_start",)]
+
+
+@pytest.mark.slow  # runs dbt or the whole flow
+def test_diagnostics_run_on_a_user_sample_and_the_holdout_on_every_user(published, demo_export):
+    """The search, curves, importance and logistic reference learn from a bounded sample of whole
+    users; the judged model's holdout, the gate and the published fit never do."""
+    from ml.pipeline import runs, steps
+    from ml.ranker.scoring import score_serving
+
+    settings, run = published
+    full = run["diagnostics"]
+    assert full["users"] == full["of"] > 100  # the demo has fewer labelled users than the default bound
+    assert f"on {full['users']:,} of {full['of']:,} labelled users" in runs.summary(settings, run)
+
+    config = Config(
+        home=settings.home, input_path=demo_export[0], horizon_days=run["horizon_days"], diagnostics_users=100
+    )
+    lines: list[str] = []
+    outcome = steps.train_and_evaluate(settings, config, "sampled", lines.append)
+
+    record = outcome.evaluation["diagnostics"]
+    assert record["users"] == 100 and record["of"] == full["of"]
+    assert set(record["steps"]) == {
+        "cross_validation",
+        "validation_curves",
+        "feature_importance",
+        "logistic_regression",
+    }
+    assert outcome.model.metadata["diagnostics"] == record
+    assert all(curve["train_users"] <= 2 * 100 for curve in outcome.evaluation["validation_curves"])  # 2 cutoffs
+    metrics = outcome.evaluation["metrics"]
+    assert (
+        metrics["ranker"]["n_users"] == run["metrics"]["ranker"]["n_users"] == metrics["logistic_regression"]["n_users"]
+    )
+    published_card = json.loads((settings.models_dir / run["model_version"] / "model.json").read_text())
+    assert outcome.model.metadata["trained_on"]["rows"] == published_card["trained_on"]["rows"]
+    assert any(line.startswith("  cross-validation fit 1/") for line in lines)
+
+    lines.clear()
+    written = score_serving(settings.build_db, outcome.model.pipeline, 20, lines.append)
+    assert lines[-1].startswith(f"  users scored {written['users']:,}/{written['users']:,}, ")
+
+
+def test_dbt_nodes_are_logged_with_n_of_total_and_an_estimate():
+    from ml.pipeline import steps
+
+    lines: list[str] = []
+    on_node = steps._dbt_progress(lines.append)
+    on_node("stg_ab_test__events", "success", 1.25, 1, 4)
+    on_node("candidates", "success", 0.5, 4, 4)
+    assert lines[0].startswith("  dbt nodes 1/4, ") and ", ETA " in lines[0]
+    assert lines[0].endswith(": stg_ab_test__events success (1.2 s)") and "ETA" not in lines[1]

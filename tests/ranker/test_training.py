@@ -121,3 +121,71 @@ def test_validation_curves_pass_through_the_chosen_parameters():
     assert curves["learning_rate"]["chosen"] == 0.15 and 0.15 in curves["learning_rate"]["values"]
     assert curves["max_leaf_nodes"]["values"] == [4, 15, 63]  # already on the curve: not added twice
     assert all(len(c["valid_score"]) == len(c["values"]) and c["train_users"] == 40 for c in curves.values())
+
+
+def test_the_user_sample_is_deterministic_and_keeps_whole_users():
+    from ml.ranker.training import user_sample
+
+    frame = candidate_frame(users=200)
+    data = LabelledSet(1, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
+    sampled = data.sample_users(50, seed=7)
+    users = set(sampled.frame["user_id"])
+    assert len(users) == 50 and users == set(data.sample_users(50, seed=7).frame["user_id"])
+    assert users != set(data.sample_users(50, seed=8).frame["user_id"])  # the seed chooses the sample
+    assert len(sampled.frame) == len(frame[frame["user_id"].isin(users)])  # every row of a sampled user
+    assert set(sampled.truth["user_id"]) <= users
+    # Whether a user is in depends on the user and the seed alone: a bigger export can displace
+    # users from the sample, never bring in others of the smaller one.
+    small = pd.Index(frame["user_id"].unique())
+    bigger = small.append(pd.Index([f"u{i}" for i in range(200, 400)]))
+    assert set(user_sample(bigger, 100, seed=7)) & set(small) <= set(user_sample(small, 100, seed=7))
+    assert data.sample_users(500) is data  # fewer users than the bound: nothing is dropped
+
+
+def test_weighted_bins_are_the_ones_the_trees_would_choose_with_the_weights():
+    """The pre-binning only saves time: the same thresholds, the same model, the same scores."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from ml.ranker.models import WeightedBins
+    from ml.ranker.training import user_balanced_weights
+
+    frame = candidate_frame(users=300, per_user=20)  # 6,000 rows: more distinct values than bins
+    numbers = frame[["item_popularity", "user_item_purchases", "price_above_tier"]].copy()
+    numbers.loc[::9, "item_popularity"] = np.nan
+    weights = user_balanced_weights(frame)
+
+    def trees() -> HistGradientBoostingClassifier:
+        return HistGradientBoostingClassifier(max_iter=20, early_stopping=False, random_state=0)
+
+    direct = trees().fit(numbers, frame[LABEL], sample_weight=weights)
+    bins = WeightedBins().fit(numbers, sample_weight=weights)
+    binned = trees().fit(bins.transform(numbers), frame[LABEL], sample_weight=weights)
+
+    for ours, theirs in zip(bins.thresholds_, direct._bin_mapper.bin_thresholds_):
+        np.testing.assert_allclose(ours, theirs)
+    assert len(bins.thresholds_[0]) == 254  # the quantile branch, not one threshold per value
+    np.testing.assert_allclose(
+        binned.predict_proba(bins.transform(numbers)), direct.predict_proba(numbers), rtol=0, atol=1e-12
+    )
+
+
+def test_the_search_logs_each_fit_with_n_of_total():
+    from ml.ranker.training import search_params
+
+    frame = candidate_frame()
+    data = LabelledSet(2, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
+    lines: list[str] = []
+    search_params("hgb", {"learning_rate": [0.1, 0.2], "max_iter": [5]}, [(data, data)], k=5, log=lines.append)
+    assert [line.split(",")[0].strip() for line in lines] == ["cross-validation fit 1/2", "cross-validation fit 2/2"]
+    assert "ETA" in lines[0] and "ETA" not in lines[1]
+
+
+def test_progress_reports_done_of_total_with_an_estimate():
+    from ml.progress import Progress, duration
+
+    lines: list[str] = []
+    progress = Progress("users scored", 4_000, lines.append)
+    progress.update(1_000, "250,000 candidates")
+    assert lines[0].startswith("  users scored 1,000/4,000, ") and ", ETA " in lines[0]
+    assert lines[0].endswith(": 250,000 candidates")
+    assert [duration(s) for s in (5, 65, 3725)] == ["5 s", "1 min 05 s", "1 h 02 min"]
