@@ -14,6 +14,7 @@ import pytest
 
 from flows.cli import main as cli_main
 from ml.reports import render_evaluation_report, render_profile_report
+from ml.vocabulary import KNOWN_COLUMNS
 from ml.warehouse.profile import training_gaps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -326,18 +327,7 @@ def test_profile_cli_reports_sections_reject_reasons_and_what_training_lacks(tmp
 
 
 def _profile(columns: int = 10, purchases: int = 5, platforms: tuple[str, ...] = ("Site", "iOS")) -> dict:
-    names = [
-        "platform",
-        "utc_event_time",
-        "utc_event_date",
-        "user_id",
-        "event_type",
-        "ecom.price100",
-        "ecom.qty",
-        "ecom.nm",
-        "main_category",
-        "sub_category",
-    ][:columns]
+    names = KNOWN_COLUMNS[:columns]
     return {
         "rows": 100,
         "columns": names,

@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from ml.config import Settings
+from ml.vocabulary import BASE_COLUMNS
 from ml.warehouse.dbt import dbt_vars, run_dbt
 from tests.exports import activity, event, write_export, write_raw_lines
 
@@ -59,18 +60,7 @@ def test_real_sample_builds_and_keeps_misaligned_purchases(tmp_path):
 @pytest.mark.slow  # runs dbt or the whole flow
 def test_every_broken_row_is_quarantined_with_its_reason(tmp_path):
     lines = [
-        ",".join(
-            [
-                "platform",
-                "utc_event_time",
-                "utc_event_date",
-                "user_id",
-                "event_type",
-                "ecom.price100",
-                "ecom.qty",
-                "ecom.nm",
-            ]
-        ),
+        ",".join(BASE_COLUMNS),
         GOOD,
         GOOD,  # exact duplicate
         'iOS,2023-08-01 10:05:00+00:00,2023-08-01,12,ec.purchase,[],[],"[501, 502, 503]"',  # kept
