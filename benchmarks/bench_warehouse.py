@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"ab_{rows}{'_cat' if args.with_categories else ''}_s{args.seed}.csv"
     export = Path(args.export) if args.export else workdir / name
     generate_seconds = ensure_export(rows, args.seed, export, args.with_categories)
-    memory = os.environ.get("RECSYS_DUCKDB_MEMORY", "6GB")
+    memory = os.environ.get("RECSYS_DUCKDB_MEMORY", "60%")
 
     report: dict = {
         "benchmark": "warehouse",

@@ -145,7 +145,8 @@ class Config(BaseSettings):
 
     # the machine, privacy, the commands
     duckdb_memory: str | None = Field(
-        None, description="memory limit of dbt's DuckDB, e.g. 4GB; unset: the dbt profile's (dbt_project/profiles.yml)"
+        None,
+        description="memory limit of dbt's DuckDB, e.g. 4GB or 50%; unset: the dbt profile's, 60% of the machine's memory",
     )
     serving_file_mode: str = Field(
         "0600",
@@ -199,8 +200,8 @@ class Config(BaseSettings):
     @field_validator("duckdb_memory")
     @classmethod
     def _memory_size(cls, size: str | None) -> str | None:
-        if size is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)? ?[KMGT]i?B", size.strip()):
-            raise ValueError("must be a size like 4GB or 512MiB")
+        if size is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)? ?([KMGT]i?B|%)", size.strip()):
+            raise ValueError("must be a size like 4GB or 512MiB, or a share of the machine's memory like 50%")
         return size
 
     @field_validator("serving_file_mode")

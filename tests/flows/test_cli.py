@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows.cli import build_parser, main
+from ml.config import Config
 from ml.serving import publish
 from tests.serving.test_serving import AS_OF, make_build_db
 
@@ -54,3 +55,10 @@ def test_an_invalid_setting_is_one_line_naming_its_flag_or_variable(tmp_path, mo
     errors = capsys.readouterr().err.splitlines()
     assert [line.split(":")[1].strip() for line in errors] == ["--gate-margin", "RECSYS_HORIZON_DAYS"]
     assert not (tmp_path / "h").exists()
+
+
+def test_the_duckdb_memory_limit_is_a_size_or_a_share_of_the_machine():
+    assert Config(duckdb_memory="50%").duckdb_memory == "50%"
+    assert Config(duckdb_memory="4GB").duckdb_memory == "4GB"
+    with pytest.raises(ValueError, match="50%"):
+        Config(duckdb_memory="50")
