@@ -176,7 +176,7 @@ class ExposureLog:
             n = sum(len(e.items) for e in batch)
             try:
                 self._write(con, day, batch)
-            except (OSError, duckdb.Error):
+            except Exception:  # whatever it is (disk full, ...), the writer must go on
                 log.exception("could not write %d exposures of %s; they are lost", n, day)
                 self._count(dropped=n)
             else:
@@ -220,7 +220,17 @@ def _columns(batch: list[Exposure]) -> list[list]:
     columns: list[list] = [[] for _ in COLUMNS]
     for e in batch:
         for item_id, rank, source in e.items:
-            row = (e.served_at, e.request_id, e.list_kind, e.user_id, e.anchor_item_id, item_id, rank, source)
-            for column, value in zip(columns, (*row, e.model_version), strict=True):
+            row = (
+                e.served_at,
+                e.request_id,
+                e.list_kind,
+                e.user_id,
+                e.anchor_item_id,
+                item_id,
+                rank,
+                source,
+                e.model_version,
+            )
+            for column, value in zip(columns, row, strict=True):
                 column.append(value)
     return columns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +16,13 @@ from fastapi.testclient import TestClient
 
 from flows import cli
 from ml.serving import api, exposures, publish
-from ml.serving.exposures import COLUMNS, ExposureLog
+from ml.serving.exposures import COLUMNS, LIST_KINDS, ExposureLog
 from tests.serving.test_serving import (
     AS_OF,
     ITEM_WITH_PAIRS,
     KNOWN_COLD,
     NEW_ITEM_IN_CAT,
+    PROJECT_ROOT,
     UNKNOWN,
     WARM_FULL,
     WARM_SHORT,
@@ -155,7 +157,7 @@ def test_every_answer_under_load_is_stored(tmp_path, shared_serving_db):
     rows = stored(tmp_path / "exposures")
     kinds = Counter(k for k, *_ in served.elements())
     print(f"\n2000 requests, {kinds.total()} items answered {dict(kinds)}, {len(rows)} rows stored, {log.counts()}")
-    assert kinds.keys() == {"personal", "fallback", "product_page"} and kinds.total() > 20_000
+    assert kinds.keys() == set(LIST_KINDS) and kinds.total() > 20_000
     assert len(rows) == kinds.total()
     assert (
         Counter((r["list_kind"], r["user_id"], r["anchor_item_id"], r["item_id"], r["rank"], r["source"]) for r in rows)
@@ -164,6 +166,37 @@ def test_every_answer_under_load_is_stored(tmp_path, shared_serving_db):
     assert len({r["request_id"] for r in rows}) == 2000 and {r["model_version"] for r in rows} == {"v1"}
     assert log.counts() == {"logged": len(rows), "written": len(rows), "dropped": 0}
     assert len(list((tmp_path / "exposures").glob("*/part-*.parquet"))) > 1
+
+
+def test_the_readmes_sql_path_logs_what_the_api_logs(tmp_path, shared_serving_db):
+    """A direct SQL reader following the README writes the API's columns, types and rows."""
+    copy_sql = re.search(r"```sql\n(copy \(.*?)```", (PROJECT_ROOT / "README.md").read_text(), re.DOTALL)[1]
+    day = tmp_path / "date=2026-11-30"
+    day.mkdir()
+    con = duckdb.connect(str(shared_serving_db), read_only=True)
+    for user in (WARM_SHORT, KNOWN_COLD):  # a topped-up personal list, a fallback list
+        # request_id = the user: it tells these rows from the API's below
+        params = {"served_at": datetime(2026, 11, 30, 12), "request_id": user, "user_id": user, "n": 10}
+        con.execute(copy_sql, {**params, "path": str(day / f".part-sql-{user}")})
+        (day / f".part-sql-{user}").rename(day / f"part-sql-{user}.parquet")
+    log = ExposureLog(tmp_path)
+    app = api.create_app(shared_serving_db, exposures=log)
+    with TestClient(app) as client:
+        for user in (WARM_SHORT, KNOWN_COLD):
+            client.get(f"/recommendations/{user}?n=10")
+    rows = stored(tmp_path)
+    schemas = {
+        path.name.startswith("part-sql"): con.execute("describe from read_parquet(?)", [str(path)]).fetchall()
+        for path in tmp_path.glob("*/*.parquet")
+    }
+    assert schemas[True] == schemas[False]
+
+    def lists(rows: list[dict], by_sql: bool) -> list[tuple]:
+        picked = [r for r in rows if (r["request_id"] in (WARM_SHORT, KNOWN_COLD)) == by_sql]
+        return sorted((r["list_kind"], r["user_id"], r["item_id"], r["rank"], r["source"]) for r in picked)
+
+    assert len(rows) == 40 and lists(rows, by_sql=True) == lists(rows, by_sql=False)
+    assert {r["list_kind"] for r in rows} == {"personal", "fallback"}
 
 
 @pytest.fixture()
