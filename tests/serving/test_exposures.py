@@ -90,6 +90,7 @@ def test_records_read_back_as_written_one_directory_per_day(tmp_path, monkeypatc
         "date=2026-11-30",
         "date=2026-11-30/part-00000.parquet",
     ]  # no temp file left behind
+    assert (tmp_path / "exposures").stat().st_mode & 0o777 == 0o700  # raw ids: the owner's only
     assert log.counts() == {"logged": 3, "written": 3, "dropped": 0}
 
 
