@@ -38,7 +38,7 @@ from ml.serving import ServingUnavailable
 # Settings every subcommand takes, before or after its name.
 GLOBAL_SETTINGS = ("home", "log_level")
 # Settings of one command only; every other setting is a flag of `run` and `serve`.
-COMMAND_SETTINGS = {"cron": "serve", "api_host": "api", "api_port": "api"}
+COMMAND_SETTINGS = {"cron": "serve", "api_host": "api", "api_port": "api", "exposure_log": "api"}
 RUN_SETTINGS = tuple(
     name for name in Config.model_fields if name not in GLOBAL_SETTINGS and name not in COMMAND_SETTINGS
 )
@@ -132,6 +132,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
         home=config.home,
         docs=args.docs,
         default_n=config.top_n,
+        exposure_dir=config.settings.exposures_dir if config.exposure_log else None,
     )
     return 0
 
@@ -219,6 +220,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "models": str(settings.models_dir),
             "reports": str(settings.reports_dir),
             "runs_db": str(runs.runs_db(settings)),
+            "exposures": str(settings.exposures_dir),
         },
         "config": args.config.model_dump(mode="json"),
         "last_run": latest[0] if latest else None,
@@ -498,7 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     prof.set_defaults(func=_cmd_profile)
 
     api = _subcommand(
-        sub, "api", "serve the published recommendations over HTTP (read-only)", common, ("api_host", "api_port")
+        sub,
+        "api",
+        "serve the published recommendations over HTTP (read-only)",
+        common,
+        ("api_host", "api_port", "exposure_log"),
     )
     api.add_argument(
         "--docs", action="store_true", help="serve the interactive /docs page (Swagger UI, served locally)"

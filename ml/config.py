@@ -171,6 +171,11 @@ class Config(BaseSettings):
         description="address `recsys api` listens on (no authentication: keep it on loopback or behind the backend)",
     )
     api_port: int = Field(8000, ge=1, le=65535, description="port `recsys api` listens on")
+    exposure_log: bool = Field(
+        True,
+        description="`recsys api` logs which items each answer showed to whom, in <home>/exposures (Parquet, "
+        "one directory per day), for the outcome of the lists to be measured; 0: no log",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -330,6 +335,11 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def exposures_dir(self) -> Path:
+        """The API's exposure log: ``date=YYYY-MM-DD/part-NNNNN.parquet`` (``ml.serving.exposures``)."""
+        return self.home / "exposures"
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.serving_dir, self.models_dir, self.reports_dir):

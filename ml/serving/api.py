@@ -2,7 +2,7 @@
 
 - ``GET /recommendations/{user_id}?n=&platform=`` -- the personal list, else the fallback
 - ``GET /items/{item_id}/similar?user_id=&n=``    -- product page list
-- ``GET /health``                                   -- publication row and table row counts
+- ``GET /health``                                   -- publication row, table row counts, exposure log counts
 
 Ids are decimal digits, 1-40 characters; anything else is answered 422 before any query
 runs, and queries are always parameterised. The serving file is opened read-only (attach,
@@ -16,6 +16,10 @@ it was given (``recsys api`` reads the home's ``secrets/pseudonym.key``), and an
 it has no key or another one. ``/openapi.json`` is always served (its copy: docs/openapi.json);
 the interactive ``/docs`` page only when asked for (``recsys api --docs``), with Swagger UI's
 files served by the service itself, never from a CDN.
+
+Every answer with items can be logged as exposures (``ml.serving.exposures``; ``recsys api``
+logs to ``<home>/exposures`` unless ``RECSYS_EXPOSURE_LOG=0``): the list kind is ``personal``
+(the user's own list, maybe topped up), ``fallback`` (a user without one) or ``product_page``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pydantic import BaseModel, Field
 from ml import serving
 from ml.config import default
 from ml.serving import privacy
+from ml.serving.exposures import ExposureLog
 from ml.vocabulary import PLATFORMS
 
 log = logging.getLogger(__name__)
@@ -114,6 +119,12 @@ class SimilarItems(BaseModel):
     items: list[SimilarItem]
 
 
+class ExposureCounts(BaseModel):
+    logged: int = Field(description="items of answers queued for the exposure log since the service started")
+    written: int = Field(description="of them, stored in the log's Parquet files")
+    dropped: int = Field(description="items not logged: the queue was full or a write failed")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     model_version: str | None
@@ -125,6 +136,7 @@ class Health(BaseModel):
     pseudonymized: bool = Field(description="the file's user ids are pseudonyms (this service maps raw ids)")
     opened_at: datetime | None = Field(description="when this service opened the file it answers from")
     reloads: int = Field(description="new publications this service has switched to")
+    exposures: ExposureCounts | None = Field(description="the exposure log's counts; null when it is off")
 
 
 class Problem(BaseModel):
@@ -170,19 +182,22 @@ def create_app(
     key_source: str = "given to the service",
     docs: bool = False,
     default_n: int = default("top_n"),
+    exposures: ExposureLog | None = None,
 ) -> FastAPI:
     """The ASGI app; ``check_interval`` bounds how often the file is ``stat``-ed.
 
     ``pseudonym_key`` maps raw user ids when the file holds pseudonyms (``key_source`` says
     where it came from, for the error). ``docs`` serves the Swagger page (its files served
     locally). ``default_n``: list length when a request gives
-    no ``n``, the published lists' length (``Config.top_n``).
+    no ``n``, the published lists' length (``Config.top_n``). ``exposures``: the log every
+    answer is recorded in (started and closed by the app's lifespan); None: none.
     """
     reader = serving.ServingReader(Path(serving_db), check_interval=check_interval)
 
-    def session(user_id: str | None) -> tuple[duckdb.DuckDBPyConnection, str | None, bool]:
-        """A cursor, the user id as the file spells it, and whether the file's ids are pseudonyms."""
-        cur, key_id = reader.session()
+    def session(user_id: str | None) -> tuple[duckdb.DuckDBPyConnection, str | None, bool, str | None]:
+        """A cursor, the user id as the file spells it, whether the file's ids are pseudonyms,
+        and the file's model version."""
+        cur, key_id, model_version = reader.session()
         try:
             key = privacy.reader_key(key_id, pseudonym_key, key_source)
         except privacy.PseudonymKeyError:
@@ -190,18 +205,25 @@ def create_app(
             raise
         if key is not None and user_id is not None:
             user_id = privacy.pseudonym(key, user_id)
-        return cur, user_id, key is not None
+        return cur, user_id, key is not None, model_version
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
-        reader.close()
+        if exposures is not None:
+            exposures.start()
+        try:
+            yield
+        finally:
+            reader.close()
+            if exposures is not None:
+                exposures.close()
 
     # FastAPIOffline: the /docs page's script and style come from the installed package, not a CDN.
     app = FastAPIOffline(
         title="recsys serving", version="1", docs_url="/docs" if docs else None, redoc_url=None, lifespan=lifespan
     )
     app.state.reader = reader
+    app.state.exposures = exposures
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -238,12 +260,19 @@ def create_app(
     ) -> Response:
         """The user's personal list, topped up from the cold-start list of their platform when
         shorter than `n`; a user without one gets that cold-start list."""
-        cur, file_user_id, _ = session(user_id)
+        cur, file_user_id, _, model_version = session(user_id)
         try:
             rows = serving.recommendations_for_user(cur, file_user_id, n=n, platform=platform)
         finally:
             cur.close()
         first = rows[0] if rows else {}
+        if exposures is not None and rows:
+            exposures.record(
+                "personal" if first["source"] == "personal" else "fallback",
+                [(r["item_id"], r["rank"], r["source"]) for r in rows],
+                user_id=user_id,
+                model_version=model_version,
+            )
         return _json(
             Recommendations(
                 user_id=user_id,
@@ -267,11 +296,19 @@ def create_app(
     ) -> Response:
         """The product page: items bought together with this one, else popular items of its
         category near its price, else the cold-start list; re-ordered for a known user."""
-        cur, file_user_id, _ = session(user_id)
+        cur, file_user_id, _, model_version = session(user_id)
         try:
             rows = serving.similar_items(cur, item_id, user_id=file_user_id, n=n)
         finally:
             cur.close()
+        if exposures is not None and rows:
+            exposures.record(
+                "product_page",
+                [(r["item_id"], r["rank"], r["source"]) for r in rows],
+                user_id=user_id,
+                model_version=model_version,
+                anchor_item_id=item_id,
+            )
         return _json(
             SimilarItems(
                 item_id=item_id,
@@ -294,7 +331,7 @@ def create_app(
     @app.get("/health", response_model=Health, responses={503: ERRORS[503]})
     def health() -> Response:
         """The publication being served and the row count of every serving table."""
-        cur, _, pseudonymized = session(None)
+        cur, _, pseudonymized, _ = session(None)
         try:
             info = serving.publication_info(cur)
         finally:
@@ -311,6 +348,7 @@ def create_app(
                 pseudonymized=pseudonymized,
                 opened_at=reader.opened_at,
                 reloads=reader.reloads,
+                exposures=None if exposures is None else ExposureCounts(**exposures.counts()),
             )
         )
 
@@ -331,12 +369,17 @@ def serve(
     home: Path | None = None,
     docs: bool = False,
     default_n: int = default("top_n"),
+    exposure_dir: Path | None = None,
 ) -> None:
     """Run the service with uvicorn (blocking); ``home``'s pseudonym key, if it has one, maps
-    user ids when the file holds pseudonyms. ``log_level`` None: uvicorn's own."""
+    user ids when the file holds pseudonyms. ``log_level`` None: uvicorn's own.
+    ``exposure_dir``: where the exposure log is written; None: no log."""
     import uvicorn
 
     key = privacy.load_key(home) if home is not None else None
     where = str(privacy.key_path(home)) if home is not None else "no home given"
-    app = create_app(serving_db, pseudonym_key=key, key_source=where, docs=docs, default_n=default_n)
+    exposures = ExposureLog(exposure_dir) if exposure_dir is not None else None
+    app = create_app(
+        serving_db, pseudonym_key=key, key_source=where, docs=docs, default_n=default_n, exposures=exposures
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

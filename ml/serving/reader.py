@@ -264,8 +264,13 @@ def _reordered(item_id: str, candidates: list[tuple], source: str, user: _User, 
 def pseudonym_key_id(con: duckdb.DuckDBPyConnection) -> str | None:
     """The id of the key the file's user ids were made with; None: they are the raw ids (also
     in files published before pseudonyms existed)."""
+    return _publication(con).get("pseudonym_key_id")
+
+
+def _publication(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The publication row (``select *``: older files lack the newer columns); empty without one."""
     rows = _rows(con.execute("select * from publication"))
-    return rows[0].get("pseudonym_key_id") if rows else None
+    return rows[0] if rows else {}
 
 
 def publication_info(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -296,6 +301,15 @@ def _warm_up(con: duckdb.DuckDBPyConnection) -> None:
     similar_items(con, "0", user_id=uid)  # unknown item: the fallback list
 
 
+class Session(NamedTuple):
+    """What a request needs of the file it is answered from, taken together: the file may be
+    replaced between two separate calls."""
+
+    cursor: duckdb.DuckDBPyConnection  # a fresh cursor; close it after the request
+    key_id: str | None  # the file's pseudonym_key_id
+    model_version: str | None  # the publication's
+
+
 class ServingReader:
     """Keeps a read-only connection to the current serving file and reopens it when the file
     is replaced (new inode / mtime / size), checked at most every ``check_interval`` seconds.
@@ -315,6 +329,7 @@ class ServingReader:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._sig: tuple | None = None
         self._key_id: str | None = None  # pseudonym_key_id of the current file
+        self._model_version: str | None = None  # its publication's
         self._checked = 0.0
         self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
         self._loading: tuple | None = None  # signature of the file being opened and warmed
@@ -370,7 +385,8 @@ class ServingReader:
             self._retired.append((time.monotonic(), self._con))
             self.reloads += 1
         self._con, self._sig = con, sig
-        self._key_id = pseudonym_key_id(con)
+        publication = _publication(con)
+        self._key_id, self._model_version = publication.get("pseudonym_key_id"), publication.get("model_version")
         self.opened_at = datetime.now(UTC)
 
     def _reap(self, now: float) -> None:
@@ -388,14 +404,13 @@ class ServingReader:
         """A fresh cursor on the current file; use one per request, close it afterwards."""
         return self.session()[0]
 
-    def session(self) -> tuple[duckdb.DuckDBPyConnection, str | None]:
-        """:meth:`cursor` and that file's :func:`pseudonym_key_id`, taken together: the file
-        may be replaced between two separate calls."""
+    def session(self) -> Session:
+        """:meth:`cursor` with that file's pseudonym key id and model version."""
         with self._lock:
             self._refresh()
             if self._con is None:
                 raise ServingUnavailable(f"no serving database at {self.path}")
-            return cursor(self._con), self._key_id
+            return Session(cursor(self._con), self._key_id, self._model_version)
 
     def close(self) -> None:
         if self._loader is not None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import duckdb
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -150,7 +151,8 @@ def _free_port() -> int:
 
 
 def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
-    """``recsys api`` in its own process; publishing twice meanwhile never breaks a request."""
+    """``recsys api`` in its own process; publishing twice meanwhile never breaks a request; on
+    SIGTERM it writes its exposure log (on by default): every item answered."""
     home = serving_db.parent.parent  # Settings(home).serving_db == home/serving/recommendations.duckdb
     port = _free_port()
     proc = subprocess.Popen(
@@ -171,7 +173,7 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
                     time.sleep(0.1)
             else:
                 pytest.fail("api did not start: " + (proc.stderr.read() if proc.poll() is not None else ""))
-            versions = set()
+            versions, answered = set(), 0
             for i in (2, 3):
                 publish(
                     make_build_db(tmp_path / f"b{i}.duckdb", model_version=f"v{i}"),
@@ -182,6 +184,7 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
                 for _ in range(500):  # the new file is switched to once warmed up
                     r = http.get(f"/recommendations/{WARM_FULL}")
                     assert r.status_code == 200 and len(r.json()["items"]) == 20
+                    answered += 20
                     versions.add(r.json()["model_version"])
                     if f"v{i}" in versions:
                         break
@@ -191,6 +194,8 @@ def test_cli_serves_over_http_while_publishing(tmp_path, serving_db):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    logged = duckdb.execute("select count(*) from read_parquet(?)", [f"{home}/exposures/*/*.parquet"]).fetchone()[0]
+    assert logged == answered
 
 
 def test_no_page_loads_assets_from_a_cdn(serving_db):
