@@ -7,23 +7,23 @@ import numpy as np
 import pandas as pd
 
 from ml.data.synthetic.structure import (
-    _K_CAT,
-    _K_ITEM,
-    _K_SUB,
-    _K_USER,
-    _S_CHUNK,
     CART,
     ENGAGEMENT,
     HOUR_WEIGHT,
+    ID_KEY_CATEGORY,
+    ID_KEY_ITEM,
+    ID_KEY_SUB_CATEGORY,
+    ID_KEY_USER,
     N_DAYS,
     PAGEVIEW,
     PURCHASE,
+    STREAM_CHUNK,
     VIEW,
     WEEKDAY_WEIGHT,
     PlantedStructure,
-    _rng,
     _zipf_rank,
     id_parts,
+    random_stream,
 )
 
 
@@ -95,7 +95,7 @@ class _ChunkMaker:
 
     def make(self, chunk: int, u0: int, u1: int) -> dict:
         t, c = self.t, self.c
-        rng = _rng(c.seed, _S_CHUNK, chunk)
+        rng = random_stream(c.seed, STREAM_CHUNK, chunk)
         users = np.arange(u0, u1, dtype=np.int64)
         counts = t.counts[u0:u1].astype(np.int64)
         nu = len(users)
@@ -286,9 +286,9 @@ class _ChunkMaker:
 def _frame(truth: PlantedStructure, ch: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     seed = truth.config.seed
     cats = truth.config.with_categories
-    uhi, ulo = id_parts(seed, _K_USER, ch["user"])
+    uhi, ulo = id_parts(seed, ID_KEY_USER, ch["user"])
     it = np.where(ch["item"] >= 0, ch["item"], 0)
-    ihi, ilo = id_parts(seed, _K_ITEM, it)
+    ihi, ilo = id_parts(seed, ID_KEY_ITEM, it)
     ts = np.where(ch["null_time"], -1, ch["ts"])
     cols = {
         "plat": ch["platform"].astype(np.int8),
@@ -306,18 +306,20 @@ def _frame(truth: PlantedStructure, ch: dict) -> tuple[pd.DataFrame, pd.DataFram
     if cats:
         cat = truth.item_category[it].astype(np.int64)
         sub = truth.item_subcategory[it].astype(np.int64)
-        cols["chi"], cols["clo"] = id_parts(seed, _K_CAT, cat)
-        cols["shi"], cols["slo"] = id_parts(seed, _K_SUB, sub)
+        cols["chi"], cols["clo"] = id_parts(seed, ID_KEY_CATEGORY, cat)
+        cols["shi"], cols["slo"] = id_parts(seed, ID_KEY_SUB_CATEGORY, sub)
     cols["mrow"] = np.full(len(ts), -1, dtype=np.int64)
     cols["mrow"][ch["mrow"]] = np.arange(len(ch["mrow"]))
     rows = pd.DataFrame(cols)
     lines = None
     if ch["m_lines"] is not None:
         m = ch["m_lines"]
-        lh, ll = id_parts(seed, _K_ITEM, m["item"])
+        lh, ll = id_parts(seed, ID_KEY_ITEM, m["item"])
         lc = {"r": m["r"], "pos": m["pos"], "price": m["price"], "qty": m["qty"], "ihi": lh, "ilo": ll}
         if cats:
-            lc["chi"], lc["clo"] = id_parts(seed, _K_CAT, truth.item_category[m["item"]].astype(np.int64))
-            lc["shi"], lc["slo"] = id_parts(seed, _K_SUB, truth.item_subcategory[m["item"]].astype(np.int64))
+            lc["chi"], lc["clo"] = id_parts(seed, ID_KEY_CATEGORY, truth.item_category[m["item"]].astype(np.int64))
+            lc["shi"], lc["slo"] = id_parts(
+                seed, ID_KEY_SUB_CATEGORY, truth.item_subcategory[m["item"]].astype(np.int64)
+            )
         lines = pd.DataFrame(lc)
     return rows, lines

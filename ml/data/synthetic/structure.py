@@ -56,9 +56,9 @@ VIEW, CART, PURCHASE, ENGAGEMENT, PAGEVIEW = range(5)
 SITE = 0  # index into ml.vocabulary.PLATFORMS: the web site, whose users engage and page-view more
 
 # purposes of the independent random streams
-_S_CATALOGUE, _S_USERS, _S_COUNTS, _S_CHUNK = 1, 2, 3, 4
+STREAM_CATALOGUE, STREAM_USERS, STREAM_COUNTS, STREAM_CHUNK = 1, 2, 3, 4
 # keys of the id hashes
-_K_USER, _K_ITEM, _K_CAT, _K_SUB = 11, 12, 13, 14
+ID_KEY_USER, ID_KEY_ITEM, ID_KEY_CATEGORY, ID_KEY_SUB_CATEGORY = 11, 12, 13, 14
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,9 @@ def id_strings(seed: int, kind: int, index) -> np.ndarray:
     return np.array([str((int(high) << 64) | int(low)) for high, low in zip(hi, lo)], dtype=object)
 
 
-def _rng(seed: int, *purpose: int) -> np.random.Generator:
+def random_stream(seed: int, *purpose: int) -> np.random.Generator:
+    """An independent generator per purpose (STREAM_*): each part of the data draws from its own
+    stream, so changing how one part is drawn leaves the others as they were."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *purpose])))
 
 
@@ -231,19 +233,19 @@ class PlantedStructure:
 
     def item_ids(self, index=None) -> np.ndarray:
         index = np.arange(self.n_items) if index is None else index
-        return id_strings(self.config.seed, _K_ITEM, index)
+        return id_strings(self.config.seed, ID_KEY_ITEM, index)
 
     def user_ids(self, index=None) -> np.ndarray:
         index = np.arange(self.n_users) if index is None else index
-        return id_strings(self.config.seed, _K_USER, index)
+        return id_strings(self.config.seed, ID_KEY_USER, index)
 
     def category_ids(self, index=None) -> np.ndarray:
         index = np.arange(len(self.cat_weight)) if index is None else index
-        return id_strings(self.config.seed, _K_CAT, index)
+        return id_strings(self.config.seed, ID_KEY_CATEGORY, index)
 
     def subcategory_ids(self, index=None) -> np.ndarray:
         index = np.arange(int(self.cat_n_sub.sum())) if index is None else index
-        return id_strings(self.config.seed, _K_SUB, index)
+        return id_strings(self.config.seed, ID_KEY_SUB_CATEGORY, index)
 
     def items_frame(self) -> pd.DataFrame:
         """One row per catalogue item with its id, category id and planted roles."""
@@ -286,7 +288,7 @@ def _lists(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.nd
 
 
 def _build_catalogue(config: GeneratorConfig) -> dict:
-    rng = _rng(config.seed, _S_CATALOGUE)
+    rng = random_stream(config.seed, STREAM_CATALOGUE)
     C = config.n_categories
     expected_seen = max(config.rows, 1) / config.rows_per_item_seen
     n_items = max(int(round(expected_seen * config.catalogue_factor)), 4 * C)
@@ -427,7 +429,7 @@ def _allocate(rng, total: int, weight: np.ndarray, eligible: np.ndarray) -> np.n
 
 
 def _build_users(config: GeneratorConfig, cat: dict) -> dict:
-    rng = _rng(config.seed, _S_USERS)
+    rng = random_stream(config.seed, STREAM_USERS)
     N = int(config.rows)
     U = max(1, int(round(N / config.rows_per_user)))
     C = config.n_categories
@@ -476,7 +478,7 @@ def _build_users(config: GeneratorConfig, cat: dict) -> dict:
     shares = shares / shares.sum()
     totals = np.floor(shares * N).astype(np.int64)
     totals[VIEW] = N - totals[1:].sum()
-    crng = _rng(config.seed, _S_COUNTS)
+    crng = random_stream(config.seed, STREAM_COUNTS)
     cart_rate = np.exp(0.5 * crng.standard_normal(U))
     buy_rate = np.exp(0.6 * crng.standard_normal(U))
     counts = np.zeros((U, 5), dtype=np.int64)
