@@ -202,3 +202,16 @@ def test_the_interval_and_the_sample_size_follow_the_textbook():
     assert users_needed(0.0) is None
     alone = compare("bought_shown", 300, 1000, 0, 0)
     assert alone.control_rate is None and alone.difference is None and not alone.significant
+
+
+def test_recsys_outcomes_without_a_warehouse_says_so(tmp_path, capsys):
+    assert cli.main(["--home", str(tmp_path), "outcomes"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: no warehouse at {tmp_path / 'build.duckdb'}")
+
+
+def test_no_exposures_no_readout():
+    con = duckdb.connect()
+    con.execute("""create table outcomes_by_user (model_version varchar, user_id varchar, experiment_group varchar,
+                   first_exposed_at timestamp, window_complete boolean, viewed_shown boolean, carted_shown boolean,
+                   bought_shown boolean, shown_revenue_rub double, revenue_rub double, outcome_days integer)""")
+    assert readout(con) is None and readout(con, "v1") is None
