@@ -38,7 +38,15 @@ from ml.serving import ServingUnavailable
 # Settings every subcommand takes, before or after its name.
 GLOBAL_SETTINGS = ("home", "log_level")
 # Settings of one command only; every other setting is a flag of `run` and `serve`.
-COMMAND_SETTINGS = {"cron": "serve", "api_host": "api", "api_port": "api", "exposure_log": "api"}
+COMMAND_SETTINGS = {
+    "cron": "serve",
+    "api_host": "api",
+    "api_port": "api",
+    "exposure_log": "api",
+    "control_share": "api",
+    "control_salt": "api",
+    "outcome_days": "outcomes",
+}
 RUN_SETTINGS = tuple(
     name for name in Config.model_fields if name not in GLOBAL_SETTINGS and name not in COMMAND_SETTINGS
 )
@@ -133,6 +141,8 @@ def _cmd_api(args: argparse.Namespace) -> int:
         docs=args.docs,
         default_n=config.top_n,
         exposure_dir=config.settings.exposures_dir if config.exposure_log else None,
+        control_share=config.control_share,
+        control_salt=config.control_salt,
     )
     return 0
 
@@ -337,6 +347,29 @@ def one_line(error: Exception) -> str:
     return " ".join(lines)
 
 
+def _cmd_outcomes(args: argparse.Namespace) -> int:
+    """Build the outcome models over the home's exposure log and the export of its last run, then
+    print the readout; exit 1 with one line when there is no warehouse or nothing to read."""
+    from ml.monitoring.outcomes import OutcomesUnavailable, build_outcomes, readout
+    from ml.pipeline import runlock
+    from ml.warehouse import tables
+
+    config = args.config
+    try:
+        with runlock.hold(config.home, wait=args.wait, on_wait=_progress):
+            build_outcomes(config.settings, config)
+    except OutcomesUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    with tables.warehouse(config.settings.build_db) as con:
+        result = readout(con)
+    if result is None:
+        print(f"no exposed user with a complete {config.outcome_days}-day window in {config.settings.exposures_dir}")
+        return 1
+    print(result.format())
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from prefect import serve
 
@@ -504,12 +537,22 @@ def build_parser() -> argparse.ArgumentParser:
         "api",
         "serve the published recommendations over HTTP (read-only)",
         common,
-        ("api_host", "api_port", "exposure_log"),
+        ("api_host", "api_port", "exposure_log", "control_share", "control_salt"),
     )
     api.add_argument(
         "--docs", action="store_true", help="serve the interactive /docs page (Swagger UI, served locally)"
     )
     api.set_defaults(func=_cmd_api)
+
+    out = _subcommand(
+        sub,
+        "outcomes",
+        "the pilot's readout: did the exposed users follow the lists, against the control group",
+        common,
+        ("outcome_days",),
+    )
+    out.add_argument("--wait", action="store_true", help="when a run holds the home, wait for it")
+    out.set_defaults(func=_cmd_outcomes)
 
     return parser
 

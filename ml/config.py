@@ -176,6 +176,25 @@ class Config(BaseSettings):
         description="`recsys api` logs which items each answer showed to whom, in <home>/exposures (Parquet, "
         "one directory per day), for the outcome of the lists to be measured; 0: no log",
     )
+    control_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of users `recsys api` answers with the cold-start list of their platform instead of "
+        "their own (the control group, logged as list kind `control`); 0: none (ml/serving/experiment.py)",
+    )
+    control_salt: str = Field(
+        "recsys-control",
+        min_length=1,
+        description="what the control group's hash of the user id is salted with; a new salt draws a new, "
+        "independent split (a new experiment)",
+    )
+    outcome_days: int = _dbt_var(
+        "outcome_days",
+        "an exposed user's view, cart or purchase of an item shown to them counts within this many days of "
+        "their first exposure",
+        ge=1,
+    )
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -274,7 +293,7 @@ def env_name(field: str) -> str:
 
 
 # Where a flag is not the field's name with dashes.
-FLAGS = {"input_path": "--input", "api_host": "--host", "api_port": "--port"}
+FLAGS = {"input_path": "--input", "api_host": "--host", "api_port": "--port", "outcome_days": "--days"}
 
 
 def flag_name(field: str) -> str:

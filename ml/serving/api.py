@@ -19,7 +19,12 @@ files served by the service itself, never from a CDN.
 
 Every answer with items can be logged as exposures (``ml.serving.exposures``; ``recsys api``
 logs to ``<home>/exposures`` unless ``RECSYS_EXPOSURE_LOG=0``): the list kind is ``personal``
-(the user's own list, maybe topped up), ``fallback`` (a user without one) or ``product_page``.
+(the user's own list, maybe topped up), ``fallback`` (a user without one), ``control`` or
+``product_page``.
+
+A control group (``control_share`` of the users, 0 by default; ``ml.serving.experiment``) gets
+the cold-start list of its platform in place of its own list, logged as ``control``, so that
+the outcome of the lists can be compared with the popular list's (``ml.monitoring.outcomes``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pydantic import BaseModel, Field
 from ml import serving
 from ml.config import default
 from ml.serving import privacy
+from ml.serving.experiment import in_control
 from ml.serving.exposures import ExposureLog
 from ml.vocabulary import PLATFORMS
 
@@ -183,6 +189,8 @@ def create_app(
     docs: bool = False,
     default_n: int = default("top_n"),
     exposures: ExposureLog | None = None,
+    control_share: float = default("control_share"),
+    control_salt: str = default("control_salt"),
 ) -> FastAPI:
     """The ASGI app; ``check_interval`` bounds how often the file is ``stat``-ed.
 
@@ -191,6 +199,8 @@ def create_app(
     locally). ``default_n``: list length when a request gives
     no ``n``, the published lists' length (``Config.top_n``). ``exposures``: the log every
     answer is recorded in (started and closed by the app's lifespan); None: none.
+    ``control_share``, ``control_salt``: the control group (``ml.serving.experiment``), answered
+    with the cold-start list of its platform.
     """
     reader = serving.ServingReader(Path(serving_db), check_interval=check_interval)
 
@@ -259,16 +269,20 @@ def create_app(
         platform: Literal[PLATFORMS] | None = None,
     ) -> Response:
         """The user's personal list, topped up from the cold-start list of their platform when
-        shorter than `n`; a user without one gets that cold-start list."""
+        shorter than `n`; a user without one, or in the control group, gets that cold-start list."""
+        control = in_control(user_id, control_share, control_salt)
         cur, file_user_id, _, model_version = session(user_id)
         try:
-            rows = serving.recommendations_for_user(cur, file_user_id, n=n, platform=platform)
+            if control:
+                rows = serving.fallback_for_user(cur, file_user_id, n=n, platform=platform)
+            else:
+                rows = serving.recommendations_for_user(cur, file_user_id, n=n, platform=platform)
         finally:
             cur.close()
         first = rows[0] if rows else {}
         if exposures is not None and rows:
             exposures.record(
-                "personal" if first["source"] == "personal" else "fallback",
+                "control" if control else "personal" if first["source"] == "personal" else "fallback",
                 [(r["item_id"], r["rank"], r["source"]) for r in rows],
                 user_id=user_id,
                 model_version=model_version,
@@ -370,16 +384,26 @@ def serve(
     docs: bool = False,
     default_n: int = default("top_n"),
     exposure_dir: Path | None = None,
+    control_share: float = default("control_share"),
+    control_salt: str = default("control_salt"),
 ) -> None:
     """Run the service with uvicorn (blocking); ``home``'s pseudonym key, if it has one, maps
     user ids when the file holds pseudonyms. ``log_level`` None: uvicorn's own.
-    ``exposure_dir``: where the exposure log is written; None: no log."""
+    ``exposure_dir``: where the exposure log is written; None: no log. ``control_share``,
+    ``control_salt``: the control group (``create_app``)."""
     import uvicorn
 
     key = privacy.load_key(home) if home is not None else None
     where = str(privacy.key_path(home)) if home is not None else "no home given"
     exposures = ExposureLog(exposure_dir) if exposure_dir is not None else None
     app = create_app(
-        serving_db, pseudonym_key=key, key_source=where, docs=docs, default_n=default_n, exposures=exposures
+        serving_db,
+        pseudonym_key=key,
+        key_source=where,
+        docs=docs,
+        default_n=default_n,
+        exposures=exposures,
+        control_share=control_share,
+        control_salt=control_salt,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

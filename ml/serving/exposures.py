@@ -36,11 +36,11 @@ import duckdb
 
 log = logging.getLogger(__name__)
 
-LIST_KINDS = ("personal", "fallback", "product_page")
+LIST_KINDS = ("personal", "fallback", "control", "product_page")
 COLUMNS = (
     "served_at",  # timestamp, UTC
     "request_id",  # one id per answer: the rows of one list
-    "list_kind",  # LIST_KINDS: the user's list, the cold-start list, a product page
+    "list_kind",  # LIST_KINDS: the user's list, the cold-start list, the control group's, a product page
     "user_id",  # as asked (raw); null on an anonymous product page
     "anchor_item_id",  # the product page's item; null on the other kinds
     "item_id",

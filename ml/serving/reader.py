@@ -140,13 +140,25 @@ def recommendations_for_user(
     rows = _rows(con.execute(_PERSONAL_SQL, [user_id, n]))
     if len(rows) == n:  # a warm user with a full list: the macro would return exactly this
         return rows
-    if not rows:  # no list: the fallback of the request's, else the profile's platform, else 'all'
-        chosen = platform
-        if chosen is None:
-            prof = con.execute(_PROFILE_PLATFORM_SQL, [user_id]).fetchone()
-            chosen = prof[0] if prof and prof[0] in FALLBACK_PLATFORMS else "all"
-        return _rows(con.execute(_FALLBACK_SQL, [user_id, chosen, n]))
+    if not rows:
+        return fallback_for_user(con, user_id, n, platform)
     return _rows(con.execute("select * from recommend(?, ?, plat := ?)", [user_id, n, platform]))
+
+
+def fallback_for_user(
+    con: duckdb.DuckDBPyConnection, user_id: str, n: int = DEFAULT_N, platform: str | None = None
+) -> list[dict[str, Any]]:
+    """The cold-start list a user without a list gets: the fallback of the request's platform,
+    else of the user's profile platform, else 'all' (what ``recommend`` answers then). Also
+    what a user of the control group gets in place of their own list (``ml.serving.experiment``)."""
+    if platform is not None and platform not in FALLBACK_PLATFORMS:
+        raise ValueError(f"platform must be one of {FALLBACK_PLATFORMS}")
+    n, user_id = _check_n(n), str(user_id)
+    chosen = platform
+    if chosen is None:
+        prof = con.execute(_PROFILE_PLATFORM_SQL, [user_id]).fetchone()
+        chosen = prof[0] if prof and prof[0] in FALLBACK_PLATFORMS else "all"
+    return _rows(con.execute(_FALLBACK_SQL, [user_id, chosen, n]))
 
 
 def similar_items(

@@ -68,9 +68,11 @@ def run_dbt(
     ``on_node(name, status, seconds, index, total)`` is called as each node finishes, for
     progress output: it is dbt's node ``index`` of ``total`` in this invocation.
     ``select`` and ``exclude`` are dbt selections (several separated by spaces);
-    ``indirect_selection`` is dbt's mode for the tests of the selected models.
+    ``indirect_selection`` is dbt's mode for the tests of the selected models. The outcome
+    models read the home's exposure log (var ``exposures_path``) unless ``variables`` say otherwise.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
+    variables = {"exposures_path": str(settings.exposures_dir), **variables}  # the outcome models' input
     env = {**os.environ, "RECSYS_BUILD_DB": str(settings.build_db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     args = [
         _dbt_executable(),

@@ -158,7 +158,7 @@ def test_every_answer_under_load_is_stored(tmp_path, shared_serving_db):
     rows = stored(tmp_path / "exposures")
     kinds = Counter(k for k, *_ in served.elements())
     print(f"\n2000 requests, {kinds.total()} items answered {dict(kinds)}, {len(rows)} rows stored, {log.counts()}")
-    assert kinds.keys() == set(LIST_KINDS) and kinds.total() > 20_000
+    assert kinds.keys() == set(LIST_KINDS) - {"control"} and kinds.total() > 20_000  # no control group
     assert len(rows) == kinds.total()
     assert (
         Counter((r["list_kind"], r["user_id"], r["anchor_item_id"], r["item_id"], r["rank"], r["source"]) for r in rows)
