@@ -19,6 +19,7 @@ LAYERS = [
     {"ml.serving"},
     {"ml.reports"},
     {"ml.pipeline"},
+    {"ml.monitoring"},
     {"ml.experiments"},
     {"flows"},
 ]

@@ -1,0 +1,1 @@
+"""Quality and drift monitoring across runs."""
