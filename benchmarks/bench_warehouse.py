@@ -317,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--exclude",
         dest="build_exclude",
-        default="tag:serving",
-        help="dbt --exclude for the build (serving models need the ranker's scores)",
+        default="tag:serving tag:monitoring",
+        help="dbt --exclude for the build (serving models need the ranker's scores, monitors the serving models)",
     )
     parser.add_argument("--skip-scan", action="store_true", help="only the dbt build")
     parser.add_argument("--delete-export", action="store_true", help="delete the export afterwards")

@@ -2,9 +2,9 @@
 
 run lock and leftovers -> input -> ingest -> time scale -> features -> train, judge and choose
 (the ranker, the best simple baseline, or the cold-start lists of an export too thin to train
-on) -> write the chosen lists -> serving tables -> publish -> log the run. Each task calls one
-step of ``ml.pipeline.steps``, where every decision is made; the flow only orders them and keeps
-the run's record.
+on) -> write the chosen lists -> serving tables -> publish -> monitors -> log the run. Each task
+calls one step of ``ml.pipeline.steps`` (the monitors: ``ml.monitoring.drift``), where every
+decision is made; the flow only orders them and keeps the run's record.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ml.config import Config, Settings
+from ml.monitoring import drift
 from ml.pipeline import runlock, runs, steps
 from ml.pipeline.gate import GateDecision
 from ml.warehouse.timescale import TimeScale
@@ -82,6 +83,15 @@ def publish(
     return steps.publish(settings, config, version, as_of, decision)
 
 
+@task(cache_policy=NO_CACHE)
+def run_monitors(
+    settings: Settings, config: Config, input_path: Path, version: str, ndcg: float | None
+) -> dict[str, Any]:
+    """The drift and quality monitors of what was just published; their warnings are recorded,
+    never raised."""
+    return drift.run_monitors(settings, config, input_path, version, ndcg, _log)
+
+
 @flow(name="recommendation-pipeline", log_prints=True)
 def recommendation_pipeline(config: Config | None = None) -> dict[str, Any]:
     """The whole run. Its one parameter is the whole ``Config`` (Prefect checks it against the
@@ -137,6 +147,8 @@ def _run(settings: Settings, config: Config) -> dict[str, Any]:
         lap("serving_tables")
         publish(settings, config, version, counts["as_of"], decision)
         lap("publish")
+        run["monitors"] = run_monitors(settings, config, source, version, run.get("ndcg"))
+        lap("monitors")
         return _finish(settings, {**run, "status": decision.status})
     except Exception as error:
         run["reason"] = f"{type(error).__name__}: {error}"[:2000]

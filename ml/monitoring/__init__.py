@@ -1,1 +1,2 @@
-"""Watching what the published lists do: the outcome readout of the pilot (``outcomes``)."""
+"""Watching the published lists across runs: the pilot's outcome readout (``outcomes``) and
+the drift and quality monitors between consecutive runs (``drift``)."""

@@ -38,6 +38,7 @@ COLUMNS = {
     "diagnostics": "json",  # which training steps ran on a sample of how many users
     "metrics": "json",
     "durations": "json",
+    "monitors": "json",  # the drift and quality monitors' test results (ml.monitoring.drift)
 }
 JSON_COLUMNS = [name for name, kind in COLUMNS.items() if kind == "json"]
 # The columns of the metrics table, in the order a person compares them.
@@ -106,6 +107,7 @@ def summary(settings: Settings, run: dict[str, Any]) -> str:
             f"- features left out of the fit: {run.get('dropped_features') or 'none'}",
             f"- diagnostics: {describe_diagnostics(run.get('diagnostics'))}",
             f"- users with lists: {run.get('users_scored')}, rows: {run.get('recommendations')}",
+            f"- monitors: {describe_monitors(run.get('monitors'))}",
             f"- seconds per step: {run['durations']}",
             f"- serving database: {settings.serving_db}",
         ]
@@ -117,6 +119,21 @@ def describe_diagnostics(record: dict[str, Any] | None) -> str:
     if not record:
         return "none"
     return f"{', '.join(record['steps'])} on {record['users']:,} of {record['of']:,} labelled users"
+
+
+def describe_monitors(monitors: dict[str, Any] | None) -> str:
+    """The monitors' test results (``ml.monitoring.drift``) in one line: the ones that did not
+    pass by name, with their failing rows, the rest counted."""
+    if not monitors:
+        return "not run"
+    if "error" in monitors:
+        return f"error: {monitors['error']}"
+    flagged = [
+        f"{name} {result['status']} ({result['failures']} rows)"
+        for name, result in sorted(monitors.items())
+        if result["status"] != "pass"
+    ]
+    return f"{len(monitors) - len(flagged)} of {len(monitors)} passed" + (f"; {', '.join(flagged)}" if flagged else "")
 
 
 def metrics_table(run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -155,12 +155,13 @@ def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
 
 
 def build_features(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
-    """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables)."""
+    """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables,
+    nor the monitors, which compare what was published)."""
     return run_dbt(
         settings,
         "build",
         _run_vars(config, input_path, version),
-        exclude="tag:ingest tag:serving",
+        exclude="tag:ingest tag:serving tag:monitoring",
         indirect_selection="buildable",
         on_node=_dbt_progress(log),
     )

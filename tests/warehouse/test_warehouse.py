@@ -21,7 +21,7 @@ GOOD = "Android,2023-08-01 10:00:00+00:00,2023-08-01,11,ec.view_item,[15600],[1]
 
 def build(home: Path, input_path: Path, **variables) -> Settings:
     settings = Settings(home=home)
-    run_dbt(settings, "build", dbt_vars(input_path, **variables), exclude="tag:serving")
+    run_dbt(settings, "build", dbt_vars(input_path, **variables), exclude="tag:serving tag:monitoring")
     return settings
 
 
