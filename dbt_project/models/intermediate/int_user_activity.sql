@@ -2,7 +2,8 @@
 -- pageview) carry no items and no time, but they are real activity.
 select
     user_id,
-    any_value(platform) as platform,
+    -- One platform per user and day; min, not any_value: a rebuild gives the same answer.
+    min(platform) as platform,
     event_date,
     count(*) as n_events,
     count(*) filter (where is_commerce) as n_commerce_events,

@@ -1,5 +1,5 @@
 -- What each user did with each item before each cutoff.
-with events as (
+with events as not materialized (
 
     {{ events_before_cutoffs() }}
 

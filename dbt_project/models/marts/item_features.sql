@@ -1,5 +1,5 @@
 -- Item attributes and behaviour as of each cutoff.
-with events as (
+with events as not materialized (
 
     {{ events_before_cutoffs() }}
 
@@ -10,7 +10,6 @@ per_item as (
     select
         cutoff_at,
         item_id,
-        mode(category_id) as category_id,
         arg_max(price_rub, event_at) filter (where price_rub > 0) as price_rub,
         count(*) filter (where event_type = 'view_item') as n_views,
         count(*) filter (where event_type = 'add_to_cart') as n_carts,
@@ -23,6 +22,28 @@ per_item as (
         ) as previous_weight,
         date_diff('second', min(event_at), cutoff_at) / 86400.0 as age_days
     from events
+    group by cutoff_at, item_id
+
+),
+
+item_categories as (
+
+    -- The item's category: the one most of its events carry (a tie goes to the larger id:
+    -- mode() breaks ties arbitrarily, and a rebuild must give the same features).
+    select
+        cutoff_at,
+        item_id,
+        max(struct_pack(n_events := n_events, category_id := category_id)).category_id as category_id
+    from (
+        select
+            cutoff_at,
+            item_id,
+            category_id,
+            count(*) as n_events
+        from events
+        where category_id is not null
+        group by cutoff_at, item_id, category_id
+    ) as per_category
     group by cutoff_at, item_id
 
 ),
@@ -51,7 +72,7 @@ item_users as (
 select
     per_item.cutoff_at,
     per_item.item_id,
-    per_item.category_id,
+    item_categories.category_id,
     per_item.price_rub,
     per_item.n_views,
     per_item.n_carts,
@@ -71,4 +92,5 @@ select
     (per_item.n_purchases + 0.05) / (per_item.n_views + per_item.n_carts + 1.0) as purchase_rate,
     per_item.age_days
 from per_item
+left join item_categories using (cutoff_at, item_id)
 left join item_users using (cutoff_at, item_id)

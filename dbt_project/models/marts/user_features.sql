@@ -1,6 +1,6 @@
 -- Users as of each cutoff: activity, recency and the price tier they buy in. The tier comes
 -- from purchases when there are any (what people pay), else from carts, else from views.
-with events as (
+with events as not materialized (
 
     {{ events_before_cutoffs() }}
 
@@ -11,7 +11,7 @@ activity as (
     select
         cutoffs.cutoff_at,
         activity.user_id,
-        any_value(activity.platform) as platform,
+        min(activity.platform) as platform,
         count(distinct activity.event_date) as n_active_days,
         min(activity.event_date) as first_active_date,
         sum(activity.n_events)::bigint as n_events,
@@ -27,17 +27,38 @@ commerce as (
     select
         cutoff_at,
         user_id,
-        any_value(platform) as platform,
+        min(platform) as platform,
         count(*) filter (where event_type = 'view_item') as n_views,
         count(*) filter (where event_type = 'add_to_cart') as n_carts,
         count(*) filter (where event_type = 'purchase') as n_purchases,
         count(distinct item_id) as n_items,
-        count(distinct category_id) as n_categories,
-        mode(category_id) as top_category_id,
         date_diff('second', max(event_at), cutoff_at) / 86400.0 as days_since_last_event,
         date_diff('second', max(event_at) filter (where event_type = 'purchase'), cutoff_at) / 86400.0
             as days_since_last_purchase
     from events
+    group by cutoff_at, user_id
+
+),
+
+categories as (
+
+    -- The categories a user has events in and the top one (most events; a tie goes to the larger
+    -- id: mode() breaks ties arbitrarily, and a rebuild must give the same features).
+    select
+        cutoff_at,
+        user_id,
+        count(*) as n_categories,
+        max(struct_pack(n_events := n_events, category_id := category_id)).category_id as top_category_id
+    from (
+        select
+            cutoff_at,
+            user_id,
+            category_id,
+            count(*) as n_events
+        from events
+        where category_id is not null
+        group by cutoff_at, user_id, category_id
+    ) as per_category
     group by cutoff_at, user_id
 
 ),
@@ -131,8 +152,8 @@ select
     coalesce(purchase_days.n_recent_purchase_days, 0) as n_recent_purchase_days,
     coalesce(repeat_buying.repeat_purchase_share, 0) as repeat_purchase_share,
     coalesce(commerce.n_items, 0) as n_items,
-    coalesce(commerce.n_categories, 0) as n_categories,
-    commerce.top_category_id,
+    coalesce(categories.n_categories, 0) as n_categories,
+    categories.top_category_id,
     commerce.days_since_last_event,
     commerce.days_since_last_purchase,
     tier.price_tier_source,
@@ -145,6 +166,7 @@ select
 -- Full join: with a cutoff inside a day, that day's commerce counts but its dated-only activity not.
 from activity
 full join commerce using (cutoff_at, user_id)
+left join categories using (cutoff_at, user_id)
 left join purchase_days using (cutoff_at, user_id)
 left join repeat_buying using (cutoff_at, user_id)
 left join tier using (cutoff_at, user_id)
