@@ -8,13 +8,15 @@
 --   popular      popular on the user's platform now (the fallback source)
 -- Serving cutoff: every user with history. Labelled cutoffs: only users who purchase in the label
 -- window (the only users a ranking can be learned or judged on); label = purchased in the window.
-with users as (
+-- Both are tables already and each is read by several sources: not materialized, so DuckDB does
+-- not copy (and at 50 M rows spill) them once more.
+with users as not materialized (
 
     select * from {{ ref('candidate_users') }}
 
 ),
 
-user_items as (
+user_items as not materialized (
 
     select * from {{ ref('candidate_user_items') }}
 
