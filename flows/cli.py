@@ -370,6 +370,19 @@ def _cmd_outcomes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    """Write the monitor page and print where, with its summary; a home without runs gets a
+    page that says so (exit 0: nothing is wrong, there is only nothing yet)."""
+    from ml.monitoring import page
+
+    settings = args.config.settings
+    data = page.gather(settings)
+    out = page.write_page(data, Path(args.out) if args.out else settings.reports_dir / "monitor.html")
+    print(page.summary(data))
+    print(f"-> {out}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from prefect import serve
 
@@ -553,6 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--wait", action="store_true", help="when a run holds the home, wait for it")
     out.set_defaults(func=_cmd_outcomes)
+
+    mon = _subcommand(
+        sub, "monitor", "HTML page of the runs: quality and drift over runs, warnings, last readout", common
+    )
+    mon.add_argument("--out", help="HTML to write (default: <home>/reports/monitor.html)")
+    mon.set_defaults(func=_cmd_monitor)
 
     return parser
 

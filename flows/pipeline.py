@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ml.config import Config, Settings
-from ml.monitoring import drift
+from ml.monitoring import drift, page
 from ml.pipeline import runlock, runs, steps
 from ml.pipeline.gate import GateDecision
 from ml.warehouse.timescale import TimeScale
@@ -157,7 +157,8 @@ def _run(settings: Settings, config: Config) -> dict[str, Any]:
 
 
 def _finish(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
-    """Log the run (runs.duckdb) and attach its summary and metrics table as artifacts."""
+    """Log the run (runs.duckdb) and attach its summary, its metrics table and the monitor
+    summary (``recsys monitor``'s, with this run in it) as artifacts."""
     run["finished_at"] = datetime.now(UTC).replace(tzinfo=None)
     runs.record(settings, run)
     create_markdown_artifact(
@@ -170,6 +171,11 @@ def _finish(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
             key="recommendation-run-metrics",
             description=f"Holdout metrics of every list judged by run {run['run_id']}",
         )
+    create_markdown_artifact(
+        page.summary(page.gather(settings)),
+        key="monitor-summary",
+        description="The monitors over runs: last run, warnings, outcome readout (`recsys monitor` draws the page)",
+    )
     return run
 
 

@@ -26,6 +26,19 @@ from ml.warehouse.dbt import DbtError, dbt_vars, run_dbt
 
 Log = Callable[[str], None]
 
+# The column of monitor_run_quality each test judges (the PSI test judges every feature's row).
+TEST_COLUMNS = {
+    "monitor_cold_user_share": "cold_user_share",
+    "monitor_catalogue_coverage": "catalogue_coverage",
+    "monitor_list_overlap": "list_overlap",
+    "monitor_ndcg_drop": "ndcg_drop",
+}
+QUALITY_COLUMNS = [*TEST_COLUMNS.values(), "score_psi"]
+_QUALITY_SQL = f"select {', '.join(QUALITY_COLUMNS)} from monitor_run_quality"
+_TOP_PSI_SQL = (
+    "select feature, psi from monitor_feature_stability where psi is not null order by psi desc, feature limit 1"
+)
+
 
 def history_dir(settings: Settings) -> Path:
     """Where the runs' snapshots are kept, one Parquet file per published run."""
@@ -62,7 +75,7 @@ def run_monitors(
         log(f"monitors could not run: {error}")
         return {"error": str(error)[:2000]}
     keep_snapshot(settings, version)
-    results = read_test_results(settings.home / "dbt_target" / "run_results.json")
+    results = with_values(read_test_results(settings.home / "dbt_target" / "run_results.json"), settings.build_db)
     log(f"monitors: {runs.describe_monitors(results)}")
     return results
 
@@ -89,3 +102,28 @@ def read_test_results(run_results: Path) -> dict[str, Any]:
         for result in results
         if result["unique_id"].startswith("test.")
     }
+
+
+def with_values(results: dict[str, Any], build_db: Path) -> dict[str, Any]:
+    """The test results with the value each test judged (``value``; the PSI test: the largest
+    feature PSI, which ``feature``, and the published scores' PSI as ``score_psi``), read from
+    the monitor models just built: the test result says whether a limit was crossed, the value
+    by how much, and the values over runs are the monitor page's series."""
+    with duckdb.connect(str(build_db), read_only=True) as con:
+        quality = con.execute(_QUALITY_SQL).fetchone()
+        top = con.execute(_TOP_PSI_SQL).fetchone()
+    measured = dict(zip(QUALITY_COLUMNS, quality)) if quality else {}
+    values: dict[str, dict[str, Any]] = {
+        test: {"value": _finite(measured.get(column))} for test, column in TEST_COLUMNS.items()
+    }
+    values["monitor_feature_psi"] = {
+        "value": _finite(top[1]) if top else None,
+        "feature": top[0] if top else None,
+        "score_psi": _finite(measured.get("score_psi")),
+    }
+    return {name: {**result, **values.get(name, {})} for name, result in results.items()}
+
+
+def _finite(value: Any) -> float | None:
+    """A measure as JSON keeps it: NaN (no previous run to compare with) is not known."""
+    return None if value is None or not math.isfinite(float(value)) else float(value)

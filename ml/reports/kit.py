@@ -97,6 +97,11 @@ def pct(value: Any, digits: int = 1) -> str:
     return "–" if not is_number(value) else f"{100 * value:.{digits}f} %"
 
 
+def signed_pct(value: Any, digits: int = 2) -> str:
+    """A difference or relative lift as a percentage, always with its sign (the readout's columns)."""
+    return "–" if not is_number(value) else f"{100 * value:+.{digits}f} %"
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -112,7 +117,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(fmt=fmt, pct=pct, signed=signed, label=label)
+    environment.filters.update(fmt=fmt, pct=pct, signed=signed, signed_pct=signed_pct, label=label)
     environment.tests["number"] = is_number
     return environment
 
