@@ -30,3 +30,11 @@
         null::double
     {%- endif %}
 {%- endmacro %}
+
+{#- One row: this run's id and the run it is compared with (NULL on a first run), from monitor_runs. -#}
+{% macro compared_runs() -%}
+    select
+        max(run_id) filter (where run_rank = 1) as run_id,
+        max(run_id) filter (where run_rank = 2) as previous_run_id
+    from {{ ref('monitor_runs') }}
+{%- endmacro %}

@@ -99,10 +99,7 @@ current_features as (
 
 runs as (
 
-    select
-        max(run_id) filter (where run_rank = 1) as run_id,
-        max(run_id) filter (where run_rank = 2) as previous_run_id
-    from {{ ref('monitor_runs') }}
+    {{ compared_runs() }}
 
 )
 
