@@ -178,6 +178,7 @@ def judge_baselines(
     users: pd.Index,
     truth: pd.DataFrame,
     history: pd.DataFrame,
+    catalogue: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each baseline tuned and fitted before ``cutoff``, its top-``k`` lists for ``users`` judged
     against ``truth`` with exactly the ranker's metric call (``ml.ranker.holdout.ranking_scores``),
@@ -188,9 +189,7 @@ def judge_baselines(
     judged = {}
     for spec in specs:
         fitted = fit_tuned(spec, past, pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days), horizon_days, k)
-        scored = score_lists(
-            fitted.model.recommend(users, k), users_truth, history, k, history["item_id"].nunique(), users=users
-        )
+        scored = score_lists(fitted.model.recommend(users, k), users_truth, history, k, catalogue, users=users)
         judged[spec.name] = {"params": fitted.params, "metrics": scored.metrics, "per_user": scored.per_user}
     return judged
 
@@ -206,6 +205,7 @@ def run_baselines(
     verbose: bool = False,
     popular_params: dict[str, Any] | None = None,
     per_user: dict[str, pd.DataFrame] | None = None,
+    judged_users: pd.Index | None = None,
 ) -> pd.DataFrame:
     """Tune, refit and evaluate each baseline; one row per baseline (plus cold users).
 
@@ -221,12 +221,16 @@ def run_baselines(
     Columns: ``model, users, params`` then the keys of :func:`ml.evaluation.metrics.evaluate_lists`
     and ``tune_s, fit_s, recommend_s``. ``per_user``, when given, receives each baseline's
     per-user metric values on the warm buyers (for bootstrap intervals without recomputing lists).
+    ``judged_users``, when given, narrows the warm buyers to them: the ranker's holdout sample
+    (``Config.holdout_users``), so that every list is judged on the same users.
     """
     cutoff = pd.Timestamp(cutoff)
     if validation_cutoff is None:
         validation_cutoff = cutoff - pd.Timedelta(days=horizon_days)
     history, truth = time_split(interactions, cutoff, horizon_days)
     warm = warm_users(history, truth)
+    if judged_users is not None:
+        warm = warm.intersection(judged_users)
     cold = cold_users(history, truth)
     truth_warm = restrict_truth(truth, warm)
     catalogue = history["item_id"].nunique()

@@ -114,6 +114,7 @@ def evaluate_export(
             verbose=True,
             popular_params=judged.get("popular_tuned"),
             per_user=per_user,
+            judged_users=_holdout_sample(result, per_user),
         )
         for row in table.to_dict("records"):
             name = row["model"]
@@ -138,3 +139,12 @@ def evaluate_export(
         out_dir / "evaluation.html",
     )
     return result
+
+
+def _holdout_sample(result: dict[str, Any], per_user: dict[str, pd.DataFrame]) -> pd.Index | None:
+    """The users the ranker was judged on when the run judged a sample of them
+    (``Config.holdout_users``): this command's baselines are then judged on the same users."""
+    record = result.get("diagnostics") or {}
+    if "ranker" not in per_user or record.get("holdout_users", 0) >= record.get("holdout_of", 0):
+        return None
+    return pd.Index(per_user["ranker"].index)

@@ -118,7 +118,10 @@ def describe_diagnostics(record: dict[str, Any] | None) -> str:
     """Which training steps ran on how many of the labelled users (``steps._diagnostic_sample``)."""
     if not record:
         return "none"
-    return f"{', '.join(record['steps'])} on {record['users']:,} of {record['of']:,} labelled users"
+    line = f"{', '.join(record['steps'])} on {record['users']:,} of {record['of']:,} labelled users"
+    if "holdout_users" in record:
+        line += f"; holdout on {record['holdout_users']:,} of {record['holdout_of']:,}"
+    return line
 
 
 def describe_monitors(monitors: dict[str, Any] | None) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml import serving
@@ -194,50 +195,62 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     cutoffs older than the one it is validated or judged on (forward chaining). The judged model
     learns from cutoffs 2..L and is evaluated on cutoff 1, with hyper-parameters from folds that
     never validate on cutoff 1; the published model learns from cutoffs 1..L with
-    hyper-parameters from all folds. The search's folds, the validation curves, permutation
-    importance and the logistic reference learn from a bounded sample of whole users
-    (``_diagnostic_sample``); the judged model, its holdout and the published model from all.
+    hyper-parameters from all folds.
+
+    Memory and time are bounded by design, not by the export (``_user_samples``): models learn
+    from every positive and a sample of negatives (``max_training_rows`` per cutoff); the judged
+    model, the baselines and the gate are judged on at most ``holdout_users`` whole users; the
+    search's folds, the validation curves, permutation importance and the logistic reference use
+    at most ``diagnostics_users``. ``model.json`` records the sizes (``diagnostics``).
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     with tables.warehouse(settings.build_db) as con:
         cutoffs = tables.cutoffs(con)
-        sets = {}
-        for index in sorted(cutoffs)[1:]:
+        labelled = sorted(cutoffs)[1:]
+        counts = {index: dataset.label_counts(con, cutoffs[index]) for index in labelled}
+        usable = [index for index in labelled if 0 < counts[index][1] < counts[index][0]]
+        if 1 not in usable or 2 not in usable:
+            raise NotEnoughHistory(
+                "not enough labelled history to train and judge a ranker: the two newest label windows "
+                f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon"
+            )
+        users = {index: dataset.labelled_users(con, cutoffs[index]) for index in usable}
+        if len(users[1]) < config.min_holdout_buyers:
+            raise NotEnoughHistory(
+                f"only {len(users[1])} buyers with history in the newest label window: too few to judge a list "
+                f"(at least {config.min_holdout_buyers})"
+            )
+        sample = _user_samples(users, config)
+        sets, train_sets = {}, {}
+        for index in usable:
             cutoff = cutoffs[index]
-            sets[index] = training.LabelledSet(
-                index, dataset.candidates(con, cutoff), tables.window_purchases(con, cutoff)
+            # Models learn from a negative sample of every user; validations and the holdout see
+            # every candidate of the sampled users (the judged ones only in the newest window).
+            loaded = sample.judged.union(sample.diagnostic) if index == 1 else sample.diagnostic
+            truth = tables.window_purchases(con, cutoff, loaded)
+            sets[index] = training.LabelledSet(index, dataset.candidates(con, cutoff, loaded), truth)
+            train_sets[index] = training.LabelledSet(
+                index, dataset.training_candidates(con, cutoff, config.max_training_rows, config.seed), truth
             )
             log(
-                f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {len(sets[index].frame):,} candidate rows, "
-                f"{int(sets[index].frame['purchased'].sum()):,} positives, "
-                f"{len(sets[index].truth):,} window purchases"
+                f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {counts[index][0]:,} candidate rows of "
+                f"{len(users[index]):,} users, {counts[index][1]:,} positives; learning from "
+                f"{len(train_sets[index].frame):,} rows, validating on {len(sets[index].frame):,} rows "
+                f"of {len(loaded):,} sampled users"
             )
         holdout_cutoff = cutoffs[1]
-        history = tables.history_pairs(con, holdout_cutoff)
+        history = tables.history_pairs(con, holdout_cutoff, sample.judged)
+        catalogue = tables.catalogue_size(con, holdout_cutoff)
         popular = tables.popular_items(con, holdout_cutoff, config.k)
         purchases = tables.purchases_before(con, holdout_cutoff.label_end)
     seconds["load"] = time.perf_counter() - clock
 
-    # Models learn from a negative sample; every validation and the holdout see all candidates.
-    train_sets = {index: data.sample_negatives(config.max_training_rows, config.seed) for index, data in sets.items()}
-    usable = [index for index in sorted(sets) if sets[index].usable]
-    if 1 not in usable or 2 not in usable:
-        raise NotEnoughHistory(
-            "not enough labelled history to train and judge a ranker: the two newest label windows "
-            f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon"
-        )
-    judged_buyers = sets[1].frame["user_id"].nunique()
-    if judged_buyers < config.min_holdout_buyers:
-        raise NotEnoughHistory(
-            f"only {judged_buyers} buyers with history in the newest label window: too few to judge a list "
-            f"(at least {config.min_holdout_buyers})"
-        )
-
-    diagnostic_sets, diagnostic_train, diagnostics = _diagnostic_sample(sets, train_sets, usable, config)
+    diagnostic_sets, diagnostic_train, diagnostics = _diagnostic_sample(sets, train_sets, usable, sample)
     log(
         f"  diagnostics ({', '.join(diagnostics['steps'])}) on {diagnostics['users']:,} of "
-        f"{diagnostics['of']:,} labelled users; the judged model's holdout, the gate and the final fit on all"
+        f"{diagnostics['of']:,} labelled users; the holdout, the baselines and the gate on "
+        f"{diagnostics['holdout_users']:,} of {diagnostics['holdout_of']:,}; the final fit on all"
     )
 
     def pool(newest: int, data: dict[int, training.LabelledSet]) -> training.LabelledSet:
@@ -256,13 +269,14 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
 
     clock = time.perf_counter()
     judged = training.fit(config.model_kind, judged_params, pool(2, train_sets))
-    window = sets[1].frame
+    judged_set = sets[1].for_users(sample.judged)
+    window = judged_set.frame
     result, per_user = holdout.evaluate_holdout(
-        window, scores(judged, window), sets[1].truth, history, popular, config.k
+        window, scores(judged, window), judged_set.truth, history, popular, config.k, catalogue
     )
-    # The reference learns from the sample, but is scored on the whole holdout like every list.
+    # The reference learns from the diagnostic sample, but is judged on the holdout like every list.
     reference = training.fit("logreg", {}, pool(2, diagnostic_train))
-    scored = holdout.ranking_scores(window, scores(reference, window), sets[1].truth, history, config.k)
+    scored = holdout.ranking_scores(window, scores(reference, window), judged_set.truth, history, config.k, catalogue)
     result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
     seconds["evaluation"] = time.perf_counter() - clock
 
@@ -274,8 +288,9 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         config.horizon_days,
         config.k,
         pd.Index(window["user_id"].unique()),
-        sets[1].truth,
+        judged_set.truth,
         history,
+        catalogue,
     )
     result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
     result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
@@ -347,36 +362,59 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds, per_user=per_user)
 
 
+@dataclass(frozen=True)
+class UserSamples:
+    """The labelled users the bounded steps run on, and how many there were to choose from."""
+
+    judged: pd.Index
+    judged_of: int
+    diagnostic: pd.Index
+    diagnostic_of: int
+
+
+def _user_samples(users: dict[int, pd.Index], config: Config) -> UserSamples:
+    """At most ``config.holdout_users`` users of the newest window to judge on, and at most
+    ``config.diagnostics_users`` labelled users of any window for the diagnostics: whole users,
+    chosen by a seeded hash (``training.user_sample``), the same in every run and at every
+    cutoff, so what a run holds in memory stops growing with the export."""
+    labelled = pd.Index(pd.unique(np.concatenate([index_users.to_numpy() for index_users in users.values()])))
+    return UserSamples(
+        judged=training.user_sample(users[1], config.holdout_users, config.seed),
+        judged_of=len(users[1]),
+        diagnostic=training.user_sample(labelled, config.diagnostics_users, config.seed),
+        diagnostic_of=len(labelled),
+    )
+
+
 def _diagnostic_sample(
     sets: dict[int, training.LabelledSet],
     train_sets: dict[int, training.LabelledSet],
     usable: list[int],
-    config: Config,
+    sample: UserSamples,
 ) -> tuple[dict[int, training.LabelledSet], dict[int, training.LabelledSet], dict[str, Any]]:
-    """The labelled sets (all candidates, and negative-sampled for training) restricted to at
-    most ``config.diagnostics_users`` whole users, the same at every cutoff, and its record.
+    """The labelled sets (every candidate, and negative-sampled for training) restricted to the
+    diagnostic users, and the record of what ran on how many users (``model.json``).
 
-    The diagnostics run on them, so their cost stops growing with the export; the judged model,
-    its holdout and the published model use every user. A sample without buyers in the newest
-    two windows could train nothing: then every user is used.
+    A sample without buyers in the newest two windows could train nothing: then the diagnostics
+    use every loaded user (the diagnostic and the judged sample together).
     """
-    labelled = pd.Index(pd.unique(pd.concat([sets[index].frame["user_id"] for index in usable])))
-    sample = training.user_sample(labelled, config.diagnostics_users, config.seed)
-
-    def record(users: int) -> dict[str, Any]:
-        return {
-            "users": users,
-            "of": len(labelled),
-            "steps": ["cross_validation", "validation_curves", "feature_importance", "logistic_regression"],
-            "all_users": ["judged model's holdout evaluation", "baselines", "gate", "final fit"],
-        }
-
-    if len(sample) < len(labelled):
-        restricted = {index: sets[index].for_users(sample) for index in usable}
-        restricted_train = {index: train_sets[index].for_users(sample) for index in usable}
-        if restricted[1].usable and restricted_train[2].usable:
-            return restricted, restricted_train, record(len(sample))
-    return sets, train_sets, record(len(labelled))
+    restricted = {index: sets[index].for_users(sample.diagnostic) for index in usable}
+    restricted_train = {index: train_sets[index].for_users(sample.diagnostic) for index in usable}
+    users = sample.diagnostic
+    if not (restricted[1].usable and restricted_train[2].usable):
+        users = sample.diagnostic.union(sample.judged)
+        restricted = {index: sets[index] for index in usable}
+        restricted_train = {index: train_sets[index].for_users(users) for index in usable}
+    record = {
+        "users": len(users),
+        "of": sample.diagnostic_of,
+        "steps": ["cross_validation", "validation_curves", "feature_importance", "logistic_regression"],
+        "holdout_users": len(sample.judged),
+        "holdout_of": sample.judged_of,
+        "on_holdout_users": ["judged model's holdout evaluation", "baselines", "gate"],
+        "all_users": ["final fit (negatives sampled to max_training_rows per cutoff)"],
+    }
+    return restricted, restricted_train, record
 
 
 def train_and_choose(settings: Settings, config: Config, version: str, log: Log = print) -> TrainOutcome:

@@ -16,12 +16,48 @@ from ml.ranker.features import FEATURES, LABEL
 from ml.warehouse.tables import Cutoff
 
 
-def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
-    """Candidate rows of one labelled cutoff with features and label."""
+def labelled_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.Index:
+    """The users with candidates at a labelled cutoff: who the ranker can learn from and be judged on."""
+    users = con.execute(
+        "select distinct user_id from candidates where cutoff_at = ? order by user_id", [cutoff.at]
+    ).df()["user_id"]
+    return pd.Index(users.astype(object))
+
+
+def label_counts(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> tuple[int, int]:
+    """Candidate rows and positives of a labelled cutoff."""
+    rows, positives = con.execute(
+        f"select count(*), coalesce(sum({LABEL}), 0) from candidates where cutoff_at = ?", [cutoff.at]
+    ).fetchone()
+    return int(rows), int(positives)
+
+
+def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, users: pd.Index) -> pd.DataFrame:
+    """Every candidate row of ``users`` at a labelled cutoff, with features and label: the sets
+    models are validated and judged on, whole users only."""
     frame = con.execute(
-        f"select user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)} "
-        "from candidates where cutoff_at = ? order by user_id, item_id",
-        [cutoff.at],
+        f"select user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)} from candidates "
+        "where cutoff_at = ? and user_id in (select unnest(?::varchar[])) order by user_id, item_id",
+        [cutoff.at, list(users)],
+    ).df()
+    return _typed(frame)
+
+
+def training_candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, max_rows: int, seed: int) -> pd.DataFrame:
+    """The candidates of a labelled cutoff a model learns from: every positive, and a seeded
+    hash sample of the negatives so that there are about ``max_rows`` rows.
+
+    A uniform negative sample shifts every score by the same log-odds, so the order within a
+    user is unchanged. Sampled in the database, so Python never holds the whole cutoff.
+    """
+    rows, positives = label_counts(con, cutoff)
+    negatives = rows - positives
+    share = 1.0 if rows <= max_rows or negatives == 0 else max(max_rows - positives, 0) / negatives
+    frame = con.execute(
+        f"select user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)} from candidates "
+        f"where cutoff_at = ? and ({LABEL} = 1 or ? or hash(user_id, item_id, ?) / 2.0 ^ 64 < ?) "
+        "order by user_id, item_id",
+        [cutoff.at, share >= 1.0, seed, share],
     ).df()
     return _typed(frame)
 

@@ -50,18 +50,23 @@ PILOT_TARGETS = {
 
 
 def ranking_scores(
-    frame: pd.DataFrame, model_scores: np.ndarray, truth: pd.DataFrame, history: pd.DataFrame, k: int
+    frame: pd.DataFrame,
+    model_scores: np.ndarray,
+    truth: pd.DataFrame,
+    history: pd.DataFrame,
+    k: int,
+    catalogue: int | None = None,
 ) -> ListScores:
     """The list metrics (and their per-user values) of the top-``k`` lists ranked by
     ``model_scores``, over the warm users (the users of ``frame``): what a reference model is
-    compared on."""
+    compared on. ``catalogue``: the items coverage divides by (default: those in ``history``)."""
     warm_users = pd.Index(frame["user_id"].unique())
     return score_lists(
         top_k(frame, model_scores, k),
         truth[truth["user_id"].isin(warm_users)],
         history,
         k,
-        history["item_id"].nunique(),
+        catalogue,
         users=warm_users,
     )
 
@@ -73,16 +78,19 @@ def evaluate_holdout(
     history: pd.DataFrame,
     popular: pd.DataFrame,
     k: int,
+    catalogue: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Every number of the evaluation report for one scored window (see module docstring), and
-    the per-user metric values of the ``ranker`` and ``popular`` lists (for bootstrap intervals)."""
+    the per-user metric values of the ``ranker`` and ``popular`` lists (for bootstrap intervals).
+    ``catalogue``: the items coverage divides by (default: those in ``history``)."""
     warm_users = pd.Index(frame["user_id"].unique())
     warm_truth = truth[truth["user_id"].isin(warm_users)]
     cold_truth = truth[~truth["user_id"].isin(warm_users)]
-    catalogue = history["item_id"].nunique()
+    if catalogue is None:
+        catalogue = history["item_id"].nunique()
 
     lists = {
-        "ranker": ranking_scores(frame, model_scores, truth, history, k),
+        "ranker": ranking_scores(frame, model_scores, truth, history, k, catalogue),
         "popular": score_lists(
             _same_list_for_all(popular, warm_users), warm_truth, history, k, catalogue, users=warm_users
         ),

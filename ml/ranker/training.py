@@ -60,16 +60,6 @@ class LabelledSet:
             pd.concat([keyed(data.truth, data.cutoff_index) for data in sets], ignore_index=True),
         )
 
-    def sample_negatives(self, max_rows: int, seed: int = 0) -> LabelledSet:
-        """At most ``max_rows`` rows, every positive kept: a uniform negative sample shifts every
-        score by the same log-odds, so the order within a user is unchanged."""
-        if len(self.frame) <= max_rows:
-            return self
-        positives = self.frame[self.frame[LABEL] == 1]
-        negatives = self.frame[self.frame[LABEL] == 0]
-        negatives = negatives.sample(n=min(max(max_rows - len(positives), 0), len(negatives)), random_state=seed)
-        return LabelledSet(self.cutoff_index, pd.concat([positives, negatives]).sort_index(), self.truth)
-
     def for_users(self, users: pd.Index) -> LabelledSet:
         """Only the candidates and purchases of ``users``: whole users, every row of each kept."""
         return LabelledSet(

@@ -40,10 +40,12 @@ def cutoffs(con: duckdb.DuckDBPyConnection) -> dict[int, Cutoff]:
     return {index: Cutoff(index, at, end) for index, at, end in rows}
 
 
-def window_purchases(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
-    """(user_id, item_id) bought in the cutoff's label window: the evaluation truth."""
+def window_purchases(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, users: pd.Index) -> pd.DataFrame:
+    """(user_id, item_id) that ``users`` bought in the cutoff's label window: the evaluation truth."""
     return con.execute(
-        "select user_id, item_id from int_window_purchases where cutoff_at = ? order by all", [cutoff.at]
+        "select user_id, item_id from int_window_purchases "
+        "where cutoff_at = ? and user_id in (select unnest(?::varchar[])) order by all",
+        [cutoff.at, list(users)],
     ).df()
 
 
@@ -65,12 +67,22 @@ def candidate_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.Index:
     return pd.Index(users.astype(object))
 
 
-def history_pairs(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.DataFrame:
-    """(user_id, item_id) interacted with before the cutoff: popularity for bias metrics, and
-    ``n_purchases`` to tell a repurchase from a first purchase (``ml.evaluation.metrics.repeat_explore``)."""
+def history_pairs(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, users: pd.Index) -> pd.DataFrame:
+    """(user_id, item_id) that ``users`` interacted with before the cutoff: popularity for bias
+    metrics, and ``n_purchases`` to tell a repurchase from a first purchase
+    (``ml.evaluation.metrics.repeat_explore``)."""
     return con.execute(
-        "select user_id, item_id, n_purchases from int_user_items where cutoff_at = ? order by all", [cutoff.at]
+        "select user_id, item_id, n_purchases from int_user_items "
+        "where cutoff_at = ? and user_id in (select unnest(?::varchar[])) order by all",
+        [cutoff.at, list(users)],
     ).df()
+
+
+def catalogue_size(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> int:
+    """Distinct items anyone interacted with before the cutoff: what catalogue coverage divides by."""
+    return con.execute(
+        "select count(distinct item_id) from int_user_items where cutoff_at = ?", [cutoff.at]
+    ).fetchone()[0]
 
 
 def popular_items(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, k: int) -> pd.DataFrame:

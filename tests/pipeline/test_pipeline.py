@@ -388,9 +388,10 @@ def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path)
 
 
 @pytest.mark.slow  # runs dbt or the whole flow
-def test_diagnostics_run_on_a_user_sample_and_the_holdout_on_every_user(published, demo_export):
+def test_diagnostics_and_the_holdout_run_on_bounded_user_samples(published, demo_export):
     """The search, curves, importance and logistic reference learn from a bounded sample of whole
-    users; the judged model's holdout, the gate and the published fit never do."""
+    users, the holdout, the baselines and the gate judge a bounded sample; the published fit
+    learns from every user."""
     from ml.pipeline import runs, steps
     from ml.ranker.scoring import score_serving
 
@@ -400,13 +401,18 @@ def test_diagnostics_run_on_a_user_sample_and_the_holdout_on_every_user(publishe
     assert f"on {full['users']:,} of {full['of']:,} labelled users" in runs.summary(settings, run)
 
     config = Config(
-        home=settings.home, input_path=demo_export[0], horizon_days=run["horizon_days"], diagnostics_users=100
+        home=settings.home,
+        input_path=demo_export[0],
+        horizon_days=run["horizon_days"],
+        diagnostics_users=100,
+        holdout_users=100,
     )
     lines: list[str] = []
     outcome = steps.train_and_evaluate(settings, config, "sampled", lines.append)
 
     record = outcome.evaluation["diagnostics"]
     assert record["users"] == 100 and record["of"] == full["of"]
+    assert record["holdout_users"] == 100 and record["holdout_of"] == full["holdout_of"] > 100
     assert set(record["steps"]) == {
         "cross_validation",
         "validation_curves",
@@ -416,9 +422,9 @@ def test_diagnostics_run_on_a_user_sample_and_the_holdout_on_every_user(publishe
     assert outcome.model.metadata["diagnostics"] == record
     assert all(curve["train_users"] <= 2 * 100 for curve in outcome.evaluation["validation_curves"])  # 2 cutoffs
     metrics = outcome.evaluation["metrics"]
-    assert (
-        metrics["ranker"]["n_users"] == run["metrics"]["ranker"]["n_users"] == metrics["logistic_regression"]["n_users"]
-    )
+    judged = {metrics[name]["n_users"] for name in ("ranker", "logistic_regression", "repurchase", "item_knn")}
+    assert judged == {100}  # every list of the gate on the same sampled users
+    assert run["metrics"]["ranker"]["n_users"] == full["holdout_of"]  # under the default bound: every user
     published_card = json.loads((settings.models_dir / run["model_version"] / "model.json").read_text())
     assert outcome.model.metadata["trained_on"]["rows"] == published_card["trained_on"]["rows"]
     assert any(line.startswith("  cross-validation fit 1/") for line in lines)
