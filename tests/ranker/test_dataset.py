@@ -31,6 +31,7 @@ def con():
         }
     )
     connection = duckdb.connect()
+    connection.register("frame", frame)
     connection.execute("create table candidates as select * from frame")
     yield connection
     connection.close()
