@@ -13,12 +13,15 @@
                 lambda field: case when starts_with(field, '"') then replace(field[2:-2], '""', '"') else field end)
     end
 {%- endmacro %}
+{#- The same expressions with the quoted field as an unrolled loop ("[^"]*(""[^"]*)*"): Java's
+    regex engine recurses once per character of an alternation inside a repetition and
+    overflows its stack on long quoted fields. -#}
 {% macro spark__csv_fields(line) -%}
     case
         when not contains({{ line }}, '"') then split({{ line }}, ',', -1)
-        when {{ line }} || ',' rlike '^(("([^"]|"")*"|[^,"]*),)*$'
+        when {{ line }} || ',' rlike '^(?:(?:"[^"]*+(?:""[^"]*+)*+"|[^,"]*+),)*+$'
             then transform(
-                regexp_extract_all({{ line }} || ',', '("(?:[^"]|"")*"|[^,"]*),', 1),
+                regexp_extract_all({{ line }} || ',', '("[^"]*(?:""[^"]*)*"|[^,"]*),', 1),
                 field -> case when startswith(field, '"') then replace(substr(field, 2, length(field) - 2), '""', '"') else field end)
     end
 {%- endmacro %}
