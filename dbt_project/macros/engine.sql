@@ -1,7 +1,8 @@
 {#- The SQL that differs between the engines the project builds on: DuckDB (target build) and
     Spark (target spark, dbt-spark). Models call these macros and stay one text for both; each
     macro dispatches to duckdb__<name> or spark__<name> (adapter.dispatch). The Spark session
-    reads string literals raw and double quotes as identifiers (profiles.yml), as DuckDB does. -#}
+    reads string literals raw (profiles.yml), as DuckDB does, so a regular expression is one text.
+    Staging's own differences are in export_lines.sql and parse_list.sql. -#}
 
 {#- A CTE DuckDB must inline rather than copy (a big table read by several branches); Spark
     never copies a CTE, and has no such keyword. -#}
