@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet -c $(LOCK) pip setuptools
-	$(BIN)/pip install --quiet -c $(LOCK) --build-constraint $(LOCK) -e '.[test,als]'
+	$(BIN)/pip install --quiet -c $(LOCK) --build-constraint $(LOCK) -e '.[test,als,spark]'
 	touch $@
 
 # Newest releases that pyproject admits, in a throwaway venv, frozen into the lock
@@ -26,8 +26,8 @@ lock:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp" && \
 	"$$tmp/bin/pip" install --quiet --upgrade pip setuptools && \
-	"$$tmp/bin/pip" install --quiet -e '.[test,als]' && \
-	{ echo "# The exact versions 'make install' installs: pip, setuptools (the build backend), .[test,als]."; \
+	"$$tmp/bin/pip" install --quiet -e '.[test,als,spark]' && \
+	{ echo "# The exact versions 'make install' installs: pip, setuptools (the build backend), .[test,als,spark]."; \
 	  echo "# Written by 'make lock': the newest releases pyproject.toml admits, in a fresh venv."; \
 	  echo "# To upgrade: widen a range in pyproject.toml if needed, 'make lock', 'make test', commit both."; \
 	  "$$tmp/bin/pip" list --format=freeze --exclude-editable \

@@ -12,7 +12,7 @@
 {% macro decay(event_at, cutoff_at) -%}
     {%- set half_life = number_var('popularity_half_life_days') if var('popularity_half_life_days')
                         else int_var('horizon_days') -%}
-    pow(0.5, date_diff('second', {{ event_at }}, {{ cutoff_at }}) / 86400.0 / {{ half_life }})
+    pow(0.5, {{ days_between(event_at, cutoff_at) }} / {{ half_life }})
 {%- endmacro %}
 
 {#- Line items strictly before each cutoff: the only way feature models read events. -#}

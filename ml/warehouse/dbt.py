@@ -59,6 +59,8 @@ def run_dbt(
     select: str | None = None,
     exclude: str | None = None,
     indirect_selection: str | None = None,
+    exclude_resource_type: str | None = None,
+    target: str | None = None,
     on_node: Callable[[str, str, float, int, int], None] | None = None,
 ) -> DbtResult:
     """Run ``dbt <command>`` (build, run, test, ...) for one home; raise ``DbtError`` on failure.
@@ -70,10 +72,17 @@ def run_dbt(
     ``select`` and ``exclude`` are dbt selections (several separated by spaces);
     ``indirect_selection`` is dbt's mode for the tests of the selected models. The outcome
     models read the home's exposure log (var ``exposures_path``) unless ``variables`` say otherwise.
+    ``target`` is the profile's output (``build``, DuckDB, by default; ``spark``: the same models
+    on Spark, their tables under ``<home>/spark``).
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     variables = {"exposures_path": str(settings.exposures_dir), **variables}  # the outcome models' input
-    env = {**os.environ, "RECSYS_BUILD_DB": str(settings.build_db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "RECSYS_BUILD_DB": str(settings.build_db),
+        "RECSYS_SPARK_WAREHOUSE": str(settings.home / "spark"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     args = [
         _dbt_executable(),
         command,
@@ -96,6 +105,10 @@ def run_dbt(
         args += ["--exclude", exclude]
     if indirect_selection:
         args += ["--indirect-selection", indirect_selection]
+    if exclude_resource_type:
+        args += ["--exclude-resource-type", exclude_resource_type]
+    if target:
+        args += ["--target", target]
 
     result = DbtResult(command=command)
     errors: list[str] = []

@@ -6,8 +6,8 @@
 
 select
     indexes.k as cutoff_index,
-    export_window.serve_at - to_days({{ h }} * indexes.k) as cutoff_at,
-    case when indexes.k > 0 then export_window.serve_at - to_days({{ h }} * (indexes.k - 1)) end as label_end_at,
+    export_window.serve_at - {{ days(h ~ ' * indexes.k') }} as cutoff_at,
+    case when indexes.k > 0 then export_window.serve_at - {{ days(h ~ ' * (indexes.k - 1)') }} end as label_end_at,
     export_window.model_version -- the build these cutoffs belong to (build_version())
 from {{ ref('int_export_window') }} as export_window
 cross join range(0, {{ int_var('labelled_cutoffs') | int }} + 1) as indexes (k)

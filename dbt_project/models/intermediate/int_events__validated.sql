@@ -45,7 +45,12 @@ events as (
     select
         staged.*,
         {{ commerce }} as is_commerce,
-        coalesce(copies.copy_number, 1) as copy_number
+        coalesce(copies.copy_number, 1) as copy_number,
+        {{ list_length('staged.item_ids') }} as n_items,
+        {{ list_length('staged.prices100') }} as n_prices,
+        {{ list_length('staged.quantities') }} as n_quantities,
+        {{ list_length('staged.category_ids') }} as n_categories,
+        {{ list_length('staged.sub_category_ids') }} as n_sub_categories
     from {{ ref('stg_ab_test__events') }} as staged
     left join copies using (event_row_id)
 
@@ -81,27 +86,31 @@ select
         when event_at is null and (is_commerce or raw_event_time <> '') then 'bad_timestamp'
         when is_commerce and (
             not lists_well_formed
-            or list_count(item_ids) <> len(item_ids)
-            or list_count(category_ids) <> len(category_ids)
-            or list_count(sub_category_ids) <> len(sub_category_ids)
+            or {{ list_count('item_ids') }} <> n_items
+            or {{ list_count('category_ids') }} <> n_categories
+            or {{ list_count('sub_category_ids') }} <> n_sub_categories
         ) then 'malformed_list'
-        when is_commerce and len(item_ids) = 0 then 'no_items'
+        when is_commerce and n_items = 0 then 'no_items'
         -- A well-formed number that BIGINT cannot hold parses to NULL: quarantined, never kept as NULL.
-        when is_commerce and (list_count(prices100) <> len(prices100) or list_count(quantities) <> len(quantities))
+        when
+            is_commerce
+            and ({{ list_count('prices100') }} <> n_prices or {{ list_count('quantities') }} <> n_quantities)
             then 'unrepresentable_value'
         -- An empty price or quantity list beside items means "unknown", not misaligned.
         when is_commerce and (
-            (len(prices100) > 0 and len(prices100) <> len(item_ids))
-            or (len(quantities) > 0 and len(quantities) <> len(item_ids))
-            or (len(category_ids) > 0 and len(category_ids) <> len(item_ids))
-            or (len(sub_category_ids) > 0 and len(sub_category_ids) <> len(item_ids))
+            (n_prices > 0 and n_prices <> n_items)
+            or (n_quantities > 0 and n_quantities <> n_items)
+            or (n_categories > 0 and n_categories <> n_items)
+            or (n_sub_categories > 0 and n_sub_categories <> n_items)
         ) then 'list_length_mismatch'
-        when is_commerce and (coalesce(list_min(prices100), 0) < 0 or coalesce(list_min(quantities), 0) < 0)
+        when
+            is_commerce
+            and (coalesce({{ list_min('prices100') }}, 0) < 0 or coalesce({{ list_min('quantities') }}, 0) < 0)
             then 'negative_value'
         when is_commerce and (
-            coalesce(list_max(prices100), 0) > {{ int_var('max_price100') }}
-            or coalesce(list_max(quantities), 0) > {{ int_var('max_qty') }}
-            or abs(date_diff('day', event_at::date, event_date)) > 1
+            coalesce({{ list_max('prices100') }}, 0) > {{ int_var('max_price100') }}
+            or coalesce({{ list_max('quantities') }}, 0) > {{ int_var('max_qty') }}
+            or abs({{ date_distance('event_at::date', 'event_date') }}) > 1
         ) then 'absurd_value'
         -- Judged against the export's own body, not the wall clock (see int_export_days).
         when event_date not between (select span.first_date from span) and (select span.last_date from span)

@@ -28,7 +28,7 @@ silences as (
     select
         *,
         coalesce(
-            date_diff('day', lag(event_date) over (order by event_date), event_date)
+            {{ date_distance('lag(event_date) over (order by event_date)', 'event_date') }}
             > {{ int_var('outlier_gap_days') }}, false
         ) as after_silence
     from days

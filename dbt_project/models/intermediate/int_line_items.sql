@@ -25,7 +25,7 @@ positions as (
     -- the lists it is correlated on.
     select
         *,
-        unnest(range(1, len(item_ids) + 1)) as position
+        {{ list_positions('item_ids') }} as position
     from accepted
 
 )
@@ -38,11 +38,11 @@ select
     event_type,
     event_at,
     event_date,
-    item_ids[position] as item_id,
-    prices100[position] as price100,
-    prices100[position] / 100.0 as price_rub,
-    len(prices100) > 0 as price_known,
-    coalesce(quantities[position], 1) as quantity,
-    category_ids[position] as category_id,
-    sub_category_ids[position] as sub_category_id
+    {{ list_element('item_ids', 'position') }} as item_id,
+    {{ list_element('prices100', 'position') }} as price100,
+    {{ list_element('prices100', 'position') }} / 100.0 as price_rub,
+    {{ list_length('prices100') }} > 0 as price_known,
+    coalesce({{ list_element('quantities', 'position') }}, 1) as quantity,
+    {{ list_element('category_ids', 'position') }} as category_id,
+    {{ list_element('sub_category_ids', 'position') }} as sub_category_id
 from positions

@@ -1,5 +1,5 @@
 -- What each user did with each item before each cutoff.
-with events as not materialized (
+with events as {{ not_materialized() }} (
 
     {{ events_before_cutoffs() }}
 
@@ -15,7 +15,7 @@ purchase_days as (
         item_id,
         count(distinct event_date) as n_purchase_days,
         count(distinct event_date) filter (
-            where event_at >= cutoff_at - to_days({{ int_var('horizon_days') }})
+            where event_at >= cutoff_at - {{ days(int_var('horizon_days')) }}
         ) as n_recent_purchase_days,
         sum(quantity) as n_units,
         min(event_at) as first_purchase_at
@@ -54,7 +54,7 @@ select
     coalesce(purchase_days.n_units, 0) as n_units,
     purchase_days.first_purchase_at,
     -- The user's buying cycle for the item: mean days between purchase days (NULL below two).
-    date_diff('second', purchase_days.first_purchase_at, per_user_item.last_purchase_at) / 86400.0
+    {{ days_between('purchase_days.first_purchase_at', 'per_user_item.last_purchase_at') }}
     / nullif(purchase_days.n_purchase_days - 1, 0) as repurchase_gap_days,
     per_user_item.last_event_at,
     per_user_item.last_purchase_at,

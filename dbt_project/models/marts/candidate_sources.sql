@@ -10,13 +10,13 @@
 -- window (the only users a ranking can be learned or judged on); label = purchased in the window.
 -- Both are tables already and each is read by several sources: not materialized, so DuckDB does
 -- not copy (and at 50 M rows spill) them once more.
-with users as not materialized (
+with users as {{ not_materialized() }} (
 
     select * from {{ ref('candidate_users') }}
 
 ),
 
-user_items as not materialized (
+user_items as {{ not_materialized() }} (
 
     select * from {{ ref('candidate_user_items') }}
 
@@ -30,7 +30,7 @@ from_history as (
         item_id,
         'history' as source,
         interest as source_score,
-        null::varchar as anchor_item_id
+        null::{{ text_type() }} as anchor_item_id
     from user_items
     where interest_rank <= {{ int_var('candidates_history') }}
 
@@ -44,7 +44,7 @@ from_repurchase as (
         item_id,
         'repurchase' as source,
         n_purchase_days + n_purchases / 100.0 as source_score,
-        null::varchar as anchor_item_id
+        null::{{ text_type() }} as anchor_item_id
     from user_items
     where purchase_rank <= {{ int_var('candidates_repurchase') }}
 
@@ -71,7 +71,7 @@ from_co_purchase as (
         pairs.other_item_id as item_id,
         'co_purchase' as source,
         sum(anchors.interest * pairs.confidence * pairs.signal_weight) as source_score,
-        arg_max(anchors.item_id, anchors.interest * pairs.confidence * pairs.signal_weight) as anchor_item_id
+        max_by(anchors.item_id, anchors.interest * pairs.confidence * pairs.signal_weight) as anchor_item_id
     from user_items as anchors
     inner join neighbours as pairs
         on anchors.cutoff_at = pairs.cutoff_at and anchors.item_id = pairs.item_id
@@ -118,7 +118,7 @@ from_category as (
         popular.item_id,
         'category' as source,
         popular.score * user_categories.category_share as source_score,
-        null::varchar as anchor_item_id
+        null::{{ text_type() }} as anchor_item_id
     from users
     inner join user_categories using (cutoff_at, user_id)
     inner join {{ ref('item_popularity') }} as popular
@@ -160,7 +160,7 @@ from_trending as (
         trending_items.item_id,
         'trending' as source,
         trending_items.trend_score as source_score,
-        null::varchar as anchor_item_id
+        null::{{ text_type() }} as anchor_item_id
     from users
     inner join trending_items
         on users.cutoff_at = trending_items.cutoff_at and users.platform = trending_items.platform
@@ -175,7 +175,7 @@ from_popular as (
         popular.item_id,
         'popular' as source,
         popular.score as source_score,
-        null::varchar as anchor_item_id
+        null::{{ text_type() }} as anchor_item_id
     from users
     inner join {{ ref('item_popularity') }} as popular
         on
@@ -207,9 +207,10 @@ merged as (
         cutoff_at,
         user_id,
         item_id,
-        arg_min(source, list_position(
-            ['history', 'repurchase', 'co_purchase', 'category', 'trending', 'popular'], source
-        )) as primary_source,
+        min_by(source, case source
+            when 'history' then 1 when 'repurchase' then 2 when 'co_purchase' then 3
+            when 'category' then 4 when 'trending' then 5 else 6
+        end) as primary_source,
         count(*) as n_sources,
         max(source_score) filter (where source = 'history') as history_score,
         max(source_score) filter (where source = 'repurchase') as repurchase_score,

@@ -70,7 +70,7 @@ select
     coalesce(own.interest, 0) as user_item_interest,
     coalesce(own.n_purchases, 0) / greatest(users.n_purchases, 1) as user_item_purchase_share,
     own.purchase_rank as user_item_purchase_rank,
-    date_diff('second', own.last_event_at, merged.cutoff_at) / 86400.0 as user_item_days_since,
+    {{ days_between('own.last_event_at', 'merged.cutoff_at') }} as user_item_days_since,
     coalesce(own.n_purchase_days, 0) as user_item_purchase_days,
     coalesce(own.n_units, 0) as user_item_units,
     -- Share of the user's baskets (all time, and in the last horizon) that held the item.
@@ -78,10 +78,10 @@ select
     coalesce(own.n_recent_purchase_days, 0) / greatest(users.n_recent_purchase_days, 1)
         as user_item_recent_basket_share,
     coalesce(own.n_purchase_days, 0) / users.tenure_days as user_item_purchase_rate,
-    date_diff('second', own.last_purchase_at, merged.cutoff_at) / 86400.0 as user_item_days_since_purchase,
+    {{ days_between('own.last_purchase_at', 'merged.cutoff_at') }} as user_item_days_since_purchase,
     -- The user's own buying cycle for the item, and where in it the cutoff falls (1 = due now).
     own.repurchase_gap_days as user_item_repurchase_gap_days,
-    date_diff('second', own.last_purchase_at, merged.cutoff_at) / 86400.0
+    {{ days_between('own.last_purchase_at', 'merged.cutoff_at') }}
     / nullif(own.repurchase_gap_days, 0) as user_item_cycle_position,
     coalesce(category_purchases.category_share, 0) as user_category_share,
 

@@ -3,7 +3,7 @@
 -- Bounded: each user contributes only their most recent distinct items per signal
 -- (var max_pair_items_per_user, fewer for views), so a user with hundreds of items adds at most
 -- M * (M - 1) pairs. Private: a pair is kept only when at least var min_pair_users users share it.
-with events as not materialized (
+with events as {{ not_materialized() }} (
 
     {{ events_before_cutoffs() }}
 

@@ -1,5 +1,5 @@
 -- Item attributes and behaviour as of each cutoff.
-with events as not materialized (
+with events as {{ not_materialized() }} (
 
     {{ events_before_cutoffs() }}
 
@@ -10,7 +10,7 @@ per_item as (
     select
         cutoff_at,
         item_id,
-        arg_max(price_rub, event_at) filter (where price_rub > 0) as price_rub,
+        max_by(price_rub, event_at) filter (where price_rub > 0) as price_rub,
         count(*) filter (where event_type = 'view_item') as n_views,
         count(*) filter (where event_type = 'add_to_cart') as n_carts,
         count(*) filter (where event_type = 'purchase') as n_purchases,
@@ -20,7 +20,7 @@ per_item as (
         sum({{ event_weight('event_type') }}) filter (
             where event_at < cutoff_at - interval 3 day and event_at >= cutoff_at - interval 6 day
         ) as previous_weight,
-        date_diff('second', min(event_at), cutoff_at) / 86400.0 as age_days
+        {{ days_between('min(event_at)', 'cutoff_at') }} as age_days
     from events
     group by cutoff_at, item_id
 
@@ -33,7 +33,7 @@ item_categories as (
     select
         cutoff_at,
         item_id,
-        max(struct_pack(n_events := n_events, category_id := category_id)).category_id as category_id
+        {{ value_of_max('category_id', 'n_events') }} as category_id
     from (
         select
             cutoff_at,
@@ -58,7 +58,7 @@ item_users as (
         count(*) as n_users,
         count(*) filter (where n_purchases > 0) as n_buyers,
         count(*) filter (where n_purchases > 0 and n_purchase_days >= 2) as n_rebuyers,
-        count(*) filter (where last_purchase_at >= cutoff_at - to_days({{ int_var('horizon_days') }}))
+        count(*) filter (where last_purchase_at >= cutoff_at - {{ days(int_var('horizon_days')) }})
             as n_recent_buyers,
         count(*) filter (where last_purchase_at >= cutoff_at - interval 7 day) as n_week_buyers,
         avg(n_purchase_days) filter (where n_purchases > 0) as purchase_days_per_buyer,

@@ -1,6 +1,6 @@
 -- What is popular now: time-decayed weighted events per item, ranked overall, per platform and
 -- per category (when the export has categories). Feeds candidates and cold-start lists.
-with events as not materialized (
+with events as {{ not_materialized() }} (
 
     {{ events_before_cutoffs() }}
 

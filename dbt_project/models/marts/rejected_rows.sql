@@ -15,7 +15,7 @@ select
     staged.raw_item_ids,
     staged.raw_main_category,
     staged.raw_sub_category,
-    nullif(array_to_string(staged.extra_fields, ','), '') as raw_extra_fields,
+    nullif({{ list_join('staged.extra_fields', "','") }}, '') as raw_extra_fields,
     staged.raw_line
 from {{ ref('int_events__validated') }} as validated
 inner join {{ ref('stg_ab_test__events') }} as staged on validated.event_row_id = staged.event_row_id

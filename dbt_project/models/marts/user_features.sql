@@ -1,6 +1,6 @@
 -- Users as of each cutoff: activity, recency and the price tier they buy in. The tier comes
 -- from purchases when there are any (what people pay), else from carts, else from views.
-with events as not materialized (
+with events as {{ not_materialized() }} (
 
     {{ events_before_cutoffs() }}
 
@@ -32,8 +32,8 @@ commerce as (
         count(*) filter (where event_type = 'add_to_cart') as n_carts,
         count(*) filter (where event_type = 'purchase') as n_purchases,
         count(distinct item_id) as n_items,
-        date_diff('second', max(event_at), cutoff_at) / 86400.0 as days_since_last_event,
-        date_diff('second', max(event_at) filter (where event_type = 'purchase'), cutoff_at) / 86400.0
+        {{ days_between('max(event_at)', 'cutoff_at') }} as days_since_last_event,
+        {{ days_between("max(event_at) filter (where event_type = 'purchase')", 'cutoff_at') }}
             as days_since_last_purchase
     from events
     group by cutoff_at, user_id
@@ -48,7 +48,7 @@ categories as (
         cutoff_at,
         user_id,
         count(*) as n_categories,
-        max(struct_pack(n_events := n_events, category_id := category_id)).category_id as top_category_id
+        {{ value_of_max('category_id', 'n_events') }} as top_category_id
     from (
         select
             cutoff_at,
@@ -72,7 +72,7 @@ purchase_days as (
         user_id,
         count(distinct event_date) as n_purchase_days,
         count(distinct event_date) filter (
-            where event_at >= cutoff_at - to_days({{ int_var('horizon_days') }})
+            where event_at >= cutoff_at - {{ days(int_var('horizon_days')) }}
         ) as n_recent_purchase_days
     from events
     where event_type = 'purchase'
@@ -128,8 +128,8 @@ tier as (
         user_id,
         any_value(event_type) as price_tier_source,
         median(price_rub) as price_median_rub,
-        quantile_cont(price_rub, 0.25) as price_p25_rub,
-        quantile_cont(price_rub, 0.75) as price_p75_rub,
+        {{ quantile('price_rub', 0.25) }} as price_p25_rub,
+        {{ quantile('price_rub', 0.75) }} as price_p75_rub,
         count(*) as price_observations
     from tier_events
     group by cutoff_at, user_id
@@ -142,7 +142,7 @@ select
     coalesce(activity.platform, commerce.platform) as platform,
     coalesce(activity.n_active_days, 1) as n_active_days,
     -- Days since the first event, at least the one day the user is known.
-    greatest(date_diff('day', activity.first_active_date, cutoff_at::date), 1)::double as tenure_days,
+    greatest({{ date_distance('activity.first_active_date', 'cutoff_at::date') }}, 1)::double as tenure_days,
     coalesce(activity.n_events, 0) as n_events,
     coalesce(activity.n_noncommerce_events, 0) as n_noncommerce_events,
     coalesce(commerce.n_views, 0) as n_views,

@@ -17,7 +17,7 @@ with popular as (
 
 platforms as (
 
-    select unnest([{{ sql_values(var('platforms') + ['all']) }}]) as platform
+    select {{ unnest_values(var('platforms') + ['all']) }} as platform
 
 ),
 

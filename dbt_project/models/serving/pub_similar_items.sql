@@ -21,9 +21,9 @@ best_signal as (
         item_id,
         other_item_id,
         max(score) as score,
-        arg_max(support_users, score) as support_users,
-        arg_max(confidence, score) as confidence,
-        arg_max(lift, score) as lift
+        max_by(support_users, score) as support_users,
+        max_by(confidence, score) as confidence,
+        max_by(lift, score) as lift
     from pairs
     group by item_id, other_item_id
 
