@@ -64,7 +64,7 @@
     select trim(name) as name
     from (
         select {{ csv_fields("regexp_replace(value, '^\uFEFF', '')") }} as fields
-        from text.`{{ var('input_path') }}`
+        from text.{{ backquoted_var('input_path') }}
         limit 1
     ) as first_line
     lateral view posexplode(fields) named as position, name
@@ -106,7 +106,7 @@
         select
             value,
             row_number() over (order by monotonically_increasing_id()) as line_number
-        from text.`{{ var('input_path') }}`
+        from text.{{ backquoted_var('input_path') }}
     ) as numbered
     where line_number > 1
 {%- endmacro %}

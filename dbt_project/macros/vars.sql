@@ -29,3 +29,9 @@
 {% macro string_var(name) -%}
     '{{ var(name) | string | replace("'", "''") }}'
 {%- endmacro %}
+
+{#- Any text as a backquoted name, e.g. a path in Spark's text.`path`: backquotes doubled, so the
+    value can never end the name. -#}
+{% macro backquoted_var(name) -%}
+    `{{ var(name) | string | replace("`", "``") }}`
+{%- endmacro %}

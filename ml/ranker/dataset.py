@@ -15,6 +15,9 @@ import pandas as pd
 from ml.ranker.features import FEATURES, LABEL
 from ml.warehouse.tables import Cutoff
 
+# What a labelled frame holds: the keys, the label and every feature.
+_LABELLED_COLUMNS = f"user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)}"
+
 
 def labelled_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pd.Index:
     """The users with candidates at a labelled cutoff: who the ranker can learn from and be judged on."""
@@ -36,8 +39,7 @@ def candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, users: pd.Index) 
     """Every candidate row of ``users`` at a labelled cutoff, with features and label: the sets
     models are validated and judged on, whole users only."""
     frame = con.execute(
-        f"select user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)} from candidates "
-        "where cutoff_at = ? and user_id in (select unnest(?::varchar[])) order by user_id, item_id",
+        f"select {_LABELLED_COLUMNS} from candidates where cutoff_at = ? and user_id in (select unnest(?::varchar[])) order by user_id, item_id",
         [cutoff.at, list(users)],
     ).df()
     return _typed(frame)
@@ -54,7 +56,7 @@ def training_candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, max_rows
     negatives = rows - positives
     share = 1.0 if rows <= max_rows or negatives == 0 else max(max_rows - positives, 0) / negatives
     frame = con.execute(
-        f"select user_id, item_id, anchor_item_id, {LABEL}, {', '.join(FEATURES)} from candidates "
+        f"select {_LABELLED_COLUMNS} from candidates "
         f"where cutoff_at = ? and ({LABEL} = 1 or ? or hash(user_id, item_id, ?) / 2.0 ^ 64 < ?) "
         "order by user_id, item_id",
         [cutoff.at, share >= 1.0, seed, share],
