@@ -151,6 +151,11 @@ class Config(BaseSettings):
     )
 
     # the machine, privacy, the commands
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="where dbt builds the warehouse: duckdb (the build database), or spark (dbt-spark, the "
+        "profile's target spark; the pipeline reads its tables through views, docs/compute.md)",
+    )
     duckdb_memory: str | None = Field(
         None,
         description="memory limit of dbt's DuckDB, e.g. 4GB or 50%; unset: the dbt profile's, 60% of the machine's memory",

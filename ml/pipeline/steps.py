@@ -33,7 +33,7 @@ from ml.ranker.models import PARAM_GRID, SavedModel, scores
 from ml.ranker.scoring import score_serving
 from ml.ranker.training import NotEnoughHistory
 from ml.serving import privacy
-from ml.warehouse import lists, tables, timescale
+from ml.warehouse import lists, spark, tables, timescale
 from ml.warehouse.dbt import DbtResult, dbt_vars, run_dbt
 from ml.warehouse.timescale import TimeScale
 
@@ -136,14 +136,7 @@ def _run_vars(config: Config, input_path: Path, version: str, **extra: Any) -> d
 def ingest(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
     setting but the input changes them, and the time scale is chosen from what they hold."""
-    return run_dbt(
-        settings,
-        "build",
-        _run_vars(config, input_path, version),
-        select="tag:ingest",
-        indirect_selection="buildable",
-        on_node=_dbt_progress(log),
-    )
+    return _dbt_build(settings, config, _run_vars(config, input_path, version), log, select="tag:ingest")
 
 
 def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
@@ -158,14 +151,44 @@ def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
 def build_features(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the feature marts and candidates as of the cutoffs (not the serving tables,
     nor the monitors, which compare what was published)."""
-    return run_dbt(
+    variables = _run_vars(config, input_path, version)
+    exclude = "tag:ingest tag:serving tag:monitoring"
+    if config.engine == "duckdb":
+        return _dbt_build(settings, config, variables, log, exclude=exclude)
+    built = _dbt_build(settings, config, variables, log, exclude=f"{exclude} tag:outcomes")
+    # The outcome models read the exposure log, a directory of this machine: on DuckDB.
+    _dbt_build(settings, config.updated(engine="duckdb"), variables, log, select="tag:outcomes")
+    return built
+
+
+def _dbt_build(
+    settings: Settings,
+    config: Config,
+    variables: dict[str, Any],
+    log: Log,
+    *,
+    select: str | None = None,
+    exclude: str | None = None,
+) -> DbtResult:
+    """``dbt build`` on the config's engine. On Spark without the unit tests (their fixtures are
+    DuckDB SQL), and the models built there become views of the build database
+    (``ml.warehouse.spark``), which every later step reads."""
+    on_spark = config.engine == "spark"
+    result = run_dbt(
         settings,
         "build",
-        _run_vars(config, input_path, version),
-        exclude="tag:ingest tag:serving tag:monitoring",
+        variables,
+        select=select,
+        exclude=exclude,
         indirect_selection="buildable",
+        exclude_resource_type="unit_test" if on_spark else None,
+        target="spark" if on_spark else None,
         on_node=_dbt_progress(log),
     )
+    if on_spark:
+        attached = spark.attach(settings, result.node_status)
+        log(f"{len(attached)} tables built on Spark, read through views of {settings.build_db.name}")
+    return result
 
 
 def build_warehouse(settings: Settings, config: Config, input_path: Path, log: Log = print) -> DbtResult:
@@ -237,7 +260,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
                 f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {counts[index][0]:,} candidate rows of "
                 f"{len(users[index]):,} users, {counts[index][1]:,} positives; learning from "
                 f"{len(train_sets[index].frame):,} rows, validating on {len(sets[index].frame):,} rows "
-                f"of {len(loaded):,} sampled users"
+                f"of {sets[index].frame['user_id'].nunique():,} sampled users"
             )
         holdout_cutoff = cutoffs[1]
         history = tables.history_pairs(con, holdout_cutoff, sample.judged)

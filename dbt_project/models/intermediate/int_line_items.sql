@@ -40,7 +40,8 @@ select
     event_date,
     {{ list_element('item_ids', 'position') }} as item_id,
     {{ list_element('prices100', 'position') }} as price100,
-    {{ list_element('prices100', 'position') }} / 100.0 as price_rub,
+    -- a double on both engines (Spark divides by a decimal literal into a decimal)
+    cast({{ list_element('prices100', 'position') }} as double) / 100 as price_rub,
     {{ list_length('prices100') }} > 0 as price_known,
     coalesce({{ list_element('quantities', 'position') }}, 1) as quantity,
     {{ list_element('category_ids', 'position') }} as category_id,

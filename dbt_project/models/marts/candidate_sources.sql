@@ -43,7 +43,7 @@ from_repurchase as (
         user_id,
         item_id,
         'repurchase' as source,
-        n_purchase_days + n_purchases / 100.0 as source_score,
+        n_purchase_days + cast(n_purchases as double) / 100 as source_score,
         null::{{ text_type() }} as anchor_item_id
     from user_items
     where purchase_rank <= {{ int_var('candidates_repurchase') }}

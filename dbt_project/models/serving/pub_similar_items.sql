@@ -9,23 +9,26 @@ with pairs as (
         pairs.confidence,
         pairs.lift,
         pairs.confidence * case pairs.signal when 'purchase' then 1.0 when 'cart' then 0.5 else 0.25 end
-            as score
+            as score,
+        case pairs.signal when 'purchase' then 1 when 'cart' then 2 else 3 end as signal_order
     from {{ ref('co_purchase') }} as pairs
     where pairs.cutoff_at = {{ serving_cutoff() }}
 
 ),
 
+-- One row per pair: the signal with the best score, and on a tie of score (0.3 x 1.0 = 0.6 x 0.5)
+-- the stronger kind, so that both engines and every rebuild publish the same support and lift.
 best_signal as (
 
     select
         item_id,
         other_item_id,
-        max(score) as score,
-        max_by(support_users, score) as support_users,
-        max_by(confidence, score) as confidence,
-        max_by(lift, score) as lift
+        score,
+        support_users,
+        confidence,
+        lift
     from pairs
-    group by item_id, other_item_id
+    qualify row_number() over (partition by item_id, other_item_id order by score desc, signal_order asc) = 1
 
 )
 
