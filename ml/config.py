@@ -106,6 +106,13 @@ class Config(BaseSettings):
         "model, the baselines and the gate are judged on: a standard error of the NDCG near 0.002, "
         "and the frames stay the same size however many users the export has",
     )
+    diagnostics_every_days: int = Field(
+        7,
+        ge=0,
+        description="days of data (the export's serving cutoff) between two runs of the hyper-parameter search, "
+        "validation curves, permutation importance and logistic reference; the runs between reuse the "
+        "parameters the last search chose (0: every run)",
+    )
     model_kind: Literal["hgb", "logreg"] = Field(
         "hgb", description="the ranker: gradient-boosted trees or logistic regression"
     )

@@ -90,7 +90,8 @@ def evaluate_export(
     check_export(input_path)
     cutoff_at = pd.Timestamp(cutoff).to_pydatetime()
     end = cutoff_at + timedelta(days=horizon_days)
-    config = config.updated(as_of=end.strftime("%Y-%m-%d %H:%M:%S"))
+    # An evaluation reports the search, curves and importance: never reused from an earlier run.
+    config = config.updated(as_of=end.strftime("%Y-%m-%d %H:%M:%S"), diagnostics_every_days=0)
     steps.build_warehouse(settings, config, input_path, log)
     try:
         outcome = steps.train_and_evaluate(settings, config, steps.new_version(), log)

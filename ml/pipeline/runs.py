@@ -91,6 +91,22 @@ def published_ndcg(settings: Settings) -> float | None:
     return latest[0]["ndcg"] if latest else None
 
 
+def latest_search(settings: Settings, model_kind: str) -> dict[str, Any] | None:
+    """The newest run whose training ran the hyper-parameter search for ``model_kind``: its
+    ``run_id``, ``model_version``, ``as_of`` and the ``judged_params`` / ``final_params`` chosen."""
+    for run in history(settings, limit=100):
+        record = run.get("diagnostics") or {}
+        if "cross_validation" in record.get("steps", []) and record.get("model_kind") == model_kind:
+            return {
+                "run_id": run["run_id"],
+                "model_version": run["model_version"],
+                "as_of": run["as_of"],
+                "judged_params": record["judged_params"],
+                "final_params": record["final_params"],
+            }
+    return None
+
+
 def summary(settings: Settings, run: dict[str, Any]) -> str:
     """The run in a few Markdown lines: what was read, what was published, and why."""
     published, popular = run.get("ndcg"), run.get("popular_ndcg")
@@ -118,7 +134,11 @@ def describe_diagnostics(record: dict[str, Any] | None) -> str:
     """Which training steps ran on how many of the labelled users (``steps._diagnostic_sample``)."""
     if not record:
         return "none"
-    line = f"{', '.join(record['steps'])} on {record['users']:,} of {record['of']:,} labelled users"
+    if "reused_from" in record:
+        source = record["reused_from"]
+        line = f"not run: parameters of run {source['run_id']} (data as of {str(source['as_of'])[:10]})"
+    else:
+        line = f"{', '.join(record['steps'])} on {record['users']:,} of {record['of']:,} labelled users"
     if "holdout_users" in record:
         line += f"; holdout on {record['holdout_users']:,} of {record['holdout_of']:,}"
     return line

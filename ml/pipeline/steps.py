@@ -225,6 +225,10 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     model, the baselines and the gate are judged on at most ``holdout_users`` whole users; the
     search's folds, the validation curves, permutation importance and the logistic reference use
     at most ``diagnostics_users``. ``model.json`` records the sizes (``diagnostics``).
+
+    The search, curves, importance and reference run once per ``diagnostics_every_days`` of
+    data (``reusable_search``): a nightly run between them reuses the parameters the last search
+    chose, loads no older cutoff but for training, and records where they came from.
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -245,23 +249,31 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
                 f"(at least {config.min_holdout_buyers})"
             )
         sample = _user_samples(users, config)
+        reused = reusable_search(settings, config, cutoffs[0].at)
         sets, train_sets = {}, {}
         for index in usable:
             cutoff = cutoffs[index]
             # Models learn from a negative sample of every user; validations and the holdout see
             # every candidate of the sampled users (the judged ones only in the newest window).
-            loaded = sample.judged.union(sample.diagnostic) if index == 1 else sample.diagnostic
+            loaded = sample.judged if index == 1 else pd.Index([])
+            if reused is None:
+                loaded = loaded.union(sample.diagnostic)
             truth = tables.window_purchases(con, cutoff, loaded)
-            sets[index] = training.LabelledSet(index, dataset.candidates(con, cutoff, loaded), truth)
             train_sets[index] = training.LabelledSet(
                 index, dataset.training_candidates(con, cutoff, config.max_training_rows, config.seed), truth
             )
-            log(
+            line = (
                 f"  cutoff {index} ({cutoff.at:%Y-%m-%d}): {counts[index][0]:,} candidate rows of "
                 f"{len(users[index]):,} users, {counts[index][1]:,} positives; learning from "
-                f"{len(train_sets[index].frame):,} rows, validating on {len(sets[index].frame):,} rows "
-                f"of {sets[index].frame['user_id'].nunique():,} sampled users"
+                f"{len(train_sets[index].frame):,} rows"
             )
+            if len(loaded):
+                sets[index] = training.LabelledSet(index, dataset.candidates(con, cutoff, loaded), truth)
+                line += (
+                    f", validating on {len(sets[index].frame):,} rows "
+                    f"of {sets[index].frame['user_id'].nunique():,} sampled users"
+                )
+            log(line)
         holdout_cutoff = cutoffs[1]
         history = tables.history_pairs(con, holdout_cutoff, sample.judged)
         catalogue = tables.catalogue_size(con, holdout_cutoff)
@@ -269,25 +281,34 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         purchases = tables.purchases_before(con, holdout_cutoff.label_end)
     seconds["load"] = time.perf_counter() - clock
 
-    diagnostic_sets, diagnostic_train, diagnostics = _diagnostic_sample(sets, train_sets, usable, sample)
-    log(
-        f"  diagnostics ({', '.join(diagnostics['steps'])}) on {diagnostics['users']:,} of "
-        f"{diagnostics['of']:,} labelled users; the holdout, the baselines and the gate on "
-        f"{diagnostics['holdout_users']:,} of {diagnostics['holdout_of']:,}; the final fit on all"
-    )
-
     def pool(newest: int, data: dict[int, training.LabelledSet]) -> training.LabelledSet:
         return training.LabelledSet.pooled([data[i] for i in usable if i >= newest])
 
-    clock = time.perf_counter()
-    folds = [(pool(index + 1, diagnostic_train), diagnostic_sets[index]) for index in usable if index + 1 in usable]
-    folds = [(train, valid) for train, valid in folds if train.usable and valid.usable]
-    search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
-    judged_params = training.best_params(
-        config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None
-    )
-    final_params = training.best_params(config.model_kind, search)
-    seconds["cross_validation"] = time.perf_counter() - clock
+    if reused is None:
+        diagnostic_sets, diagnostic_train, diagnostics = _diagnostic_sample(sets, train_sets, usable, sample)
+        log(
+            f"  diagnostics ({', '.join(diagnostics['steps'])}) on {diagnostics['users']:,} of "
+            f"{diagnostics['of']:,} labelled users; the holdout, the baselines and the gate on "
+            f"{diagnostics['holdout_users']:,} of {diagnostics['holdout_of']:,}; the final fit on all"
+        )
+        clock = time.perf_counter()
+        folds = [(pool(index + 1, diagnostic_train), diagnostic_sets[index]) for index in usable if index + 1 in usable]
+        folds = [(train, valid) for train, valid in folds if train.usable and valid.usable]
+        search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
+        judged_params = training.best_params(
+            config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None
+        )
+        final_params = training.best_params(config.model_kind, search)
+        seconds["cross_validation"] = time.perf_counter() - clock
+        diagnostics.update(model_kind=config.model_kind, judged_params=judged_params, final_params=final_params)
+    else:
+        search, judged_params, final_params = [], reused["judged_params"], reused["final_params"]
+        diagnostics = _reused_record(reused, config, sample)
+        log(
+            f"  diagnostics not run: parameters of run {reused['run_id']} (data as of {reused['as_of']:%Y-%m-%d}), "
+            f"whose search ran less than {config.diagnostics_every_days} days of data ago; the holdout, the "
+            f"baselines and the gate on {diagnostics['holdout_users']:,} of {diagnostics['holdout_of']:,}"
+        )
     log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
 
     clock = time.perf_counter()
@@ -297,10 +318,12 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     result, per_user = holdout.evaluate_holdout(
         window, scores(judged, window), judged_set.truth, history, popular, config.k, catalogue
     )
-    # The reference learns from the diagnostic sample, but is judged on the holdout like every list.
-    reference = training.fit("logreg", {}, pool(2, diagnostic_train))
-    scored = holdout.ranking_scores(window, scores(reference, window), judged_set.truth, history, config.k, catalogue)
-    result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
+    if reused is None:  # the reference learns from the diagnostic sample, judged on the holdout like every list
+        reference = training.fit("logreg", {}, pool(2, diagnostic_train))
+        scored = holdout.ranking_scores(
+            window, scores(reference, window), judged_set.truth, history, config.k, catalogue
+        )
+        result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
     seconds["evaluation"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -325,10 +348,18 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     )
 
     clock = time.perf_counter()
-    result["validation_curves"] = training.validation_curves(
-        config.model_kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k
-    )
-    result["feature_importance"] = training.feature_importance(judged, diagnostic_sets[1])
+    if reused is None:
+        result["validation_curves"] = training.validation_curves(
+            config.model_kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k
+        )
+        result["feature_importance"] = training.feature_importance(judged, diagnostic_sets[1])
+    else:
+        result.setdefault("notes", []).append(
+            f"Hyper-parameters reused from run {reused['run_id']} (data as of {reused['as_of']:%Y-%m-%d}, model "
+            f"{reused.get('model_version')}): the search, validation curves, permutation importance and the "
+            f"logistic-regression reference ran there and run again once the data is "
+            f"{config.diagnostics_every_days} days newer (diagnostics_every_days)."
+        )
     result["diagnostics"] = diagnostics
     seconds["diagnostics"] = time.perf_counter() - clock
 
@@ -407,6 +438,42 @@ def _user_samples(users: dict[int, pd.Index], config: Config) -> UserSamples:
         diagnostic=training.user_sample(labelled, config.diagnostics_users, config.seed),
         diagnostic_of=len(labelled),
     )
+
+
+def reusable_search(settings: Settings, config: Config, serve_at: datetime) -> dict[str, Any] | None:
+    """The newest hyper-parameter search of this model kind in the run log, when it ran on data
+    less than ``config.diagnostics_every_days`` older than ``serve_at``; None when it must run.
+
+    A nightly run moves the data one day: the parameters chosen a few days ago still fit it, and
+    the search, curves, importance and reference are most of training's cost (docs/compute.md).
+    Data older than the last search (a rebuilt past export) runs them anew.
+    """
+    if config.diagnostics_every_days == 0:
+        return None
+    last = runs.latest_search(settings, config.model_kind)
+    if last is None:
+        return None
+    age = pd.Timestamp(serve_at) - pd.Timestamp(last["as_of"])
+    return last if pd.Timedelta(0) <= age < pd.Timedelta(days=config.diagnostics_every_days) else None
+
+
+def _reused_record(reused: dict[str, Any], config: Config, sample: UserSamples) -> dict[str, Any]:
+    """``model.json``'s record of a run that reused the search of an earlier one."""
+    return {
+        "steps": [],
+        "reused_from": {
+            "run_id": reused["run_id"],
+            "model_version": reused.get("model_version"),
+            "as_of": reused["as_of"],
+        },
+        "model_kind": config.model_kind,
+        "judged_params": reused["judged_params"],
+        "final_params": reused["final_params"],
+        "holdout_users": len(sample.judged),
+        "holdout_of": sample.judged_of,
+        "on_holdout_users": ["judged model's holdout evaluation", "baselines", "gate"],
+        "all_users": ["final fit (negatives sampled to max_training_rows per cutoff)"],
+    }
 
 
 def _diagnostic_sample(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
@@ -406,6 +407,7 @@ def test_diagnostics_and_the_holdout_run_on_bounded_user_samples(published, demo
         horizon_days=run["horizon_days"],
         diagnostics_users=100,
         holdout_users=100,
+        diagnostics_every_days=0,
     )
     lines: list[str] = []
     outcome = steps.train_and_evaluate(settings, config, "sampled", lines.append)
@@ -432,6 +434,40 @@ def test_diagnostics_and_the_holdout_run_on_bounded_user_samples(published, demo
     lines.clear()
     written = score_serving(settings.build_db, outcome.model.pipeline, 20, lines.append)
     assert lines[-1].startswith(f"  users scored {written['users']:,}/{written['users']:,}, ")
+
+
+@pytest.mark.slow  # runs dbt or the whole flow
+def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagnostics(published, demo_export):
+    """Nightly runs between two searches reuse the chosen parameters and say so in model.json,
+    the report and the run summary; data a week newer, or an older export, searches again."""
+    from ml.pipeline import runs, steps
+
+    settings, run = published
+    searched = run["diagnostics"]
+    assert "cross_validation" in searched["steps"] and searched["model_kind"] == "hgb"
+    config = Config(home=settings.home, input_path=demo_export[0], horizon_days=run["horizon_days"])
+    lines: list[str] = []
+    outcome = steps.train_and_evaluate(settings, config, "nightly", lines.append)
+
+    record = outcome.evaluation["diagnostics"]
+    assert record["steps"] == [] and record["reused_from"]["run_id"] == run["run_id"]
+    assert record["judged_params"] == searched["judged_params"] and record["final_params"] == searched["final_params"]
+    assert outcome.model.params == searched["final_params"] and outcome.model.metadata["diagnostics"] == record
+    assert "validation_curves" not in outcome.evaluation and "feature_importance" not in outcome.evaluation
+    assert "logistic_regression" not in outcome.evaluation["metrics"] and "cross_validation" not in outcome.seconds
+    assert outcome.evaluation["metrics"]["ranker"]["n_users"] == run["metrics"]["ranker"]["n_users"]
+    assert any(run["run_id"] in note for note in outcome.evaluation["notes"])
+    assert not any("cross-validation fit" in line for line in lines)
+    assert any(line.startswith(f"  diagnostics not run: parameters of run {run['run_id']}") for line in lines)
+    assert runs.describe_diagnostics(record).startswith(f"not run: parameters of run {run['run_id']}")
+
+    week = pd.Timedelta(days=config.diagnostics_every_days)
+    as_of = pd.Timestamp(run["as_of"])
+    assert steps.reusable_search(settings, config, as_of + week - pd.Timedelta(seconds=1))["run_id"] == run["run_id"]
+    assert steps.reusable_search(settings, config, as_of + week) is None
+    assert steps.reusable_search(settings, config, as_of - pd.Timedelta(days=1)) is None
+    assert steps.reusable_search(settings, config.updated(diagnostics_every_days=0), as_of) is None
+    assert steps.reusable_search(settings, config.updated(model_kind="logreg"), as_of) is None
 
 
 def test_dbt_nodes_are_logged_with_n_of_total_and_an_estimate():
