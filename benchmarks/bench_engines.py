@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_warehouse import RESULTS, ensure_export
+from benchmarks.probes import descendants
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 ENGINES = ("duckdb", "spark")
@@ -46,21 +47,12 @@ class DescendantMemory(threading.Thread):
 
 
 def _descendants_rss_kb(root: int) -> int:
-    parents, rss = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    total = 0
+    for pid in descendants(root):
         try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
+            total += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[21]) * PAGE_KB
+        except (OSError, IndexError, ValueError):
             continue
-        parents[int(entry)], rss[int(entry)] = int(fields[1]), int(fields[21]) * PAGE_KB
-    total, frontier = 0, [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        total += sum(rss[pid] for pid in children)
-        frontier = children
     return total
 
 

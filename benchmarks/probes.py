@@ -166,7 +166,7 @@ def probe_two_runs(work: Path, clean: Path) -> list[Probe]:
     ]
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Processes whose parent chain leads to ``pid`` (read from /proc)."""
     parents = {}
     for entry in Path("/proc").iterdir():
@@ -193,7 +193,7 @@ def probe_sigkill(work: Path, clean: Path, after: float) -> list[Probe]:
         start_new_session=True,
     )
     time.sleep(after)
-    children = _descendants(run.pid)
+    children = descendants(run.pid)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     time.sleep(3)

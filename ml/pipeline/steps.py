@@ -440,6 +440,16 @@ def _user_samples(users: dict[int, pd.Index], config: Config) -> UserSamples:
     )
 
 
+def _every_run(sample: UserSamples) -> dict[str, Any]:
+    """The part of the ``diagnostics`` record that runs whether or not the search ran."""
+    return {
+        "holdout_users": len(sample.judged),
+        "holdout_of": sample.judged_of,
+        "on_holdout_users": ["judged model's holdout evaluation", "baselines", "gate"],
+        "all_users": ["final fit (negatives sampled to max_training_rows per cutoff)"],
+    }
+
+
 def reusable_search(settings: Settings, config: Config, serve_at: datetime) -> dict[str, Any] | None:
     """The newest hyper-parameter search of this model kind in the run log, when it ran on data
     less than ``config.diagnostics_every_days`` older than ``serve_at``; None when it must run.
@@ -469,10 +479,7 @@ def _reused_record(reused: dict[str, Any], config: Config, sample: UserSamples) 
         "model_kind": config.model_kind,
         "judged_params": reused["judged_params"],
         "final_params": reused["final_params"],
-        "holdout_users": len(sample.judged),
-        "holdout_of": sample.judged_of,
-        "on_holdout_users": ["judged model's holdout evaluation", "baselines", "gate"],
-        "all_users": ["final fit (negatives sampled to max_training_rows per cutoff)"],
+        **_every_run(sample),
     }
 
 
@@ -499,10 +506,7 @@ def _diagnostic_sample(
         "users": len(users),
         "of": sample.diagnostic_of,
         "steps": ["cross_validation", "validation_curves", "feature_importance", "logistic_regression"],
-        "holdout_users": len(sample.judged),
-        "holdout_of": sample.judged_of,
-        "on_holdout_users": ["judged model's holdout evaluation", "baselines", "gate"],
-        "all_users": ["final fit (negatives sampled to max_training_rows per cutoff)"],
+        **_every_run(sample),
     }
     return restricted, restricted_train, record
 
