@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("metrics", "generate", "warehouse", "engines", "serving", "pipeline")
+BENCHMARKS = ("metrics", "generate", "warehouse", "engines", "serving", "pipeline", "nightly")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,14 +154,14 @@ def _progress(message: str) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from flows.pipeline import recommendation_pipeline
     from flows.prefect_server import prefect_api
-    from ml.data.export import check_export
+    from ml.data.export import check_export_files
     from ml.pipeline import runlock
     from ml.serving import privacy
 
     config = args.config  # checked already: bad settings are refused before anything starts
     privacy.publish_key(config.home, config.pseudonymize)
     if config.input_path:
-        check_export(config.input_path)
+        check_export_files(config.input_path)
     # The lock before the server: a busy home is refused at once, and nothing is started.
     with runlock.hold(config.home, wait=args.wait, on_wait=_progress), prefect_api(config, _progress):
         run = recommendation_pipeline(config)

@@ -57,7 +57,11 @@ class Config(BaseSettings):
 
     # where
     home: Path = Field(DEFAULT_HOME, description="product home: everything a run writes lives under it")
-    input_path: Path | None = Field(None, description="export to use; unset: a demo export generated once per home")
+    input_path: Path | None = Field(
+        None,
+        description="export to use: a file, or a directory or glob of files with one header (one a day; "
+        "a run stages only the files that are new or changed); unset: a demo export generated once per home",
+    )
 
     # the run
     as_of: str | None = Field(

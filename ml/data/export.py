@@ -10,7 +10,9 @@ checks, the importers, the baselines and the profile report.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import glob
 import gzip
 import io
 from pathlib import Path
@@ -29,6 +31,7 @@ class ExportError(ValueError):
 
 GZIP_MAGIC = b"\x1f\x8b"
 TEXT_CHECK_BYTES = 65_536
+EXPORT_SUFFIXES = (".csv", ".csv.gz")
 
 
 def check_export(path: str | Path) -> Path:
@@ -52,6 +55,62 @@ def check_export(path: str | Path) -> Path:
         if not any(line.strip() for line in handle):
             raise ExportError(f"{path} has the export's header but no data rows")
     return path
+
+
+def export_files(spec: str | Path) -> list[Path]:
+    """The files of an export given as a file, a directory (its ``*.csv`` and ``*.csv.gz``
+    files) or a glob pattern, sorted by name: a marketplace that sends one file a day names them
+    by date, and staging numbers the files in this order (the first file staged is the oldest)."""
+    spec = Path(spec)
+    if spec.is_dir():
+        files = [path for path in spec.iterdir() if path.is_file() and path.name.endswith(EXPORT_SUFFIXES)]
+        if not files:
+            raise ExportError(f"input directory {spec} holds no {' or '.join(EXPORT_SUFFIXES)} file")
+        return sorted(files)
+    if spec.exists() or not glob.has_magic(str(spec)):
+        return [spec]
+    files = [Path(name) for name in glob.glob(str(spec)) if Path(name).is_file()]
+    if not files:
+        raise ExportError(f"no file matches the input pattern {spec}")
+    return sorted(files)
+
+
+def check_export_files(spec: str | Path) -> list[Path]:
+    """The export's files (``export_files``), each checked (``check_export``) and all with the
+    first file's header: staging reads them as one table, split by one header."""
+    files = [check_export(path) for path in export_files(spec)]
+    header = read_header(files[0])
+    for path in files[1:]:
+        if read_header(path) != header:
+            raise ExportError(f"{path} has another header than {files[0]}: the files of one export share one layout")
+    return files
+
+
+def split_by_day(path: str | Path, out_dir: str | Path) -> list[Path]:
+    """One file per ``utc_event_date`` of the export, each with the header and its lines as
+    written (``<stem>-<date>.csv``; lines without a readable date in ``<stem>-undated.csv``):
+    the daily files a marketplace sends, for measuring and testing nightly runs."""
+    path, out_dir = Path(path), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = path.name.removesuffix(".gz").removesuffix(".csv")
+    outputs: dict[str, TextIO] = {}
+    with contextlib.ExitStack() as files, _open_text(path) as source:
+        header_line = source.readline()
+        date_field = [name.strip() for name in next(csv.reader([header_line]))].index("utc_event_date")
+        for line in source:
+            fields = next(csv.reader([line]), [])
+            day = fields[date_field] if len(fields) > date_field else ""
+            key = day if _is_iso_date(day) else "undated"
+            if key not in outputs:
+                target = out_dir / f"{stem}-{key}.csv"
+                outputs[key] = files.enter_context(open(target, "w", encoding="utf-8", newline=""))
+                outputs[key].write(header_line)
+            outputs[key].write(line)
+    return sorted(out_dir / f"{stem}-{key}.csv" for key in outputs)
+
+
+def _is_iso_date(text: str) -> bool:
+    return len(text) == 10 and text[4] == text[7] == "-" and text.replace("-", "").isdigit()
 
 
 def read_header(path: str | Path) -> list[str]:

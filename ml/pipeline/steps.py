@@ -23,7 +23,7 @@ from ml import serving
 from ml.baselines.scoring import serve_baseline
 from ml.baselines.tuning import gate_specs, judge_baselines, spec_named
 from ml.config import Config, Settings
-from ml.data.export import check_export
+from ml.data.export import ExportError, check_export_files
 from ml.evaluation import bootstrap
 from ml.pipeline import gate, runs
 from ml.progress import Progress
@@ -101,9 +101,15 @@ def clean_leftovers(settings: Settings, log: Log = print) -> None:
 
 
 def resolve_input(settings: Settings, config: Config, log: Log = print) -> Path:
-    """The export to use: the given one, or the generated demo export (made once per home)."""
+    """The export to use: the given one (a file, or a directory or glob of one file a day), or
+    the generated demo export (made once per home). Spark's staging reads one file."""
     if config.input_path is not None:
-        return check_export(config.input_path)
+        files = check_export_files(config.input_path)
+        if config.engine == "spark" and len(files) > 1:
+            raise ExportError(f"{config.input_path} holds {len(files)} files; the spark engine reads one export file")
+        if len(files) > 1:
+            log(f"input: {len(files)} files, {files[0].name} .. {files[-1].name}")
+        return config.input_path
     path = settings.default_input
     if not path.exists():
         from ml.data.synthetic import GeneratorConfig, generate_export

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.config import PROJECT_ROOT, Settings
-from ml.data.export import read_header
+from ml.data.export import export_files, read_header
 from ml.warehouse.children import dies_with_us
 
 
@@ -39,13 +39,16 @@ class DbtResult:
 def dbt_vars(input_path: Path, as_of: str | None = None, **overrides: Any) -> dict[str, Any]:
     """The variables a build needs; anything in ``dbt_project.yml`` ``vars`` can be overridden.
 
-    ``export_columns`` is the export's header: staging reads lines without sniffing and needs
-    to know which field is which (8 or 10 columns).
+    ``input_path`` may be a file, a directory or a glob (``export_files``): ``input_files`` are
+    its files in order, ``input_path`` the first. ``export_columns`` is the export's header:
+    staging reads lines without sniffing and needs to know which field is which (8 or 10 columns).
     """
+    files = [path.resolve() for path in export_files(input_path)]
     values: dict[str, Any] = {
-        "input_path": str(Path(input_path).resolve()),
+        "input_path": str(files[0]),
+        "input_files": [str(path) for path in files],
         "as_of": as_of or "",
-        "export_columns": read_header(input_path),
+        "export_columns": read_header(files[0]),
     }
     values.update(overrides)
     return values

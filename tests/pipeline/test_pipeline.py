@@ -4,6 +4,7 @@ price sanity, the run log, atomic publication under concurrent readers and kille
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -479,3 +480,37 @@ def test_dbt_nodes_are_logged_with_n_of_total_and_an_estimate():
     on_node("candidates", "success", 0.5, 4, 4)
     assert lines[0].startswith("  dbt nodes 1/4, ") and ", ETA " in lines[0]
     assert lines[0].endswith(": stg_ab_test__events success (1.2 s)") and "ETA" not in lines[1]
+
+
+@pytest.mark.slow  # runs dbt or the whole flow
+def test_a_nightly_run_on_daily_files_publishes_what_a_cold_run_on_the_same_days_does(prefect_harness, tmp_path):
+    """One file a day: the night's run stages only the new day and publishes the same lists as
+    a cold run over the same files (same seed; both search, as a week's first night does)."""
+    from flows.pipeline import recommendation_pipeline
+    from ml.data.export import split_by_day
+
+    export = tmp_path / "ab_test.csv"
+    generate_export(GeneratorConfig(rows=60_000, seed=11, with_categories=True), export)
+    days = split_by_day(export, tmp_path / "days")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for day in days[:-1]:
+        shutil.copy2(day, incoming / day.name)
+
+    def run(home: Path) -> tuple[dict, pd.DataFrame]:
+        outcome = recommendation_pipeline(
+            Config(home=home, input_path=incoming, horizon_days=3, diagnostics_every_days=0, min_holdout_buyers=20)
+        )
+        with duckdb.connect(str(Settings(home=home).serving_db), read_only=True) as con:
+            lists = con.execute("select user_id, item_id, rank, score, reason from recommendations").df()
+        return outcome, lists.sort_values(["user_id", "rank"], ignore_index=True)
+
+    first, _ = run(tmp_path / "nightly")
+    shutil.copy2(days[-1], incoming / days[-1].name)
+    nightly, nightly_lists = run(tmp_path / "nightly")
+    cold, cold_lists = run(tmp_path / "cold")
+
+    assert first["status"] == nightly["status"] == cold["status"] == "published"
+    assert nightly["as_of"] == cold["as_of"] > first["as_of"]
+    assert nightly["rows_exported"] == cold["rows_exported"] == 60_000
+    pd.testing.assert_frame_equal(nightly_lists, cold_lists)

@@ -4,6 +4,7 @@
 select
     validated.event_row_id,
     null::bigint as line_number,
+    staged.source_file,
     validated.reject_reason,
     staged.raw_platform,
     staged.raw_event_time,
@@ -28,6 +29,7 @@ union all
 select
     null,
     line_number,
+    source_file,
     'malformed_row',
     null,
     null,

@@ -2,14 +2,22 @@
 -- source is the lines as written, see _ab_test__sources.yml), the header (export_columns(): var
 -- export_columns, else the file's first line) says which field is which, values that do not
 -- parse become NULL, and int_events__validated judges them (kept or quarantined with a reason).
+-- Incremental by file (export_file_plan): a nightly run parses only the files not staged yet or
+-- changed since, after the pre-hook has dropped the rows of changed and no longer given files.
 -- Lines the reader cannot take at all are kept by DuckDB's store_rejects; the post-hook saves
 -- them (same connection) for stg_ab_test__unreadable_lines.
-{{ config(post_hook=save_reader_rejects(this.schema)) }}
+{{ config(
+    materialized='incremental' if target.type == 'duckdb' else 'table',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ unstage_files(export_file_plan()) }}",
+    post_hook=save_reader_rejects(this.schema),
+) }}
 {%- set header = export_columns() %}
 {%- set n_columns = header | length %}
 with lines as (
 
-    {{ export_lines() }}
+    {{ export_lines(export_file_plan()) }}
 
 ),
 
@@ -17,6 +25,8 @@ split as (
 
     select
         event_row_id,
+        source_file,
+        source_file_version,
         line,
         overflow,
         {{ csv_fields('line') }} as fields
@@ -30,6 +40,8 @@ named as (
 
     select
         event_row_id,
+        source_file,
+        source_file_version,
         {%- for column in ['platform', 'utc_event_time', 'utc_event_date', 'user_id', 'event_type',
                            'ecom.price100', 'ecom.qty', 'ecom.nm'] %}
             {{ export_field('fields', header, column) }} as {{ column | replace('.', '_') }},
@@ -48,6 +60,8 @@ named as (
 
 select
     event_row_id,
+    source_file,
+    source_file_version,
 
     platform as raw_platform,
     utc_event_time as raw_event_time,

@@ -3,6 +3,7 @@
 -- load; stg_ab_test__events' post-hook saves them; here they get names and types.
 -- depends_on: {{ ref('stg_ab_test__events') }}
 select
+    source_file,
     line_number::bigint as line_number,
     error_type,
     error_message,
