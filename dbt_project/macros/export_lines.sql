@@ -212,11 +212,18 @@
 {% macro save_reader_rejects(schema) -%}
     {{ return(adapter.dispatch('save_reader_rejects', 'recsys')(schema)) }}
 {%- endmacro %}
+{#- A build that read no file (nothing new tonight) made no reject tables: nothing to save. -#}
 {% macro duckdb__save_reader_rejects(schema) -%}
+    {%- set scanned = execute and run_query(
+        "select count(*) from duckdb_tables() where table_name = 'reject_errors'").columns[0].values()[0] > 0 -%}
+    {%- if scanned %}
     insert into {{ schema }}.ab_test_reader_rejects
     select scans.file_path, errors.line, errors.error_type, errors.csv_line, errors.error_message
     from reject_errors as errors
     inner join reject_scans as scans using (scan_id, file_id)
+    {%- else %}
+    select 1
+    {%- endif %}
 {%- endmacro %}
 {% macro spark__save_reader_rejects(schema) -%}
     create table if not exists {{ schema }}.ab_test_reader_rejects (

@@ -34,7 +34,7 @@ from ml.ranker.scoring import score_serving
 from ml.ranker.training import NotEnoughHistory
 from ml.serving import privacy
 from ml.warehouse import lists, spark, tables, timescale
-from ml.warehouse.dbt import DbtResult, dbt_vars, run_dbt
+from ml.warehouse.dbt import DbtResult, dbt_vars, run_dbt, staging_code
 from ml.warehouse.timescale import TimeScale
 
 Log = Callable[[str], None]
@@ -141,8 +141,20 @@ def _run_vars(config: Config, input_path: Path, version: str, **extra: Any) -> d
 
 def ingest(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
     """dbt build of the models tagged ``ingest``: read, type and validate the export. No run
-    setting but the input changes them, and the time scale is chosen from what they hold."""
-    return _dbt_build(settings, config, _run_vars(config, input_path, version), log, select="tag:ingest")
+    setting but the input changes them, and the time scale is chosen from what they hold.
+
+    Staging keeps the files it parsed and reads only new or changed ones; rows parsed by other
+    staging code, or for another header, must not stay: when ``staging_code`` differs from the
+    one the build database was staged with, every file is staged again (``--full-refresh``)."""
+    variables = _run_vars(config, input_path, version)
+    code = staging_code(variables["export_columns"])
+    marker = settings.build_db.with_name(f"{settings.build_db.name}.staging")
+    restage = not marker.exists() or marker.read_text() != code
+    if restage and settings.build_db.exists():
+        log("staging every file again: the staging code or the header changed since the last build")
+    built = _dbt_build(settings, config, variables, log, select="tag:ingest", full_refresh=restage)
+    marker.write_text(code)
+    return built
 
 
 def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
@@ -175,6 +187,7 @@ def _dbt_build(
     *,
     select: str | None = None,
     exclude: str | None = None,
+    full_refresh: bool = False,
 ) -> DbtResult:
     """``dbt build`` on the config's engine. On Spark without the unit tests (their fixtures are
     DuckDB SQL), and the models built there become views of the build database
@@ -189,6 +202,7 @@ def _dbt_build(
         indirect_selection="buildable",
         exclude_resource_type="unit_test" if on_spark else None,
         target="spark" if on_spark else None,
+        full_refresh=full_refresh,
         on_node=_dbt_progress(log),
     )
     if on_spark:

@@ -7,6 +7,8 @@ each product home has its own warehouse.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -54,6 +56,20 @@ def dbt_vars(input_path: Path, as_of: str | None = None, **overrides: Any) -> di
     return values
 
 
+def staging_code(header: list[str]) -> str:
+    """A digest of what decides how a line is staged: the dbt project's staging models, its
+    macros and vars, DuckDB's version and the export's header. Rows staged under another digest
+    are parsed again (``ml.pipeline.steps.ingest``)."""
+    digest = hashlib.sha256()
+    files = [PROJECT_ROOT / "dbt_project.yml", *sorted((PROJECT_ROOT / "dbt_project" / "macros").glob("*.sql"))]
+    files += sorted((PROJECT_ROOT / "dbt_project" / "models" / "staging").glob("*"))
+    for path in files:
+        digest.update(path.read_bytes())
+    digest.update(importlib.metadata.version("duckdb").encode())
+    digest.update(json.dumps(header).encode())
+    return digest.hexdigest()
+
+
 def run_dbt(
     settings: Settings,
     command: str,
@@ -64,6 +80,7 @@ def run_dbt(
     indirect_selection: str | None = None,
     exclude_resource_type: str | None = None,
     target: str | None = None,
+    full_refresh: bool = False,
     on_node: Callable[[str, str, float, int, int], None] | None = None,
 ) -> DbtResult:
     """Run ``dbt <command>`` (build, run, test, ...) for one home; raise ``DbtError`` on failure.
@@ -76,7 +93,8 @@ def run_dbt(
     ``indirect_selection`` is dbt's mode for the tests of the selected models. The outcome
     models read the home's exposure log (var ``exposures_path``) unless ``variables`` say otherwise.
     ``target`` is the profile's output (``build``, DuckDB, by default; ``spark``: the same models
-    on Spark, their tables under ``<home>/spark``).
+    on Spark, their tables under ``<home>/spark``). ``full_refresh`` rebuilds incremental models
+    (staging) from scratch.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     variables = {"exposures_path": str(settings.exposures_dir), **variables}  # the outcome models' input
@@ -112,6 +130,8 @@ def run_dbt(
         args += ["--exclude-resource-type", exclude_resource_type]
     if target:
         args += ["--target", target]
+    if full_refresh:
+        args.append("--full-refresh")
 
     result = DbtResult(command=command)
     errors: list[str] = []

@@ -134,3 +134,29 @@ def test_an_export_is_a_file_a_directory_or_a_glob_of_files_with_one_header(tmp_
     )
     with pytest.raises(ExportError, match="another header"):
         check_export_files(days)
+
+
+@pytest.mark.slow  # runs dbt or the whole flow
+def test_new_staging_code_stages_every_file_again(daily_files, tmp_path, monkeypatch):
+    """Rows parsed by older staging code must not stay: a run whose staging code (or header)
+    differs from the build's parses every file again, changed on disk or not."""
+    from ml.config import Config
+    from ml.pipeline import steps
+
+    folder = stage(tmp_path / "incoming", daily_files[:2])
+    config = Config(home=tmp_path / "home", input_path=folder)
+    settings = config.settings
+    steps.ingest(settings, config, folder, "v1")
+    day_one = folder / daily_files[0].name
+    stat = day_one.stat()
+    day_one.write_bytes(day_one.read_bytes().replace(b"Android", b"Andr0id"))
+    os.utime(day_one, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    steps.ingest(settings, config, folder, "v2")
+    assert not tables(settings)["stg_ab_test__events"]["raw_platform"].eq("Andr0id").any()
+
+    lines: list[str] = []
+    monkeypatch.setattr(steps, "staging_code", lambda header: "newer staging code")
+    steps.ingest(settings, config, folder, "v3", lines.append)
+    assert tables(settings)["stg_ab_test__events"]["raw_platform"].eq("Andr0id").any()
+    assert any(line.startswith("staging every file again") for line in lines)

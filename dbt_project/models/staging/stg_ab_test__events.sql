@@ -11,7 +11,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook="{{ unstage_files(export_file_plan()) }}",
-    post_hook=save_reader_rejects(this.schema),
+    post_hook="{{ save_reader_rejects(this.schema) }}",
 ) }}
 {%- set header = export_columns() %}
 {%- set n_columns = header | length %}
