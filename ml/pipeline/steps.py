@@ -220,6 +220,11 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     never validate on cutoff 1; the published model learns from cutoffs 1..L with
     hyper-parameters from all folds.
 
+    The model family (trees or logistic regression) is chosen like the knobs, and only on the
+    folds that never validate on cutoff 1 (``choose_on_folds``): under ``model_kind`` ``auto``
+    both families are searched on the same folds and the best mean wins. The holdout judges the
+    recipe that made the choice, so its NDCG is not flattered by it.
+
     Memory and time are bounded by design, not by the export (``_user_samples``): models learn
     from every positive and a sample of negatives (``max_training_rows`` per cutoff); the judged
     model, the baselines and the gate are judged on at most ``holdout_users`` whole users; the
@@ -294,10 +299,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         clock = time.perf_counter()
         folds = [(pool(index + 1, diagnostic_train), diagnostic_sets[index]) for index in usable if index + 1 in usable]
         folds = [(train, valid) for train, valid in folds if train.usable and valid.usable]
-        searches = {
-            kind: training.search_params(kind, PARAM_GRID[kind], folds, config.k, log) for kind in families(config)
-        }
-        choice = choose_on_folds(searches)
+        searches, choice = search_families(config, folds, log)
         kind = choice["chosen"]
         search = [result for results in searches.values() for result in results]
         judged_params = training.best_params(kind, searches[kind], _folds_before_holdout(searches[kind]))
@@ -481,9 +483,37 @@ def choose_on_folds(searches: dict[str, list[training.SearchResult]]) -> dict[st
     )
 
 
+def search_families(
+    config: Config, folds: list[tuple[training.LabelledSet, training.LabelledSet]], log: Log
+) -> tuple[dict[str, list[training.SearchResult]], dict[str, Any]]:
+    """Each family's grid on the folds before the holdout, the family chosen there
+    (``choose_on_folds``), then the chosen family's grid on the fold that validates on cutoff 1
+    too, for the published model's knobs.
+
+    The other families never meet that fold: its scores do not exist when the family is chosen,
+    and their fits there would cost as much as the trees' (logistic regression's target
+    encoding and solver on a pooled sample are not cheap) for nothing.
+    """
+    before = [(train, valid) for train, valid in folds if valid.cutoff_index != 1]
+    on_holdout = [(train, valid) for train, valid in folds if valid.cutoff_index == 1]
+    searches = {
+        kind: training.search_params(kind, PARAM_GRID[kind], before, config.k, log) for kind in families(config)
+    }
+    choice = choose_on_folds(searches)
+    kind = choice["chosen"]
+    if on_holdout:
+        later = training.search_params(kind, PARAM_GRID[kind], on_holdout, config.k, log)
+        searches[kind] = [
+            training.SearchResult(kind, early.params, {**early.fold_scores, **late.fold_scores})
+            for early, late in zip(searches[kind], later, strict=True)
+        ]
+    return searches, choice
+
+
 def reusable_search(settings: Settings, config: Config, serve_at: datetime) -> dict[str, Any] | None:
-    """The newest hyper-parameter search of this model kind in the run log, when it ran on data
-    less than ``config.diagnostics_every_days`` older than ``serve_at``; None when it must run.
+    """The newest hyper-parameter search of this ``model_kind`` setting in the run log (with the
+    family it chose under ``auto``), when it ran on data less than
+    ``config.diagnostics_every_days`` older than ``serve_at``; None when it must run.
 
     A nightly run moves the data one day: the parameters chosen a few days ago still fit it, and
     the search, curves, importance and reference are most of training's cost (docs/compute.md).

@@ -227,23 +227,27 @@ def test_the_holdout_fold_never_sways_the_family_only_the_published_knobs():
     assert choose_on_folds(searches) == choice
 
 
-def test_auto_searches_both_families_on_the_same_folds_and_picks_the_best_mean():
-    from ml.pipeline.steps import choose_on_folds
-    from ml.ranker.training import search_params
+def test_auto_searches_both_families_on_the_same_folds_and_only_the_chosen_one_on_the_holdout():
+    """The choice is the argmax of the recorded means; the holdout fold (-> 1) is scored only
+    for the chosen family, after the choice, to tune its published knobs."""
+    from ml.config import Config
+    from ml.pipeline.steps import search_families
 
     def labelled(index: int, seed: int) -> LabelledSet:
         frame = candidate_frame(seed=seed)
         return LabelledSet(index, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
 
     older, middle, holdout = labelled(3, 1), labelled(2, 2), labelled(1, 3)
-    folds = [(older, middle), (LabelledSet.pooled([older, middle]), holdout)]
-    grids = {"hgb": {"learning_rate": [0.1], "max_iter": [10, 30]}, "logreg": {"C": [0.1, 1.0]}}
-    searches = {kind: search_params(kind, grid, folds, k=5, log=lambda line: None) for kind, grid in grids.items()}
-    assert all(set(r.fold_scores) == {(3, 2), (2, 1)} for results in searches.values() for r in results)
-    choice = choose_on_folds(searches)
+    folds = [(LabelledSet.pooled([older, middle]), holdout), (older, middle)]
+    searches, choice = search_families(Config(model_kind="auto"), folds, lambda line: None)
+    means = {kind: family["mean"] for kind, family in choice["families"].items()}
     best = {kind: max(r.fold_scores[(3, 2)] for r in results) for kind, results in searches.items()}
-    assert choice["chosen"] == max(best, key=best.get)
-    assert {kind: family["mean"] for kind, family in choice["families"].items()} == best
+    assert choice["folds"] == ["3->2"] and means == best and choice["chosen"] == max(means, key=means.get)
+    other = ({"hgb", "logreg"} - {choice["chosen"]}).pop()
+    assert all(set(r.fold_scores) == {(3, 2), (2, 1)} for r in searches[choice["chosen"]])
+    assert all(set(r.fold_scores) == {(3, 2)} for r in searches[other])
+    alone, only = search_families(Config(model_kind="logreg"), folds, lambda line: None)
+    assert set(alone) == {"logreg"} and only["chosen"] == "logreg" and set(only["families"]) == {"logreg"}
 
 
 def test_the_model_kind_setting_is_checked_and_auto_searches_both_families():
