@@ -91,16 +91,20 @@ def published_ndcg(settings: Settings) -> float | None:
     return latest[0]["ndcg"] if latest else None
 
 
-def latest_search(settings: Settings, model_kind: str) -> dict[str, Any] | None:
-    """The newest run whose training ran the hyper-parameter search for ``model_kind``: its
-    ``run_id``, ``model_version``, ``as_of`` and the ``judged_params`` / ``final_params`` chosen."""
+def latest_search(settings: Settings, model_setting: str) -> dict[str, Any] | None:
+    """The newest run whose training ran the hyper-parameter search under ``model_setting``
+    (``auto``, ``hgb`` or ``logreg``): its ``run_id``, ``model_version``, ``as_of``, the family
+    it chose (``model_kind``) and the ``judged_params`` / ``final_params`` chosen. A record from
+    before ``auto`` names no setting: it searched the one family it names."""
     for run in history(settings, limit=100):
         record = run.get("diagnostics") or {}
-        if "cross_validation" in record.get("steps", []) and record.get("model_kind") == model_kind:
+        setting = record.get("model_setting", record.get("model_kind"))
+        if "cross_validation" in record.get("steps", []) and setting == model_setting:
             return {
                 "run_id": run["run_id"],
                 "model_version": run["model_version"],
                 "as_of": run["as_of"],
+                "model_kind": record["model_kind"],
                 "judged_params": record["judged_params"],
                 "final_params": record["final_params"],
             }
@@ -141,6 +145,8 @@ def describe_diagnostics(record: dict[str, Any] | None) -> str:
         line = f"{', '.join(record['steps'])} on {record['users']:,} of {record['of']:,} labelled users"
     if "holdout_users" in record:
         line += f"; holdout on {record['holdout_users']:,} of {record['holdout_of']:,}"
+    if "family_choice" in record:
+        line += f"; model family {record['family_choice']['reason']}"
     return line
 
 

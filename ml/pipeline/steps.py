@@ -29,7 +29,7 @@ from ml.pipeline import gate, runs
 from ml.progress import Progress
 from ml.ranker import dataset, holdout, training
 from ml.ranker.features import uninformative
-from ml.ranker.models import PARAM_GRID, SavedModel, scores
+from ml.ranker.models import MODEL_KINDS, PARAM_GRID, SavedModel, scores
 from ml.ranker.scoring import score_serving
 from ml.ranker.training import NotEnoughHistory
 from ml.serving import privacy
@@ -240,6 +240,11 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     never validate on cutoff 1; the published model learns from cutoffs 1..L with
     hyper-parameters from all folds.
 
+    The model family (trees or logistic regression) is chosen like the knobs, and only on the
+    folds that never validate on cutoff 1 (``choose_on_folds``): under ``model_kind`` ``auto``
+    both families are searched on the same folds and the best mean wins. The holdout judges the
+    recipe that made the choice, so its NDCG is not flattered by it.
+
     Memory and time are bounded by design, not by the export (``_user_samples``): models learn
     from every positive and a sample of negatives (``max_training_rows`` per cutoff); the judged
     model, the baselines and the gate are judged on at most ``holdout_users`` whole users; the
@@ -314,15 +319,23 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         clock = time.perf_counter()
         folds = [(pool(index + 1, diagnostic_train), diagnostic_sets[index]) for index in usable if index + 1 in usable]
         folds = [(train, valid) for train, valid in folds if train.usable and valid.usable]
-        search = training.search_params(config.model_kind, PARAM_GRID[config.model_kind], folds, config.k, log)
-        judged_params = training.best_params(
-            config.model_kind, search, [f for f in search[0].fold_scores if f[1] != 1] if search else None
-        )
-        final_params = training.best_params(config.model_kind, search)
+        searches, choice = search_families(config, folds, log)
+        kind = choice["chosen"]
+        search = [result for results in searches.values() for result in results]
+        judged_params = training.best_params(kind, searches[kind], _folds_before_holdout(searches[kind]))
+        final_params = training.best_params(kind, searches[kind])
         seconds["cross_validation"] = time.perf_counter() - clock
-        diagnostics.update(model_kind=config.model_kind, judged_params=judged_params, final_params=final_params)
+        diagnostics.update(
+            model_setting=config.model_kind,
+            model_kind=kind,
+            family_choice=choice,
+            judged_params=judged_params,
+            final_params=final_params,
+        )
+        log(f"  model family: {choice['reason']}")
     else:
-        search, judged_params, final_params = [], reused["judged_params"], reused["final_params"]
+        kind, search = reused["model_kind"], []
+        judged_params, final_params = reused["judged_params"], reused["final_params"]
         diagnostics = _reused_record(reused, config, sample)
         log(
             f"  diagnostics not run: parameters of run {reused['run_id']} (data as of {reused['as_of']:%Y-%m-%d}), "
@@ -332,7 +345,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
 
     clock = time.perf_counter()
-    judged = training.fit(config.model_kind, judged_params, pool(2, train_sets))
+    judged = training.fit(kind, judged_params, pool(2, train_sets))
     judged_set = sets[1].for_users(sample.judged)
     window = judged_set.frame
     result, per_user = holdout.evaluate_holdout(
@@ -370,7 +383,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     clock = time.perf_counter()
     if reused is None:
         result["validation_curves"] = training.validation_curves(
-            config.model_kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k
+            kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k
         )
         result["feature_importance"] = training.feature_importance(judged, diagnostic_sets[1])
     else:
@@ -385,7 +398,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
 
     clock = time.perf_counter()
     final_data = pool(1, train_sets)
-    final = training.fit(config.model_kind, final_params, final_data)
+    final = training.fit(kind, final_params, final_data)
     seconds["final_fit"] = time.perf_counter() - clock
 
     candidates = ["ranker", *baselines]
@@ -400,7 +413,8 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     result["intervals"] = bootstrap.intervals(per_user, reference=decision.list_name)
     seconds["intervals"] = time.perf_counter() - clock
     result["cross_validation"] = [
-        {"params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}} for r in search
+        {"kind": r.kind, "params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
+        for r in search
     ]
     result["judged_params"], result["final_params"] = judged_params, final_params
     result["dataset"] = {"input": str(config.input_path or settings.default_input)}
@@ -414,7 +428,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     )
     model = SavedModel(
         version=version,
-        kind=config.model_kind,
+        kind=kind,
         params=final_params,
         pipeline=final,
         metadata={
@@ -470,9 +484,56 @@ def _every_run(sample: UserSamples) -> dict[str, Any]:
     }
 
 
+def families(config: Config) -> tuple[str, ...]:
+    """The model families the search tries: both under ``auto``, else the one asked for."""
+    return MODEL_KINDS if config.model_kind == "auto" else (config.model_kind,)
+
+
+def _folds_before_holdout(results: list[training.SearchResult]) -> list[tuple[int, int]]:
+    """The searched folds that never validate on cutoff 1, the holdout the judged model is judged on."""
+    return [fold for fold in results[0].fold_scores if fold[1] != 1] if results else []
+
+
+def choose_on_folds(searches: dict[str, list[training.SearchResult]]) -> dict[str, Any]:
+    """The model family, chosen on the folds before the holdout only (``training.choose_family``):
+    each family's best grid point on those folds, compared there. The fold that validates on the
+    holdout only tunes the published model's knobs within the chosen family."""
+    return training.choose_family(
+        {kind: training.best_fold_scores(results, _folds_before_holdout(results)) for kind, results in searches.items()}
+    )
+
+
+def search_families(
+    config: Config, folds: list[tuple[training.LabelledSet, training.LabelledSet]], log: Log
+) -> tuple[dict[str, list[training.SearchResult]], dict[str, Any]]:
+    """Each family's grid on the folds before the holdout, the family chosen there
+    (``choose_on_folds``), then the chosen family's grid on the fold that validates on cutoff 1
+    too, for the published model's knobs.
+
+    The other families never meet that fold: its scores do not exist when the family is chosen,
+    and their fits there would cost as much as the trees' (logistic regression's target
+    encoding and solver on a pooled sample are not cheap) for nothing.
+    """
+    before = [(train, valid) for train, valid in folds if valid.cutoff_index != 1]
+    on_holdout = [(train, valid) for train, valid in folds if valid.cutoff_index == 1]
+    searches = {
+        kind: training.search_params(kind, PARAM_GRID[kind], before, config.k, log) for kind in families(config)
+    }
+    choice = choose_on_folds(searches)
+    kind = choice["chosen"]
+    if on_holdout:
+        later = training.search_params(kind, PARAM_GRID[kind], on_holdout, config.k, log)
+        searches[kind] = [
+            training.SearchResult(kind, early.params, {**early.fold_scores, **late.fold_scores})
+            for early, late in zip(searches[kind], later, strict=True)
+        ]
+    return searches, choice
+
+
 def reusable_search(settings: Settings, config: Config, serve_at: datetime) -> dict[str, Any] | None:
-    """The newest hyper-parameter search of this model kind in the run log, when it ran on data
-    less than ``config.diagnostics_every_days`` older than ``serve_at``; None when it must run.
+    """The newest hyper-parameter search of this ``model_kind`` setting in the run log (with the
+    family it chose under ``auto``), when it ran on data less than
+    ``config.diagnostics_every_days`` older than ``serve_at``; None when it must run.
 
     A nightly run moves the data one day: the parameters chosen a few days ago still fit it, and
     the search, curves, importance and reference are most of training's cost (docs/compute.md).
@@ -496,7 +557,8 @@ def _reused_record(reused: dict[str, Any], config: Config, sample: UserSamples) 
             "model_version": reused.get("model_version"),
             "as_of": reused["as_of"],
         },
-        "model_kind": config.model_kind,
+        "model_setting": config.model_kind,
+        "model_kind": reused["model_kind"],
         "judged_params": reused["judged_params"],
         "final_params": reused["final_params"],
         **_every_run(sample),

@@ -94,6 +94,9 @@ def user_sample(user_ids: pd.Series | pd.Index, max_users: int, seed: int = 0) -
 
 @dataclass
 class SearchResult:
+    """One grid point of one model family and its NDCG on each (train, validation) fold."""
+
+    kind: str
     params: dict[str, Any]
     fold_scores: dict[tuple[int, int], float]
 
@@ -156,7 +159,7 @@ def search_params(
                 progress.done + 1,
                 f"{kind} {params} cutoffs {train.cutoff_index}->{valid.cutoff_index} ndcg@{k} {score:.4f}",
             )
-        results.append(SearchResult(params, fold_scores))
+        results.append(SearchResult(kind, params, fold_scores))
     return results
 
 
@@ -172,6 +175,59 @@ def best_params(
     if not results:
         return dict(DEFAULT_PARAMS[kind])
     return {**DEFAULT_PARAMS[kind], **max(results, key=mean_score).params}
+
+
+def best_fold_scores(results: Sequence[SearchResult], folds: Sequence[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """The scores on ``folds`` of the grid point with the best mean over them (``best_params``'
+    choice): what a family is worth once its own knobs are chosen on the same folds."""
+    if not results or not folds:
+        return {}
+
+    def mean_score(result: SearchResult) -> float:
+        return float(np.mean([result.fold_scores[fold] for fold in folds]))
+
+    best = max(results, key=mean_score)
+    return {fold: best.fold_scores[fold] for fold in folds}
+
+
+def choose_family(fold_scores: Mapping[str, Mapping[tuple[int, int], float]]) -> dict[str, Any]:
+    """The model family with the best mean NDCG over the folds, from those scores alone.
+
+    ``fold_scores`` holds, per family, the folds' scores of its best grid point
+    (``best_fold_scores``), and only of folds that never validate on the holdout: the caller
+    cannot pass the holdout's metrics, so they cannot sway the choice, and the judged model's
+    holdout NDCG stays an honest estimate of the whole recipe (family, knobs, fit). Ties go to
+    the family named first. Without any fold the first family is kept, and the record says so.
+    How often each family won a fold tells how stable the choice is: a family that wins on the
+    mean but loses most folds is a weak choice.
+    """
+    kinds = list(fold_scores)
+    folds = sorted({fold for scores in fold_scores.values() for fold in scores}, reverse=True)
+    if not folds:
+        return {
+            "chosen": kinds[0],
+            "folds": [],
+            "families": {kind: {"fold_scores": {}, "mean": None, "folds_won": 0} for kind in kinds},
+            "reason": f"no fold before the holdout to compare on: kept {kinds[0]}",
+        }
+    means = {kind: float(np.mean([fold_scores[kind][fold] for fold in folds])) for kind in kinds}
+    winners = [max(kinds, key=lambda kind: fold_scores[kind][fold]) for fold in folds]
+    chosen = max(kinds, key=lambda kind: means[kind])
+    won = winners.count(chosen)
+    return {
+        "chosen": chosen,
+        "folds": [f"{a}->{b}" for a, b in folds],
+        "families": {
+            kind: {
+                "fold_scores": {f"{a}->{b}": fold_scores[kind][(a, b)] for a, b in folds},
+                "mean": means[kind],
+                "folds_won": winners.count(kind),
+            }
+            for kind in kinds
+        },
+        "reason": f"{chosen}: best mean NDCG over the {len(folds)} fold(s) before the holdout "
+        f"({', '.join(f'{kind} {means[kind]:.4f}' for kind in kinds)}); won {won} of {len(folds)} fold(s)",
+    }
 
 
 def validation_curves(

@@ -7,7 +7,7 @@ older run, a thin export) is left out, never drawn empty.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -601,6 +601,7 @@ def _tuning(result: Mapping[str, Any]) -> dict[str, Any]:
     search = result.get("cross_validation") or []
     folds = list(dict.fromkeys(fold for row in search for fold in row.get("fold_scores", {})))
     names = list(dict.fromkeys(name for row in search for name in row.get("params", {})))
+    kind = (result.get("diagnostics") or {}).get("model_kind")
 
     def fold_title(fold: str) -> str:
         train, valid = fold.split("->")
@@ -616,10 +617,11 @@ def _tuning(result: Mapping[str, Any]) -> dict[str, Any]:
         marks = [
             name
             for name, chosen in (("judged", judged), ("published", final))
-            if chosen and all(chosen.get(p) == v for p, v in params.items())
+            if chosen and row.get("kind", kind) == kind and all(chosen.get(p) == v for p, v in params.items())
         ]
         rows.append(
             {
+                "kind": row.get("kind"),
                 "params": [params.get(name) for name in names],
                 "scores": [scores.get(f) for f in folds],
                 "judged_mean": mean(scores, lambda fold: not fold.endswith("->1")),
@@ -632,8 +634,30 @@ def _tuning(result: Mapping[str, Any]) -> dict[str, Any]:
         "names": names,
         "folds": [fold_title(f) for f in folds],
         "rows": rows,
+        "kinds": any(row["kind"] for row in rows),
+        "family": _family_choice((result.get("diagnostics") or {}).get("family_choice"), fold_title),
         "params": [(name, judged.get(name), final.get(name)) for name in chosen_names],
         "curves": [_validation_chart(c, judged) for c in result.get("validation_curves") or [] if c.get("values")],
+    }
+
+
+def _family_choice(choice: Mapping[str, Any] | None, fold_title: Callable[[str], str]) -> dict[str, Any] | None:
+    """Each model family's best NDCG on the folds before the holdout, which chose the family."""
+    if not choice or not choice.get("families"):
+        return None
+    return {
+        "reason": choice.get("reason"),
+        "folds": [fold_title(fold) for fold in choice.get("folds", [])],
+        "rows": [
+            {
+                "kind": kind,
+                "scores": [family["fold_scores"].get(fold) for fold in choice.get("folds", [])],
+                "mean": family.get("mean"),
+                "won": family.get("folds_won"),
+                "chosen": kind == choice.get("chosen"),
+            }
+            for kind, family in choice["families"].items()
+        ],
     }
 
 

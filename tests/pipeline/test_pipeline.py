@@ -445,7 +445,7 @@ def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagno
 
     settings, run = published
     searched = run["diagnostics"]
-    assert "cross_validation" in searched["steps"] and searched["model_kind"] == "hgb"
+    assert "cross_validation" in searched["steps"] and searched["model_setting"] == "auto"
     config = Config(home=settings.home, input_path=demo_export[0], horizon_days=run["horizon_days"])
     lines: list[str] = []
     outcome = steps.train_and_evaluate(settings, config, "nightly", lines.append)
@@ -454,6 +454,7 @@ def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagno
     assert record["steps"] == [] and record["reused_from"]["run_id"] == run["run_id"]
     assert record["judged_params"] == searched["judged_params"] and record["final_params"] == searched["final_params"]
     assert outcome.model.params == searched["final_params"] and outcome.model.metadata["diagnostics"] == record
+    assert outcome.model.kind == record["model_kind"] == searched["model_kind"]  # the family is reused too
     assert "validation_curves" not in outcome.evaluation and "feature_importance" not in outcome.evaluation
     assert "logistic_regression" not in outcome.evaluation["metrics"] and "cross_validation" not in outcome.seconds
     assert outcome.evaluation["metrics"]["ranker"]["n_users"] == run["metrics"]["ranker"]["n_users"]
@@ -469,6 +470,28 @@ def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagno
     assert steps.reusable_search(settings, config, as_of - pd.Timedelta(days=1)) is None
     assert steps.reusable_search(settings, config.updated(diagnostics_every_days=0), as_of) is None
     assert steps.reusable_search(settings, config.updated(model_kind="logreg"), as_of) is None
+    assert steps.reusable_search(settings, config.updated(model_kind="hgb"), as_of) is None
+
+
+@pytest.mark.slow  # runs dbt or the whole flow
+def test_the_model_family_is_chosen_on_the_folds_before_the_holdout(published):
+    """Under ``auto`` both families are searched on the same folds; the one with the best mean
+    over the folds that never validate on cutoff 1 is fitted, judged and published."""
+    settings, run = published
+    evaluation = json.loads((settings.models_dir / run["model_version"] / "evaluation.json").read_text())
+    card = json.loads((settings.models_dir / run["model_version"] / "model.json").read_text())
+    choice = evaluation["diagnostics"]["family_choice"]
+    assert set(choice["families"]) == {"hgb", "logreg"} and choice["folds"]
+    assert not any(fold.endswith("->1") for fold in choice["folds"])
+    means = {kind: family["mean"] for kind, family in choice["families"].items()}
+    assert choice["chosen"] == max(means, key=means.get) == evaluation["diagnostics"]["model_kind"] == card["kind"]
+    assert {row["kind"] for row in evaluation["cross_validation"]} == {"hgb", "logreg"}
+    for kind, family in choice["families"].items():  # each family's best grid point on those folds
+        rows = [row["fold_scores"] for row in evaluation["cross_validation"] if row["kind"] == kind]
+        best = max(rows, key=lambda scores: np.mean([scores[fold] for fold in choice["folds"]]))
+        assert family["fold_scores"] == {fold: best[fold] for fold in choice["folds"]}
+    page = (settings.models_dir / run["model_version"] / "evaluation.html").read_text()
+    assert "Model family, chosen on the folds before the holdout" in page
 
 
 def test_dbt_nodes_are_logged_with_n_of_total_and_an_estimate():

@@ -189,3 +189,72 @@ def test_progress_reports_done_of_total_with_an_estimate():
     assert lines[0].startswith("  users scored 1,000/4,000, ") and ", ETA " in lines[0]
     assert lines[0].endswith(": 250,000 candidates")
     assert [duration(s) for s in (5, 65, 3725)] == ["5 s", "1 min 05 s", "1 h 02 min"]
+
+
+def test_the_family_is_the_argmax_of_the_mean_fold_scores_with_its_wins():
+    from ml.ranker.training import choose_family
+
+    choice = choose_family({"hgb": {(4, 3): 0.20, (3, 2): 0.10}, "logreg": {(4, 3): 0.15, (3, 2): 0.16}})
+    assert choice["chosen"] == "logreg" and choice["folds"] == ["4->3", "3->2"]
+    assert choice["families"]["logreg"] == {"fold_scores": {"4->3": 0.15, "3->2": 0.16}, "mean": 0.155, "folds_won": 1}
+    assert choice["families"]["hgb"]["mean"] == pytest.approx(0.15) and choice["families"]["hgb"]["folds_won"] == 1
+    assert choice["reason"].startswith("logreg: best mean NDCG over the 2 fold(s)") and "won 1 of 2" in choice["reason"]
+    tie = choose_family({"hgb": {(3, 2): 0.1}, "logreg": {(3, 2): 0.1}})
+    assert tie["chosen"] == "hgb"  # the family named first
+    nothing = choose_family({"hgb": {}, "logreg": {}})
+    assert nothing["chosen"] == "hgb" and nothing["folds"] == [] and "no fold before the holdout" in nothing["reason"]
+
+
+def test_the_holdout_fold_never_sways_the_family_only_the_published_knobs():
+    """A family far better on the fold that validates on cutoff 1 (the holdout) but worse on the
+    folds before it is not chosen; the holdout fold still tunes the chosen family's published
+    knobs, as it did before."""
+    from ml.pipeline.steps import choose_on_folds
+    from ml.ranker.training import SearchResult, best_params
+
+    searches = {
+        "hgb": [
+            SearchResult("hgb", {"learning_rate": 0.05}, {(3, 2): 0.12, (2, 1): 0.10}),
+            SearchResult("hgb", {"learning_rate": 0.15}, {(3, 2): 0.11, (2, 1): 0.13}),
+        ],
+        "logreg": [SearchResult("logreg", {"C": 1.0}, {(3, 2): 0.11, (2, 1): 0.99})],
+    }
+    choice = choose_on_folds(searches)
+    assert choice["chosen"] == "hgb" and choice["folds"] == ["3->2"]
+    assert choice["families"]["hgb"]["fold_scores"] == {"3->2": 0.12}  # its best point on those folds
+    assert best_params("hgb", searches["hgb"])["learning_rate"] == 0.15  # the published model's, all folds
+    searches["logreg"][0].fold_scores[(2, 1)] = 0.0
+    assert choose_on_folds(searches) == choice
+
+
+def test_auto_searches_both_families_on_the_same_folds_and_only_the_chosen_one_on_the_holdout():
+    """The choice is the argmax of the recorded means; the holdout fold (-> 1) is scored only
+    for the chosen family, after the choice, to tune its published knobs."""
+    from ml.config import Config
+    from ml.pipeline.steps import search_families
+
+    def labelled(index: int, seed: int) -> LabelledSet:
+        frame = candidate_frame(seed=seed)
+        return LabelledSet(index, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
+
+    older, middle, holdout = labelled(3, 1), labelled(2, 2), labelled(1, 3)
+    folds = [(LabelledSet.pooled([older, middle]), holdout), (older, middle)]
+    searches, choice = search_families(Config(model_kind="auto"), folds, lambda line: None)
+    means = {kind: family["mean"] for kind, family in choice["families"].items()}
+    best = {kind: max(r.fold_scores[(3, 2)] for r in results) for kind, results in searches.items()}
+    assert choice["folds"] == ["3->2"] and means == best and choice["chosen"] == max(means, key=means.get)
+    other = ({"hgb", "logreg"} - {choice["chosen"]}).pop()
+    assert all(set(r.fold_scores) == {(3, 2), (2, 1)} for r in searches[choice["chosen"]])
+    assert all(set(r.fold_scores) == {(3, 2)} for r in searches[other])
+    alone, only = search_families(Config(model_kind="logreg"), folds, lambda line: None)
+    assert set(alone) == {"logreg"} and only["chosen"] == "logreg" and set(only["families"]) == {"logreg"}
+
+
+def test_the_model_kind_setting_is_checked_and_auto_searches_both_families():
+    from ml.config import Config, ConfigError
+    from ml.pipeline.steps import families
+
+    assert Config().model_kind == "auto" and families(Config()) == ("hgb", "logreg")
+    assert families(Config(model_kind="logreg")) == ("logreg",)
+    with pytest.raises(ConfigError, match="--model-kind"):
+        Config(model_kind="trees")

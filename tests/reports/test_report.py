@@ -410,3 +410,28 @@ def test_repeat_explore_gets_its_own_table_not_the_descriptive_one(tmp_path):
     assert "repeat" not in _text(_section(page, "metrics"))
     page = render_evaluation_report({"metrics": {"popular": {"ndcg": 0.07}}}, tmp_path / "old.html").read_text()
     assert 'id="repeat"' not in page
+
+
+def test_the_model_family_choice_shows_its_fold_scores_and_wins(tmp_path):
+    result = _full_result()
+    for row, kind in zip(result["cross_validation"], ("hgb", "logreg")):
+        row["kind"] = kind
+    result["cross_validation"][1]["params"] = {"C": 1.0}
+    result["diagnostics"] = {
+        "model_kind": "hgb",
+        "family_choice": {
+            "chosen": "hgb",
+            "folds": ["3->2"],
+            "families": {
+                "hgb": {"fold_scores": {"3->2": 0.10}, "mean": 0.10, "folds_won": 1},
+                "logreg": {"fold_scores": {"3->2": 0.09}, "mean": 0.09, "folds_won": 0},
+            },
+            "reason": "hgb: best mean NDCG over the 1 fold(s) before the holdout (hgb 0.1000, logreg 0.0900); won 1 of 1 fold(s)",
+        },
+    }
+    tuning = _section(render_evaluation_report(result, tmp_path / "eval.html").read_text(), "tuning")
+    assert "Model family, chosen on the folds before the holdout" in tuning
+    assert "hgb: best mean NDCG over the 1 fold(s) before the holdout" in html.unescape(tuning)
+    chosen = [_text(row).split() for row in re.findall(r'<tr class="chosen">(.*?)</tr>', tuning, re.S)]
+    assert chosen[0] == ["hgb", "0.100", "0.100", "1", "yes"]
+    assert [row[0] for row in chosen[1:]] == ["hgb"] and chosen[1][-1] == "judged"  # logreg's C = 1 row is not marked
