@@ -180,9 +180,9 @@
         line,
         overflow,
         source_file,
-        '{{ file.version | replace("'", "''") }}' as source_file_version
+        {{ sql_values([file.version]) }} as source_file_version
     from {{ source('ab_test', 'events') }}
-    where source_file = '{{ file.path | replace("'", "''") }}'
+    where source_file = {{ sql_values([file.path]) }}
     {%- else %}
     select null::bigint as event_row_id, null::varchar as line, null::varchar as overflow,
         null::varchar as source_file, null::varchar as source_file_version
