@@ -24,10 +24,10 @@ from pathlib import Path
 
 import duckdb
 
+from benchmarks.bench_warehouse import RESULTS, ensure_export
 from ml.data.export import split_by_day
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 STAGING = ("stg_ab_test__events", "int_events__validated", "int_line_items")
 
 
@@ -70,24 +70,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-nightly-"))
     try:
         export = workdir / "ab_test.csv"
-        if not export.exists():
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "flows.cli",
-                    "generate",
-                    "--rows",
-                    str(args.rows),
-                    "--seed",
-                    "7",
-                    "--out",
-                    str(export),
-                    "--with-categories",
-                ],
-                cwd=ROOT,
-                check=True,
-            )
+        ensure_export(args.rows, 7, export, with_categories=True)
         days = split_by_day(export, workdir / "days")
         incoming = workdir / "incoming"
         shutil.rmtree(incoming, ignore_errors=True)
