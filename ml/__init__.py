@@ -7,6 +7,8 @@ A package imports only from packages before it; ``flows`` (the Prefect flow and 
 import os
 
 # scikit-learn's gradient boosting runs on OpenMP. With the default busy-waiting, its threads
-# spin against any other busy process on a small machine and a fit can slow down tenfold;
-# passive waiting costs nothing when the machine is idle. Must be set before sklearn loads.
+# spin against any other busy process on a small machine and a fit can slow down tenfold.
+# Passive waiting costs little in prediction (few, large parallel regions) but makes fits on
+# two threads tenfold slower even on an idle machine, so fits run on one (ml.ranker.training.fit).
+# Must be set before sklearn loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
