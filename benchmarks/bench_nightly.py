@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import duckdb
-
+from benchmarks.bench_pipeline import run_recsys
 from benchmarks.bench_warehouse import RESULTS, ensure_export
 from ml.data.export import split_by_day
 
@@ -32,34 +28,11 @@ STAGING = ("stg_ab_test__events", "int_events__validated", "int_line_items")
 
 
 def run(home: Path, incoming: Path) -> dict:
-    """``recsys run`` on the folder in its own process: wall time, the run log's stage times and
-    the seconds of the models that read and validate the export (from dbt's progress lines)."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--home", str(home), "run", "--input", str(incoming)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
-    with duckdb.connect(str(home / "runs.duckdb"), read_only=True) as con:
-        status, durations, recs, ndcg = con.execute(
-            "select status, durations, recommendations, ndcg from model_runs order by started_at desc limit 1"
-        ).fetchone()
-    node_seconds = {
-        match.group(1): float(match.group(2))
-        for match in re.finditer(rf"({'|'.join(STAGING)}) \w+ \(([0-9.]+) s\)", proc.stdout + proc.stderr)
-    }
-    return {
-        "status": status,
-        "wall_seconds": round(seconds, 1),
-        "stage_seconds": json.loads(durations),
-        "recommendations": recs,
-        "holdout_ndcg": ndcg,
-        "staging_node_seconds": node_seconds,
-    }
+    """``recsys run`` on the folder (``bench_pipeline.run_recsys``), with the seconds of the
+    models that read and validate the export."""
+    result = run_recsys(home, incoming)
+    result["staging_node_seconds"] = {name: result["model_seconds"].get(name) for name in STAGING}
+    return result
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ model times from the run's ``dbt nodes`` progress lines, peak memory from ``ru_m
 waited-for descendants (dbt runs as a grandchild), peak disk from the home's size sampled every
 two seconds. Growth: cost ~ rows^b, ``b`` from the two largest sizes, projected to
 ``--project`` rows. Results go to ``benchmarks/results/pipeline-<timestamp>.json`` and a
-markdown table to stdout; the homes are deleted.
+markdown table to stdout; the homes are deleted, the exports too unless ``--workdir`` is given.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
+
+from benchmarks.bench_warehouse import ensure_export
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -69,29 +71,13 @@ def model_seconds(log: str) -> dict[str, float]:
     return seconds
 
 
-def run_size(rows: int, workdir: Path) -> dict:
-    export = workdir / f"ab_{rows}.csv"
-    home = workdir / f"home_{rows}"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "generate",
-            "--rows",
-            str(rows),
-            "--seed",
-            "7",
-            "--out",
-            str(export),
-            "--with-categories",
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+def run_recsys(home: Path, export: Path) -> dict:
+    """``recsys run --input export`` in its own process and home: wall time, the run log's stage
+    times, dbt model times, peak memory (runs measured in one benchmark must grow: ``ru_maxrss``
+    of children only rises) and peak disk."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    home.mkdir(parents=True)
+    home.mkdir(parents=True, exist_ok=True)
     with peak_disk(home) as disk:
         proc = subprocess.run(
             [sys.executable, "-m", "flows.cli", "--home", str(home), "run", "--input", str(export)],
@@ -109,7 +95,6 @@ def run_size(rows: int, workdir: Path) -> dict:
             "order by started_at desc limit 1"
         ).fetchone()
     return {
-        "rows": rows,
         "status": status,
         "wall_seconds": round(seconds, 1),
         "stage_seconds": json.loads(durations),
@@ -119,11 +104,21 @@ def run_size(rows: int, workdir: Path) -> dict:
         "popular_ndcg": popular,
         "peak_rss_gb": round(max(peak_kb, before) / 1024 / 1024, 2),
         "peak_rss_note": "largest process among the run and its children (dbt, Prefect server)",
-        "export_gb": round(export.stat().st_size / 1e9, 2),
         "peak_disk_gb": round(disk["peak_bytes"] / 1e9, 2),
         "home_after_gb": round(size_on_disk(home) / 1e9, 2),
         "model_seconds": model_seconds(proc.stdout + proc.stderr),
     }
+
+
+def run_size(rows: int, workdir: Path) -> dict:
+    """One size: its export (generated once per workdir) and a run in a fresh home, then deleted."""
+    export, home = workdir / f"ab_{rows}.csv", workdir / f"home_{rows}"
+    ensure_export(rows, 7, export, with_categories=True)
+    shutil.rmtree(home, ignore_errors=True)
+    try:
+        return {"rows": rows, "export_gb": round(export.stat().st_size / 1e9, 2), **run_recsys(home, export)}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def costs(result: dict) -> dict[str, float]:
