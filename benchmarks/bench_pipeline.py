@@ -73,7 +73,7 @@ def model_seconds(log: str) -> dict[str, float]:
 
 def run_recsys(home: Path, export: Path) -> dict:
     """``recsys run --input export`` in its own process and home: wall time, the run log's stage
-    times, dbt model times, peak memory (runs measured in one benchmark must grow: ``ru_maxrss``
+    times, dbt model times (its log beside the home), peak memory (runs measured in one benchmark must grow: ``ru_maxrss``
     of children only rises) and peak disk."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
@@ -87,6 +87,7 @@ def run_recsys(home: Path, export: Path) -> dict:
         )
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    home.with_name(f"{home.name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
     with duckdb.connect(str(home / "runs.duckdb"), read_only=True) as con:
