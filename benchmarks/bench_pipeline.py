@@ -7,7 +7,8 @@ process in a fresh home; stage times come from the run log (``model_runs.duratio
 model times from the run's ``dbt nodes`` progress lines, peak memory from ``ru_maxrss`` of the
 waited-for descendants (dbt runs as a grandchild), peak disk from the home's size sampled every
 two seconds. Growth: cost ~ rows^b, ``b`` from the two largest sizes, projected to
-``--project`` rows. Results go to ``benchmarks/results/pipeline-<timestamp>.json`` and a
+``--project`` rows (``--table FILE...`` prints it for earlier results files, e.g. sizes run
+apart). Results go to ``benchmarks/results/pipeline-<timestamp>.json`` and a
 markdown table to stdout; the homes are deleted, the exports too unless ``--workdir`` is given.
 """
 
@@ -157,7 +158,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--project", type=int, default=500_000_000, help="rows to project each cost to")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", metavar="RESULTS", help="only print the table of earlier results files"
+    )
     args = parser.parse_args()
+    if args.table:
+        earlier = [result for path in args.table for result in json.loads(path.read_text())]
+        print(capacity_table(sorted(earlier, key=lambda result: result["rows"]), args.project))
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     results = []
     try:
