@@ -23,7 +23,6 @@ from benchmarks.bench_pipeline import run_recsys
 from benchmarks.bench_warehouse import RESULTS, ensure_export
 from ml.data.export import split_by_day
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGING = ("stg_ab_test__events", "int_events__validated", "int_line_items")
 
 
