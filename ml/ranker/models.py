@@ -86,10 +86,12 @@ class WeightedBins(TransformerMixin, BaseEstimator):
         return np.minimum(np.unique(thresholds), 1e300)  # scikit-learn's ALMOST_INF: no +inf threshold
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        values = np.asarray(X, dtype=float)
-        binned = np.column_stack(
-            [np.searchsorted(thresholds, values[:, c]).astype(float) for c, thresholds in enumerate(self.thresholds_)]
-        )
+        # Column-major: each column is searched and written as one contiguous run, about twice
+        # as fast as row-major slices and a column_stack (581k candidate rows x 60 features).
+        values = np.asarray(X, dtype=float, order="F")
+        binned = np.empty(values.shape, order="F")
+        for column, thresholds in enumerate(self.thresholds_):
+            binned[:, column] = np.searchsorted(thresholds, values[:, column])
         binned[np.isnan(values)] = np.nan
         return pd.DataFrame(binned, columns=X.columns, index=X.index)
 
