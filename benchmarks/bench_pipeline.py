@@ -26,21 +26,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
-from benchmarks.bench_warehouse import ensure_export
+from benchmarks.bench_warehouse import dir_bytes, ensure_export
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = {path.stem for path in (ROOT / "dbt_project" / "models").rglob("*.sql")}
 NODE_LINE = re.compile(r"dbt nodes [\d,]+/[\d,]+, [^:]*: (\S+) \w+ \((\d+(?:\.\d+)?) s\)")
-
-
-def size_on_disk(folder: Path) -> int:
-    return sum(entry.stat().st_size for entry in folder.rglob("*") if entry.is_file())
 
 
 @contextmanager
@@ -51,8 +47,7 @@ def peak_disk(folder: Path, every: float = 2.0) -> Iterator[dict]:
 
     def sample() -> None:
         while not stop.wait(every):
-            with suppress(OSError):  # a file vanished between listing and stat: the next sample counts
-                seen["peak_bytes"] = max(seen["peak_bytes"], size_on_disk(folder))
+            seen["peak_bytes"] = max(seen["peak_bytes"], dir_bytes(folder))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -73,9 +68,9 @@ def model_seconds(log: str) -> dict[str, float]:
 
 
 def run_recsys(home: Path, export: Path) -> dict:
-    """``recsys run --input export`` in its own process and home: wall time, the run log's stage
-    times, dbt model times (its log beside the home), peak memory (runs measured in one benchmark must grow: ``ru_maxrss``
-    of children only rises) and peak disk."""
+    """``recsys run --input export`` in its own process and home (its log is kept beside the home):
+    wall time, the run log's stage times, dbt model times, peak memory and peak disk. ``ru_maxrss``
+    of children only rises, so the runs of one benchmark must come in growing sizes."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     home.mkdir(parents=True, exist_ok=True)
@@ -107,7 +102,7 @@ def run_recsys(home: Path, export: Path) -> dict:
         "peak_rss_gb": round(max(peak_kb, before) / 1024 / 1024, 2),
         "peak_rss_note": "largest process among the run and its children (dbt, Prefect server)",
         "peak_disk_gb": round(disk["peak_bytes"] / 1e9, 2),
-        "home_after_gb": round(size_on_disk(home) / 1e9, 2),
+        "home_after_gb": round(dir_bytes(home) / 1e9, 2),
         "model_seconds": model_seconds(proc.stdout + proc.stderr),
     }
 
@@ -136,7 +131,7 @@ def costs(result: dict) -> dict[str, float]:
 
 def capacity_table(results: list[dict], project: int) -> str:
     """Markdown: each cost at each size, its growth exponent and its projection to ``project`` rows.
-    Exponents are fitted only on costs of at least a second (or 0.1 GB) at both sizes."""
+    Exponents are fitted only on costs of at least 0.1 (seconds or GB) at both sizes."""
     sizes = [costs(result) for result in results]
     rows = [result["rows"] for result in results]
     header = [*(f"{n / 1e6:g} M rows" for n in rows), "growth b", f"at {project / 1e6:g} M rows"]
@@ -145,7 +140,7 @@ def capacity_table(results: list[dict], project: int) -> str:
     for name in names:
         values = [size.get(name) for size in sizes]
         growth = projected = ""
-        if len(rows) >= 2 and values[-2] and values[-1] and min(values[-2], values[-1]) >= 0.1:
+        if len(rows) >= 2 and None not in values[-2:] and min(values[-2:]) >= 0.1:
             exponent = math.log(values[-1] / values[-2]) / math.log(rows[-1] / rows[-2])
             growth, projected = f"{exponent:.2f}", f"{values[-1] * (project / rows[-1]) ** exponent:,.1f}"
         shown = ["" if value is None else f"{value:,.1f}" for value in values]

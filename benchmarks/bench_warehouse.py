@@ -63,7 +63,8 @@ def _python_child(code: str, *args: str, env: dict | None = None) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
-def _dir_bytes(path: Path) -> int:
+def dir_bytes(path: Path) -> int:
+    """Bytes of the files under ``path``; a file that vanishes while it is counted counts 0."""
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
@@ -98,7 +99,7 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            spill = _dir_bytes(self.spill_dir) if self.spill_dir.exists() else 0
+            spill = dir_bytes(self.spill_dir) if self.spill_dir.exists() else 0
             self.samples.append((time.perf_counter() - self.t0, self._children_rss_kb(), spill))
             self.stop_event.wait(self.interval)
 
