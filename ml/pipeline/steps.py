@@ -412,6 +412,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     clock = time.perf_counter()  # every list against the gate's choice: is its lead more than noise?
     result["intervals"] = bootstrap.intervals(per_user, reference=decision.list_name)
     seconds["intervals"] = time.perf_counter() - clock
+    log("  training steps: " + ", ".join(f"{step} {took:.1f} s" for step, took in seconds.items()))
     result["cross_validation"] = [
         {"kind": r.kind, "params": r.params, "fold_scores": {f"{a}->{b}": v for (a, b), v in r.fold_scores.items()}}
         for r in search
@@ -445,6 +446,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
             "gate": result["gate"],
             "diagnostics": diagnostics,
             "dropped_features": uninformative(final_data.frame),
+            "seconds": {step: round(took, 1) for step, took in seconds.items()},
         },
     )
     return TrainOutcome(model=model, evaluation=result, decision=decision, seconds=seconds, per_user=per_user)
