@@ -92,12 +92,12 @@ class Config(BaseSettings):
         "judge a list: the run publishes cold-start lists only",
     )
     max_training_rows: int = Field(
-        400_000,
+        200_000,
         ge=1,
         description="candidate rows per labelled window the ranker learns from (negatives are sampled down to it)",
     )
     diagnostics_users: int = Field(
-        20_000,
+        4_000,
         ge=1,
         description="labelled users (a seeded hash of user_id picks them) that the hyper-parameter search, "
         "validation curves, permutation importance and the logistic-regression reference run on, so their "
