@@ -10,23 +10,28 @@ import duckdb
 import numpy as np
 
 from ml.baselines.tuning import BaselineSpec, fit_tuned
+from ml.config import Config
 from ml.warehouse import lists, tables
 
 
 def serve_baseline(
-    build_db: Path, spec: BaselineSpec, horizon_days: int, k: int, top_n: int, progress: Callable[[str], None] = print
+    build_db: Path, spec: BaselineSpec, config: Config, progress: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """The winning baseline's top ``top_n`` for every user with history, tuned one horizon before
-    the serving cutoff and fitted on all purchases before it (the recipe the gate judged).
+    """The winning baseline's top ``config.top_n`` for every user with history, tuned one horizon
+    before the serving cutoff on at most ``config.holdout_users`` buyers and fitted on all
+    purchases before it (the recipe the gate judged).
 
     ``reason`` is ``baseline:<name>`` on every row, so readers can tell these lists apart.
     """
     with duckdb.connect(str(build_db)) as con:
         cutoffs = tables.cutoffs(con)
         serving = cutoffs[0]
-        fitted = fit_tuned(spec, tables.purchases_before(con, serving.at), cutoffs[1].at, horizon_days, k)
+        purchases = tables.purchases_before(con, serving.at)
+        fitted = fit_tuned(
+            spec, purchases, cutoffs[1].at, config.horizon_days, config.k, "ndcg", config.holdout_users, config.seed
+        )
         users = tables.candidate_users(con, serving)
-        chosen = fitted.model.recommend(users, top_n)
+        chosen = fitted.model.recommend(users, config.top_n)
         chosen = chosen.assign(reason=f"baseline:{spec.name}", rank=chosen["rank"].astype(np.int32))
         lists.create(con)
         lists.append(con, chosen)

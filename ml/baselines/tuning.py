@@ -29,8 +29,8 @@ from ml.baselines import (
     RepurchaseRecommender,
     TIFUKNNRecommender,
 )
-from ml.evaluation.metrics import evaluate_lists, score_lists
-from ml.evaluation.splitting import cold_users, restrict_truth, time_split, warm_users
+from ml.evaluation.metrics import accuracy_metrics, evaluate_lists, score_lists
+from ml.evaluation.splitting import cold_users, restrict_truth, time_split, user_sample, warm_users
 
 
 @dataclass
@@ -52,6 +52,8 @@ def tune(
     horizon_days: float,
     k: int,
     metric: str = "ndcg",
+    max_users: int | None = None,
+    seed: int = 0,
 ) -> TuneResult:
     """Pick a baseline's knobs on a time split *inside* ``history``.
 
@@ -60,6 +62,11 @@ def tune(
     validation_cutoff + horizon_days)`` (clipped at the end of the history). The test
     window is never seen, so every baseline gets the same, fair chance. Ties keep the
     first grid point. ``grid`` is a scikit-learn ``ParameterGrid`` spec.
+
+    Grid points are compared on the accuracy metrics alone (:data:`TUNING_METRICS`): the
+    bias metrics rescan the whole history per list and choose nothing. ``max_users`` judges
+    them on at most that many warm buyers (``user_sample``, seeded): the fits still see every
+    purchase, but recommending and judging stop growing with the export.
     """
     started = time.perf_counter()
     end = pd.Timestamp(history["ts"].max()) if len(history) else None
@@ -67,13 +74,14 @@ def tune(
     if end is not None and pd.Timestamp(validation_cutoff) > end:
         raise ValueError("validation_cutoff lies after the history: nothing to validate on")
     users = warm_users(inner_hist, inner_truth)
+    if max_users is not None:
+        users = user_sample(users, max_users, seed).sort_values()
     truth = restrict_truth(inner_truth, users)
     records = []
     for params in ParameterGrid(grid):
         t0 = time.perf_counter()
         model = baseline_factory(**params).fit(inner_hist)
-        recs = model.recommend(users, k)
-        scores = evaluate_lists(recs, truth, inner_hist, k)
+        scores = accuracy_metrics(model.recommend(users, k), truth, k)
         records.append({"params": dict(params), **scores, "seconds": time.perf_counter() - t0})
     table = pd.DataFrame(records)
     best = int(table[metric].fillna(-np.inf).to_numpy().argmax())
@@ -155,13 +163,18 @@ def fit_tuned(
     horizon_days: float,
     k: int,
     metric: str = "ndcg",
+    max_users: int | None = None,
+    seed: int = 0,
 ) -> FittedBaseline:
-    """Tune ``spec``'s grid on the split at ``validation_cutoff`` inside ``history``, then refit
-    the chosen knobs on all of ``history``: the only fair way to give a baseline its best shot.
+    """Tune ``spec``'s grid on the split at ``validation_cutoff`` inside ``history`` (on at most
+    ``max_users`` of its buyers, :func:`tune`), then refit the chosen knobs on all of ``history``:
+    the only fair way to give a baseline its best shot.
     A history that ends before ``validation_cutoff`` leaves nothing to tune on: defaults."""
     can_tune = bool(spec.grid) and len(history) > 0 and history["ts"].max() >= pd.Timestamp(validation_cutoff)
     tuned = (
-        tune(spec.factory, spec.grid, history, validation_cutoff, horizon_days, k, metric=metric) if can_tune else None
+        tune(spec.factory, spec.grid, history, validation_cutoff, horizon_days, k, metric, max_users, seed)
+        if can_tune
+        else None
     )
     params = tuned.best_params if tuned else {}
     t0 = time.perf_counter()
@@ -179,16 +192,20 @@ def judge_baselines(
     truth: pd.DataFrame,
     history: pd.DataFrame,
     catalogue: int | None = None,
+    tuning_users: int | None = None,
+    seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Each baseline tuned and fitted before ``cutoff``, its top-``k`` lists for ``users`` judged
+    """Each baseline tuned (on at most ``tuning_users`` buyers, :func:`tune`) and fitted before
+    ``cutoff``, its top-``k`` lists for ``users`` judged
     against ``truth`` with exactly the ranker's metric call (``ml.ranker.holdout.ranking_scores``),
     so the gate compares like with like: ``{name: {"params": ..., "metrics": ..., "per_user": ...}}``
     (``per_user``: the per-user metric values, for bootstrap intervals)."""
     past = purchases[purchases["ts"] < pd.Timestamp(cutoff)]
     users_truth = truth[truth["user_id"].isin(users)]
+    validation_cutoff = pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days)
     judged = {}
     for spec in specs:
-        fitted = fit_tuned(spec, past, pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days), horizon_days, k)
+        fitted = fit_tuned(spec, past, validation_cutoff, horizon_days, k, "ndcg", tuning_users, seed)
         scored = score_lists(fitted.model.recommend(users, k), users_truth, history, k, catalogue, users=users)
         judged[spec.name] = {"params": fitted.params, "metrics": scored.metrics, "per_user": scored.per_user}
     return judged

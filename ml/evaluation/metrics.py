@@ -164,36 +164,48 @@ def catalogue_coverage(recs: pd.DataFrame, k: int, catalogue_size: int, users: p
 
 
 def item_user_counts(history: pd.DataFrame) -> pd.Series:
-    """Distinct users per item in the history: the popularity used by the bias metrics."""
-    return history[KEYS].drop_duplicates().groupby("item_id").size()
+    """Distinct users per item in the history: the popularity used by the bias metrics.
+
+    On integer codes, not the id strings: the history can hold every pair of the export."""
+    user_codes, _ = pd.factorize(history["user_id"])
+    item_codes, items = pd.factorize(history["item_id"])
+    known = (user_codes >= 0) & (item_codes >= 0)
+    pairs = np.unique(user_codes[known].astype(np.int64) * max(len(items), 1) + item_codes[known])
+    counts = np.bincount(pairs % max(len(items), 1), minlength=len(items))
+    return pd.Series(counts, index=pd.Index(items, name="item_id"))
 
 
-def novelty(recs: pd.DataFrame, history: pd.DataFrame, k: int, users: pd.Index | None = None) -> float:
+def novelty(
+    recs: pd.DataFrame, history: pd.DataFrame, k: int, users: pd.Index | None = None, counts: pd.Series | None = None
+) -> float:
     """Mean self-information of recommended items, in bits: mean of -log2 p(i).
 
     p(i) = (users who interacted with i in history + 1) / (users in history + 1); the +1
     keeps items unseen in history finite (maximally novel). Higher = less obvious lists.
+    ``counts``: :func:`item_user_counts` of ``history``, when already computed.
     """
     top = _top_k(recs, k, users)
     if top.empty:
         return float("nan")
     n_users = history["user_id"].nunique()
-    counts = item_user_counts(history)
+    counts = item_user_counts(history) if counts is None else counts
     c = top["item_id"].map(counts).fillna(0).to_numpy(dtype=float)
     return float(np.mean(-np.log2((c + 1.0) / (n_users + 1.0))))
 
 
-def popularity_percentile(recs: pd.DataFrame, history: pd.DataFrame, k: int, users: pd.Index | None = None) -> float:
+def popularity_percentile(
+    recs: pd.DataFrame, history: pd.DataFrame, k: int, users: pd.Index | None = None, counts: pd.Series | None = None
+) -> float:
     """Mean popularity percentile of recommended items (popularity bias), in [0, 1].
 
     An item's percentile is the share of history items whose user count is <= its own
     (1.0 = the most popular item); items absent from history count 0. A value near 1
-    means the lists are mostly bestsellers.
+    means the lists are mostly bestsellers. ``counts`` as in :func:`novelty`.
     """
     top = _top_k(recs, k, users)
     if top.empty:
         return float("nan")
-    pct = item_user_counts(history).rank(pct=True, method="max")
+    pct = (item_user_counts(history) if counts is None else counts).rank(pct=True, method="max")
     return float(top["item_id"].map(pct).fillna(0.0).mean())
 
 
@@ -257,6 +269,30 @@ def repeat_explore(
     }
 
 
+def _accuracy(pu: pd.DataFrame) -> dict[str, float]:
+    buyers = _buyers(pu)
+    bought, offered, hits = pu["n_truth"].sum(), pu["n_offered"].sum(), pu["hits"].sum()
+    return {
+        "recall": float(buyers["recall"].mean()),
+        "precision": float(pu["precision"].mean()),
+        "ndcg": float(buyers["ndcg"].mean()),
+        "map": float(buyers["ap"].mean()),
+        "hit_rate": float(buyers["hit"].mean()),
+        "mrr": float(buyers["rr"].mean()),
+        "missed_offer_share": float(1.0 - hits / bought) if bought else float("nan"),
+        "offer_precision": float(hits / offered) if offered else float("nan"),
+    }
+
+
+def accuracy_metrics(
+    recs: pd.DataFrame, truth: pd.DataFrame, k: int, users: pd.Index | None = None
+) -> dict[str, float]:
+    """The accuracy metrics of :func:`score_lists` alone (recall, precision, NDCG, MAP, hit rate,
+    MRR and the pilot's two), with the same values: what choosing between lists needs. The
+    bias and repeat/explore metrics read the whole history, which tuning need not pay for."""
+    return _accuracy(per_user_metrics(recs, truth, k, users))
+
+
 @dataclass
 class ListScores:
     """The metrics of one set of lists and the per-user values they average
@@ -297,23 +333,15 @@ def score_lists(
     """
     pu = per_user_metrics(recs, truth, k, users)
     pop = pd.Index(pu.index)
-    buyers = _buyers(pu)
-    bought, offered, hits = pu["n_truth"].sum(), pu["n_offered"].sum(), pu["hits"].sum()
     if catalogue_size is None:
         catalogue_size = history["item_id"].nunique()
+    counts = item_user_counts(history)
     return ListScores(
         metrics={
-            "recall": float(buyers["recall"].mean()),
-            "precision": float(pu["precision"].mean()),
-            "ndcg": float(buyers["ndcg"].mean()),
-            "map": float(buyers["ap"].mean()),
-            "hit_rate": float(buyers["hit"].mean()),
-            "mrr": float(buyers["rr"].mean()),
-            "missed_offer_share": float(1.0 - hits / bought) if bought else float("nan"),
-            "offer_precision": float(hits / offered) if offered else float("nan"),
+            **_accuracy(pu),
             "coverage": catalogue_coverage(recs, k, catalogue_size, pop),
-            "novelty": novelty(recs, history, k, pop),
-            "popularity_pct": popularity_percentile(recs, history, k, pop),
+            "novelty": novelty(recs, history, k, pop, counts),
+            "popularity_pct": popularity_percentile(recs, history, k, pop, counts),
             "n_users": int(len(pu)),
             "n_users_with_list": int((pu["n_offered"] > 0).sum()),
             **repeat_explore(recs, truth, history, k, pop),

@@ -12,6 +12,7 @@ returns a superset of it.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 PURCHASE = "purchase"
@@ -63,3 +64,16 @@ def cold_users(history: pd.DataFrame, truth: pd.DataFrame, event_types: tuple[st
 def restrict_truth(truth: pd.DataFrame, users: pd.Index) -> pd.DataFrame:
     """The truth rows of ``users`` only (e.g. the warm users), keeping the two columns."""
     return truth[truth["user_id"].isin(users)].reset_index(drop=True)
+
+
+def user_sample(user_ids: pd.Series | pd.Index, max_users: int, seed: int = 0) -> pd.Index:
+    """At most ``max_users`` of the distinct ``user_ids``: those with the smallest seeded hash.
+
+    A hash, not a random draw: whether a user is in depends only on the user and the seed, so
+    the same users are drawn at every cutoff and in every run, and a bigger export keeps them.
+    """
+    users = pd.Index(pd.unique(np.asarray(user_ids)))
+    if len(users) <= max_users:
+        return users
+    hashed = pd.util.hash_array((f"{seed}:" + users.astype(str)).to_numpy(dtype=object))
+    return users[np.argsort(hashed, kind="stable")[:max_users]]

@@ -25,6 +25,7 @@ from ml.baselines.tuning import gate_specs, judge_baselines, spec_named
 from ml.config import Config, Settings
 from ml.data.export import ExportError, check_export_files
 from ml.evaluation import bootstrap
+from ml.evaluation.splitting import user_sample
 from ml.pipeline import gate, runs
 from ml.progress import Progress
 from ml.ranker import dataset, holdout, training
@@ -370,6 +371,8 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         judged_set.truth,
         history,
         catalogue,
+        tuning_users=config.holdout_users,
+        seed=config.seed,
     )
     result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
     result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
@@ -465,13 +468,13 @@ class UserSamples:
 def _user_samples(users: dict[int, pd.Index], config: Config) -> UserSamples:
     """At most ``config.holdout_users`` users of the newest window to judge on, and at most
     ``config.diagnostics_users`` labelled users of any window for the diagnostics: whole users,
-    chosen by a seeded hash (``training.user_sample``), the same in every run and at every
+    chosen by a seeded hash (``splitting.user_sample``), the same in every run and at every
     cutoff, so what a run holds in memory stops growing with the export."""
     labelled = pd.Index(pd.unique(np.concatenate([index_users.to_numpy() for index_users in users.values()])))
     return UserSamples(
-        judged=training.user_sample(users[1], config.holdout_users, config.seed),
+        judged=user_sample(users[1], config.holdout_users, config.seed),
         judged_of=len(users[1]),
-        diagnostic=training.user_sample(labelled, config.diagnostics_users, config.seed),
+        diagnostic=user_sample(labelled, config.diagnostics_users, config.seed),
         diagnostic_of=len(labelled),
     )
 
@@ -621,7 +624,7 @@ def write_lists(settings: Settings, config: Config, outcome: TrainOutcome, log: 
     if name == "cold_start":
         lists.no_personal_lists(settings.build_db)
         return {"users": 0, "rows": 0, "candidates": 0}
-    return serve_baseline(settings.build_db, spec_named(name), config.horizon_days, config.k, config.top_n, log)
+    return serve_baseline(settings.build_db, spec_named(name), config, log)
 
 
 def save_model(settings: Settings, outcome: TrainOutcome) -> Path:

@@ -19,6 +19,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from ml.evaluation.splitting import user_sample
 from ml.progress import Progress
 from ml.ranker.features import FEATURES, LABEL, uninformative
 from ml.ranker.models import DEFAULT_PARAMS, make_classifier, scores
@@ -78,19 +79,6 @@ class LabelledSet:
     def usable(self) -> bool:
         """A model can only learn or be judged where there are both positives and negatives."""
         return len(self.frame) > 0 and 0 < self.frame[LABEL].sum() < len(self.frame)
-
-
-def user_sample(user_ids: pd.Series | pd.Index, max_users: int, seed: int = 0) -> pd.Index:
-    """At most ``max_users`` of the distinct ``user_ids``: those with the smallest seeded hash.
-
-    A hash, not a random draw: whether a user is in depends only on the user and the seed, so
-    the same users are drawn at every cutoff and in every run, and a bigger export keeps them.
-    """
-    users = pd.Index(pd.unique(np.asarray(user_ids)))
-    if len(users) <= max_users:
-        return users
-    hashed = pd.util.hash_array((f"{seed}:" + users.astype(str)).to_numpy(dtype=object))
-    return users[np.argsort(hashed, kind="stable")[:max_users]]
 
 
 @dataclass

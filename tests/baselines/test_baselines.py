@@ -158,6 +158,31 @@ def test_tune_never_sees_the_future():
     assert len(result.table) == 3 and result.metric == "ndcg"
 
 
+def test_tune_judges_a_bounded_seeded_sample_of_buyers_on_every_purchase():
+    log = _log([(f"u{i % 60}", f"i{(i * 7) % 40}", i % 90) for i in range(1800)])
+    judged: list[int] = []
+    fitted_on: list[int] = []
+
+    class Spy(PopularRecommender):
+        def fit(self, history):
+            fitted_on.append(len(history))
+            return super().fit(history)
+
+        def recommend(self, user_ids, k, filter_purchased=None):
+            judged.append(len(user_ids))
+            return super().recommend(user_ids, k, filter_purchased)
+
+    split = T0 + pd.Timedelta(days=60)
+    args = (Spy, {"window_days": [7, None]}, log, split, 30, 5)
+    whole = tune(*args)
+    bounded = tune(*args, max_users=20, seed=3)
+    assert judged[:2] == [60, 60] and judged[2:] == [20, 20]  # every warm buyer, then the bound
+    assert len(set(fitted_on)) == 1  # the fits see every purchase before the split either way
+    assert len(bounded.table) == 2 and set(bounded.table.columns) >= {"ndcg", "recall", "seconds"}
+    assert tune(*args, max_users=60).table["ndcg"].tolist() == whole.table["ndcg"].tolist()
+    assert tune(*args, max_users=20, seed=3).table["ndcg"].tolist() == bounded.table["ndcg"].tolist()
+
+
 def test_tune_picks_the_right_window():
     # the recently popular item is what people keep buying next
     rows = [(f"old{u}", "STALE", 0) for u in range(30)]
@@ -186,6 +211,24 @@ def test_sparse_top_k_matches_dense():
     got = topk_sparse(sp.csr_matrix(dense), 5, min_score=0.0)
     for a, b in zip(expected, got):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sparse_cuts_on_long_rows_with_ties_match_a_full_sort():
+    # rows far longer than the floor's sample, scores with many ties: the floor may drop only
+    # entries that a full sort would drop too, and ties still go to the lower column
+    import scipy.sparse as sp
+
+    from ml.baselines import topk_sparse
+
+    matrix = sp.random(30, 5_000, density=0.3, format="csr", random_state=1)
+    matrix.data = np.ceil(matrix.data * 20)
+    for n in (1, 10, 200):
+        rows, cols, vals = topk_sparse(matrix, n)
+        cut = topn_per_row_sparse(matrix, n)
+        for row in range(matrix.shape[0]):
+            entries = sorted(zip(-matrix[row].data, matrix[row].indices))[:n]
+            assert list(zip(-vals[rows == row], cols[rows == row])) == entries
+            assert sorted(zip(-cut[row].data, cut[row].indices)) == entries
 
 
 def test_without_implicit_the_evaluation_skips_als_with_one_line(monkeypatch):

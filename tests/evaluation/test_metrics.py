@@ -97,6 +97,18 @@ def test_evaluate_lists_matches_functions():
     assert out["offer_precision"] == pytest.approx(0.5)
     assert out["coverage"] == pytest.approx(6 / 6)
     assert out["n_users"] == 3 and out["n_users_with_list"] == 2
+    accuracy = metrics.accuracy_metrics(RECS, TRUTH, K)  # what tuning compares: the same values
+    assert accuracy == {key: out[key] for key in accuracy}
+    assert set(accuracy) == {
+        "recall",
+        "precision",
+        "ndcg",
+        "map",
+        "hit_rate",
+        "mrr",
+        "missed_offer_share",
+        "offer_precision",
+    }
 
 
 # --------------------------------------------------------------------------- splitting

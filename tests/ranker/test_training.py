@@ -124,7 +124,7 @@ def test_validation_curves_pass_through_the_chosen_parameters():
 
 
 def test_the_user_sample_is_deterministic_and_keeps_whole_users():
-    from ml.ranker.training import user_sample
+    from ml.evaluation.splitting import user_sample
 
     frame = candidate_frame(users=200)
     data = LabelledSet(1, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
