@@ -182,6 +182,13 @@ def fit_tuned(
     return FittedBaseline(spec.name, model, params, tuned.seconds if tuned else 0.0, time.perf_counter() - t0)
 
 
+def fit_given(spec: BaselineSpec, history: pd.DataFrame, params: Mapping[str, Any]) -> FittedBaseline:
+    """``spec`` fitted on all of ``history`` with knobs chosen earlier (no tuning)."""
+    t0 = time.perf_counter()
+    model = spec.factory(**params).fit(history)
+    return FittedBaseline(spec.name, model, dict(params), 0.0, time.perf_counter() - t0)
+
+
 def judge_baselines(
     specs: list[BaselineSpec],
     purchases: pd.DataFrame,
@@ -194,18 +201,25 @@ def judge_baselines(
     catalogue: int | None = None,
     tuning_users: int | None = None,
     seed: int = 0,
+    known_params: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each baseline tuned (on at most ``tuning_users`` buyers, :func:`tune`) and fitted before
     ``cutoff``, its top-``k`` lists for ``users`` judged
     against ``truth`` with exactly the ranker's metric call (``ml.ranker.holdout.ranking_scores``),
     so the gate compares like with like: ``{name: {"params": ..., "metrics": ..., "per_user": ...}}``
-    (``per_user``: the per-user metric values, for bootstrap intervals)."""
+    (``per_user``: the per-user metric values, for bootstrap intervals). A baseline named in
+    ``known_params`` is fitted with those knobs instead of tuned: a run between two searches
+    reuses the last search's, like the ranker's."""
     past = purchases[purchases["ts"] < pd.Timestamp(cutoff)]
     users_truth = truth[truth["user_id"].isin(users)]
     validation_cutoff = pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days)
+    known_params = known_params or {}
     judged = {}
     for spec in specs:
-        fitted = fit_tuned(spec, past, validation_cutoff, horizon_days, k, "ndcg", tuning_users, seed)
+        if spec.name in known_params:
+            fitted = fit_given(spec, past, known_params[spec.name])
+        else:
+            fitted = fit_tuned(spec, past, validation_cutoff, horizon_days, k, "ndcg", tuning_users, seed)
         scored = score_lists(fitted.model.recommend(users, k), users_truth, history, k, catalogue, users=users)
         judged[spec.name] = {"params": fitted.params, "metrics": scored.metrics, "per_user": scored.per_user}
     return judged

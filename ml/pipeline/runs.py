@@ -94,8 +94,9 @@ def published_ndcg(settings: Settings) -> float | None:
 def latest_search(settings: Settings, model_setting: str) -> dict[str, Any] | None:
     """The newest run whose training ran the hyper-parameter search under ``model_setting``
     (``auto``, ``hgb`` or ``logreg``): its ``run_id``, ``model_version``, ``as_of``, the family
-    it chose (``model_kind``) and the ``judged_params`` / ``final_params`` chosen. A record from
-    before ``auto`` names no setting: it searched the one family it names."""
+    it chose (``model_kind``), the ``judged_params`` / ``final_params`` chosen and the gate
+    baselines' tuned knobs (``baseline_params``, absent from records older than them). A record
+    from before ``auto`` names no setting: it searched the one family it names."""
     for run in history(settings, limit=100):
         record = run.get("diagnostics") or {}
         setting = record.get("model_setting", record.get("model_kind"))
@@ -107,6 +108,7 @@ def latest_search(settings: Settings, model_setting: str) -> dict[str, Any] | No
                 "model_kind": record["model_kind"],
                 "judged_params": record["judged_params"],
                 "final_params": record["final_params"],
+                "baseline_params": record.get("baseline_params"),
             }
     return None
 

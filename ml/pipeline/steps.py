@@ -340,8 +340,9 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         diagnostics = _reused_record(reused, config, sample)
         log(
             f"  diagnostics not run: parameters of run {reused['run_id']} (data as of {reused['as_of']:%Y-%m-%d}), "
-            f"whose search ran less than {config.diagnostics_every_days} days of data ago; the holdout, the "
-            f"baselines and the gate on {diagnostics['holdout_users']:,} of {diagnostics['holdout_of']:,}"
+            f"whose search ran less than {config.diagnostics_every_days} days of data ago (the baselines' knobs "
+            f"too, when it recorded them); the holdout, the baselines and the gate on "
+            f"{diagnostics['holdout_users']:,} of {diagnostics['holdout_of']:,}"
         )
     log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
 
@@ -373,7 +374,12 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         catalogue,
         tuning_users=config.holdout_users,
         seed=config.seed,
+        known_params=reused.get("baseline_params") if reused else None,
     )
+    if reused is None:
+        diagnostics["baseline_params"] = {
+            name: judged_baseline["params"] for name, judged_baseline in baselines.items()
+        }
     result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
     result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
     per_user.update({name: judged_baseline["per_user"] for name, judged_baseline in baselines.items()})
@@ -392,8 +398,8 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     else:
         result.setdefault("notes", []).append(
             f"Hyper-parameters reused from run {reused['run_id']} (data as of {reused['as_of']:%Y-%m-%d}, model "
-            f"{reused.get('model_version')}): the search, validation curves, permutation importance and the "
-            f"logistic-regression reference ran there and run again once the data is "
+            f"{reused.get('model_version')}): the search, the baselines' tuning, validation curves, permutation "
+            f"importance and the logistic-regression reference ran there and run again once the data is "
             f"{config.diagnostics_every_days} days newer (diagnostics_every_days)."
         )
     result["diagnostics"] = diagnostics
@@ -566,6 +572,7 @@ def _reused_record(reused: dict[str, Any], config: Config, sample: UserSamples) 
         "model_kind": reused["model_kind"],
         "judged_params": reused["judged_params"],
         "final_params": reused["final_params"],
+        "baseline_params": reused.get("baseline_params"),
         **_every_run(sample),
     }
 

@@ -438,21 +438,33 @@ def test_diagnostics_and_the_holdout_run_on_bounded_user_samples(published, demo
 
 
 @pytest.mark.slow  # runs dbt or the whole flow
-def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagnostics(published, demo_export):
-    """Nightly runs between two searches reuse the chosen parameters and say so in model.json,
-    the report and the run summary; data a week newer, or an older export, searches again."""
+def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagnostics(
+    published, demo_export, monkeypatch
+):
+    """Nightly runs between two searches reuse the chosen parameters (the ranker's and the gate
+    baselines' knobs) and say so in model.json, the report and the run summary; data a week newer,
+    or an older export, searches again."""
+    from ml.baselines import tuning
     from ml.pipeline import runs, steps
 
     settings, run = published
     searched = run["diagnostics"]
     assert "cross_validation" in searched["steps"] and searched["model_setting"] == "auto"
+    evaluation = json.loads((settings.models_dir / run["model_version"] / "evaluation.json").read_text())
+    assert searched["baseline_params"] == evaluation["baseline_params"]  # the search records the baselines' knobs
     config = Config(home=settings.home, input_path=demo_export[0], horizon_days=run["horizon_days"])
     lines: list[str] = []
+
+    def no_tuning(*args, **kwargs):
+        raise AssertionError("a run between two searches tuned a baseline")
+
+    monkeypatch.setattr(tuning, "tune", no_tuning)
     outcome = steps.train_and_evaluate(settings, config, "nightly", lines.append)
 
     record = outcome.evaluation["diagnostics"]
     assert record["steps"] == [] and record["reused_from"]["run_id"] == run["run_id"]
     assert record["judged_params"] == searched["judged_params"] and record["final_params"] == searched["final_params"]
+    assert record["baseline_params"] == outcome.evaluation["baseline_params"] == searched["baseline_params"]
     assert outcome.model.params == searched["final_params"] and outcome.model.metadata["diagnostics"] == record
     assert outcome.model.kind == record["model_kind"] == searched["model_kind"]  # the family is reused too
     assert "validation_curves" not in outcome.evaluation and "feature_importance" not in outcome.evaluation
