@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +63,7 @@ def tune(
     window is never seen, so every baseline gets the same, fair chance. Ties keep the
     first grid point. ``grid`` is a scikit-learn ``ParameterGrid`` spec.
 
-    Grid points are compared on the accuracy metrics alone (:data:`TUNING_METRICS`): the
+    Grid points are compared on the accuracy metrics alone (``accuracy_metrics``): the
     bias metrics rescan the whole history per list and choose nothing. ``max_users`` judges
     them on at most that many warm buyers (``user_sample``, seeded): the fits still see every
     purchase, but recommending and judging stop growing with the export.
@@ -176,10 +176,8 @@ def fit_tuned(
         if can_tune
         else None
     )
-    params = tuned.best_params if tuned else {}
-    t0 = time.perf_counter()
-    model = spec.factory(**params).fit(history)
-    return FittedBaseline(spec.name, model, params, tuned.seconds if tuned else 0.0, time.perf_counter() - t0)
+    fitted = fit_given(spec, history, tuned.best_params if tuned else {})
+    return replace(fitted, tune_seconds=tuned.seconds) if tuned else fitted
 
 
 def fit_given(spec: BaselineSpec, history: pd.DataFrame, params: Mapping[str, Any]) -> FittedBaseline:

@@ -376,12 +376,10 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         seed=config.seed,
         known_params=reused.get("baseline_params") if reused else None,
     )
-    if reused is None:
-        diagnostics["baseline_params"] = {
-            name: judged_baseline["params"] for name, judged_baseline in baselines.items()
-        }
     result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
     result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
+    if reused is None:
+        diagnostics["baseline_params"] = result["baseline_params"]
     per_user.update({name: judged_baseline["per_user"] for name, judged_baseline in baselines.items()})
     seconds["baselines"] = time.perf_counter() - clock
     log(
