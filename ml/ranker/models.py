@@ -134,10 +134,21 @@ PRICE_TOLERANCE = np.log(1.5)
 PRICE_PENALTY = 1.5
 
 
+# Rows predicted at a time. Each pipeline step copies its input (60 float columns); on whole
+# 2M-row parts those copies made scoring 581k candidates take 10-14 s, in 100k-row slices 4.4 s.
+PREDICT_ROWS = 100_000
+
+
 def scores(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
     """How suitable the candidate is: the probability it is bought in the horizon, lowered for
-    prices far above the user's usual range (never raised)."""
-    probability = model.predict_proba(frame[FEATURES])[:, 1]
+    prices far above the user's usual range (never raised). Predicted ``PREDICT_ROWS`` at a time."""
+    probability = np.concatenate(
+        [
+            model.predict_proba(frame.iloc[start : start + PREDICT_ROWS][FEATURES])[:, 1]
+            for start in range(0, len(frame), PREDICT_ROWS)
+        ]
+        or [np.empty(0)]
+    )
     excess = np.clip(frame["price_above_tier"].fillna(0.0).to_numpy() - PRICE_TOLERANCE, 0.0, None)
     return probability * np.exp(-PRICE_PENALTY * excess)
 

@@ -12,12 +12,19 @@ from ml.evaluation.metrics import ndcg_at_k
 
 
 def top_k(frame: pd.DataFrame, scores: np.ndarray, k: int) -> pd.DataFrame:
-    """The ``k`` best-scored candidates per user: ``user_id, item_id, rank, score`` + context."""
-    ranked = frame.assign(score=scores).sort_values(
-        ["user_id", "score", "item_id"], ascending=[True, False, True], kind="stable"
+    """The ``k`` best-scored candidates per user: ``user_id, item_id, rank, score`` + context.
+
+    The order is total (user, score descending, item), so the result does not depend on the
+    order of ``frame``'s rows. Only the three keys are sorted and only the kept rows are taken:
+    sorting the whole frame moved every feature column of every candidate."""
+    keys = pd.DataFrame(
+        {"user_id": frame["user_id"].to_numpy(), "score": scores, "item_id": frame["item_id"].to_numpy()}
     )
-    ranked["rank"] = ranked.groupby("user_id", sort=False).cumcount() + 1
-    return ranked[ranked["rank"] <= k].reset_index(drop=True)
+    keys = keys.sort_values(["user_id", "score", "item_id"], ascending=[True, False, True], kind="stable")
+    rank = keys.groupby("user_id", sort=False).cumcount().to_numpy() + 1
+    kept = rank <= k
+    ranked = frame.take(keys.index[kept]).assign(score=keys["score"].to_numpy()[kept], rank=rank[kept])
+    return ranked.reset_index(drop=True)
 
 
 def ranking_ndcg(frame: pd.DataFrame, scores: np.ndarray, truth: pd.DataFrame, k: int) -> float:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.ranker import models
 from ml.ranker.features import CATEGORICAL, FEATURES, LABEL, uninformative
 from ml.ranker.models import features_used, scores
 from ml.ranker.training import LabelledSet, NotEnoughHistory, fit
@@ -94,6 +95,16 @@ def test_a_window_with_one_buyer_still_fits():
     frame = one_buyer(candidate_frame())
     model = fit("hgb", {}, LabelledSet(1, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]]))
     assert np.isfinite(scores(model, frame)).all()
+
+
+def test_scores_predicted_in_slices_equal_one_prediction_of_the_whole_frame(monkeypatch):
+    frame = candidate_frame()
+    model = fit("hgb", {}, LabelledSet(1, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]]))
+    whole = scores(model, frame)
+    monkeypatch.setattr(models, "PREDICT_ROWS", 7)
+    assert len(frame) > 7 * 3 and len(frame) % 7
+    np.testing.assert_array_equal(scores(model, frame), whole)
+    assert scores(model, frame.iloc[:0]).shape == (0,)
 
 
 def test_informative_columns_with_gaps_are_kept():
