@@ -172,7 +172,8 @@ class Config(BaseSettings):
     )
     duckdb_memory: str | None = Field(
         None,
-        description="memory limit of dbt's DuckDB, e.g. 4GB or 50%; unset: the dbt profile's, 60% of the machine's memory",
+        description="memory limit of DuckDB, in dbt and in the pipeline's reads of the build database, e.g. 4GB "
+        "or 50%; unset: 60% of the machine's memory (the dbt profile's default)",
     )
     serving_file_mode: str = Field(
         "0600",
@@ -312,6 +313,15 @@ class Config(BaseSettings):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = before
+
+
+DEFAULT_DUCKDB_MEMORY = "60%"  # profiles.yml's default too
+
+
+def duckdb_memory() -> str:
+    """DuckDB's memory limit for this process: ``RECSYS_DUCKDB_MEMORY`` (set by ``Config.environment``
+    when the run's config sets it), else the default dbt's profile falls back to as well."""
+    return os.environ.get(env_name("duckdb_memory")) or DEFAULT_DUCKDB_MEMORY
 
 
 def env_name(field: str) -> str:

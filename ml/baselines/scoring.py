@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 
 from ml.baselines.tuning import BaselineSpec, fit_tuned
@@ -23,7 +22,7 @@ def serve_baseline(
 
     ``reason`` is ``baseline:<name>`` on every row, so readers can tell these lists apart.
     """
-    with duckdb.connect(str(build_db)) as con:
+    with tables.connect(build_db, read_only=False) as con:
         cutoffs = tables.cutoffs(con)
         serving = cutoffs[0]
         purchases = tables.purchases_before(con, serving.at)

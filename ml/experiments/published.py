@@ -44,6 +44,7 @@ from ml.data.export import check_export
 from ml.evaluation.metrics import evaluate_lists
 from ml.evaluation.splitting import cold_users, restrict_truth, warm_users
 from ml.serving import privacy
+from ml.warehouse import tables
 from ml.warehouse.dbt import dbt_vars, run_dbt
 
 LIST_COLUMNS = ("user_id", "item_id", "rank")
@@ -200,7 +201,7 @@ def window(
     """
     run_dbt(settings, "build", dbt_vars(input_path), select="tag:ingest", indirect_selection="buildable")
     end = cutoff + timedelta(days=horizon_days)
-    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+    with tables.warehouse(settings.build_db) as con:
         history = con.execute(
             "select distinct user_id, item_id from int_line_items where event_at < ? order by all", [cutoff]
         ).df()

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ml.config import Config, Settings
 from ml.pipeline import runs
+from ml.warehouse import tables
 from ml.warehouse.dbt import DbtError, dbt_vars, run_dbt
 
 Log = Callable[[str], None]
@@ -87,7 +86,7 @@ def keep_snapshot(settings: Settings, version: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{version}.parquet"
     aside = directory / f".{version}.parquet.tmp"  # *.parquet globs skip it
-    with duckdb.connect(str(settings.build_db), read_only=True) as con:
+    with tables.warehouse(settings.build_db) as con:
         con.execute("copy (select * from monitor_snapshot) to ? (format parquet)", [str(aside)])
     os.replace(aside, path)
     return path
@@ -109,7 +108,7 @@ def with_values(results: dict[str, Any], build_db: Path) -> dict[str, Any]:
     feature PSI, which ``feature``, and the published scores' PSI as ``score_psi``), read from
     the monitor models just built: the test result says whether a limit was crossed, the value
     by how much, and the values over runs are the monitor page's series."""
-    with duckdb.connect(str(build_db), read_only=True) as con:
+    with tables.warehouse(build_db) as con:
         quality = con.execute(_QUALITY_SQL).fetchone()
         top = con.execute(_TOP_PSI_SQL).fetchone()
     measured = dict(zip(QUALITY_COLUMNS, quality)) if quality else {}

@@ -21,6 +21,7 @@ from ml.config import Settings
 from ml.monitoring.outcomes import PILOT_LIFT, Comparison, Readout, readout
 from ml.pipeline import runs
 from ml.reports import render_monitor_page
+from ml.warehouse import tables
 
 RUNS_SHOWN = 100  # the page's window: about three months of nightly runs
 # The series read from each run's monitors: (test, field of its result) -> series name.
@@ -119,7 +120,7 @@ def last_readout(build_db: Path) -> tuple[Readout | None, str | None]:
     if not build_db.exists():
         return None, f"no warehouse at {build_db} yet: `recsys run` builds one"
     try:
-        with duckdb.connect(str(build_db), read_only=True) as con:
+        with tables.warehouse(build_db) as con:
             if not con.execute(_HAS_OUTCOMES_SQL).fetchone()[0]:
                 return None, "the outcome models are not built: `recsys outcomes` builds them over the exposure log"
             result = readout(con)

@@ -74,16 +74,18 @@ def serving_candidates(
 ) -> Iterator[pd.DataFrame]:
     """Serving candidates in parts holding whole users, at most about ``rows_per_part`` rows,
     in no particular order: ``ranking.top_k`` orders them totally, and sorting each part in
-    the database took more than half of scoring."""
+    the database took more than half of scoring. The generator keeps no reference to a part
+    it yielded, so the caller can free one before the next is read."""
     total = con.execute("select count(*) from candidates where cutoff_at = ?", [cutoff.at]).fetchone()[0]
     parts = max(1, int(np.ceil(total / rows_per_part)))
     for part in range(parts):
-        frame = con.execute(
-            f"select user_id, item_id, anchor_item_id, {', '.join(FEATURES)} "
-            "from candidates where cutoff_at = ? and hash(user_id) % ? = ?",
-            [cutoff.at, parts, part],
-        ).df()
-        yield _typed(frame)
+        yield _typed(
+            con.execute(
+                f"select user_id, item_id, anchor_item_id, {', '.join(FEATURES)} "
+                "from candidates where cutoff_at = ? and hash(user_id) % ? = ?",
+                [cutoff.at, parts, part],
+            ).df()
+        )
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
@@ -36,7 +35,7 @@ def score_serving(
 
     The users are counted first, so that each part logs ``users scored n/N`` with an estimate."""
     users = rows = scored = 0
-    with duckdb.connect(str(build_db)) as con:
+    with tables.connect(build_db, read_only=False) as con:
         cutoff = tables.cutoffs(con)[0]
         lists.create(con)
         counter = Progress("users scored", dataset.serving_users(con, cutoff), progress)
@@ -50,4 +49,5 @@ def score_serving(
             rows += len(ranked)
             scored += len(part)
             counter.update(users, f"{scored:,} candidates")
+            del part, ranked  # before the next part is read: two parts at once doubled the peak
     return {"users": users, "rows": rows, "candidates": scored}

@@ -22,6 +22,7 @@ from typing import Any
 
 from ml.config import PROJECT_ROOT, Settings
 from ml.data.export import export_files, read_header
+from ml.warehouse import tables
 from ml.warehouse.children import dies_with_us
 
 
@@ -188,8 +189,6 @@ def rejected_rows_summary(input_path: Path, scratch_dir: Path) -> dict[str, Any]
     ``+rejected_rows`` in a temporary home under ``scratch_dir`` (deleted afterwards).
     ``{"error": ...}`` when dbt fails.
     """
-    import duckdb
-
     scratch_dir.mkdir(parents=True, exist_ok=True)
     tmp_home = Path(tempfile.mkdtemp(prefix="profile-", dir=scratch_dir))
     try:
@@ -198,7 +197,7 @@ def rejected_rows_summary(input_path: Path, scratch_dir: Path) -> dict[str, Any]
             run_dbt(settings, "run", dbt_vars(input_path), select="+rejected_rows")
         except DbtError as error:
             return {"error": str(error)}
-        with duckdb.connect(str(settings.build_db), read_only=True) as con:
+        with tables.warehouse(settings.build_db) as con:
             staged = con.execute("select count(*) from stg_ab_test__events").fetchall()[0][0]
             by_reason = con.execute("""
                 select reject_reason, count(*) as n from rejected_rows group by 1 order by n desc, 1

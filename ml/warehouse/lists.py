@@ -11,6 +11,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from ml.warehouse import tables
+
 RESULT_TABLE = "ml_recommendations"
 COLUMNS = ["user_id", "item_id", "rank", "score", "reason"]
 
@@ -31,5 +33,5 @@ def append(con: duckdb.DuckDBPyConnection, lists: pd.DataFrame) -> None:
 
 def no_personal_lists(build_db: Path) -> None:
     """An empty result table: without a ranker only the cold-start lists are published."""
-    with duckdb.connect(str(build_db)) as con:
+    with tables.connect(build_db, read_only=False) as con:
         create(con)

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import duckdb
-
 from ml.config import Settings
+from ml.warehouse import tables
 
 
 def tables_dir(settings: Settings) -> Path:
@@ -32,9 +31,9 @@ def attach(settings: Settings, models: Iterable[str]) -> list[str]:
     under a name (a DuckDB table, an older view) is replaced.
     """
     root = tables_dir(settings)
-    tables = {path.name for path in root.iterdir() if path.is_dir()}
-    built = [name for name in dict.fromkeys(models) if name in tables]
-    with duckdb.connect(str(settings.build_db)) as con:
+    table_dirs = {path.name for path in root.iterdir() if path.is_dir()}
+    built = [name for name in dict.fromkeys(models) if name in table_dirs]
+    with tables.connect(settings.build_db, read_only=False) as con:
         kinds = dict(
             con.execute(
                 "select table_name, table_type from information_schema.tables where table_schema = 'main'"

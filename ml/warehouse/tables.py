@@ -16,6 +16,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from ml.config import duckdb_memory
+
 
 @dataclass(frozen=True)
 class Cutoff:
@@ -26,9 +28,19 @@ class Cutoff:
     label_end: datetime | None
 
 
+def connect(build_db: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A connection to the build database under the memory limit dbt builds it with
+    (``duckdb_memory``). DuckDB keeps the blocks its scans read in memory up to its limit, 80 %
+    of the machine unless set; scoring scans the candidates once per part, so without the cap
+    the pipeline's process grew past dbt's."""
+    con = duckdb.connect(str(build_db), read_only=read_only)
+    con.execute("set memory_limit = ?", [duckdb_memory()])
+    return con
+
+
 @contextmanager
 def warehouse(build_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = duckdb.connect(str(build_db), read_only=True)
+    con = connect(build_db)
     try:
         yield con
     finally:

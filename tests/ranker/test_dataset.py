@@ -1,5 +1,6 @@
 """Reading the ranker's frames: whole users, and a negative sample drawn in the database."""
 
+import weakref
 from datetime import datetime
 
 import duckdb
@@ -56,3 +57,15 @@ def test_candidates_are_every_row_of_the_given_users_only(con):
     assert len(frame) == 150 and set(frame["user_id"]) == set(users)
     assert frame[NUMERIC].dtypes.eq(float).all() and frame["platform"].dtype == object
     assert len(dataset.labelled_users(con, CUTOFF)) == 400
+
+
+def test_serving_parts_hold_whole_users_and_each_can_be_freed_before_the_next_is_read(con):
+    parts = dataset.serving_candidates(con, CUTOFF, rows_per_part=5_000)
+    first = next(parts)
+    read = weakref.ref(first)
+    seen = [set(first["user_id"])]
+    del first
+    assert read() is None  # the generator keeps no reference: two parts at once doubled scoring's peak
+    seen += [set(part["user_id"]) for part in parts]
+
+    assert len(seen) == 4 and sum(map(len, seen)) == len(set().union(*seen)) == 400
