@@ -27,6 +27,7 @@ from pathlib import Path
 
 from benchmarks.bench_warehouse import RESULTS, ensure_export
 from benchmarks.probes import descendants
+from ml.config import duckdb_memory
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 ENGINES = ("duckdb", "spark")
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "rows": args.rows,
         "export": str(export),
-        "duckdb_memory": os.environ.get("RECSYS_DUCKDB_MEMORY", "60%"),
+        "duckdb_memory": duckdb_memory(),
         "spark_memory": os.environ.get("RECSYS_SPARK_MEMORY", "2g"),
         "load_average_before": os.getloadavg(),
         "builds": [],

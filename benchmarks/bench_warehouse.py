@@ -42,6 +42,8 @@ import threading
 import time
 from pathlib import Path
 
+from ml.config import duckdb_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 FULL_ROWS = 49_701_624
@@ -342,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"ab_{rows}{'_cat' if args.with_categories else ''}_s{args.seed}.csv"
     export = Path(args.export) if args.export else workdir / name
     generate_seconds = ensure_export(rows, args.seed, export, args.with_categories)
-    memory = os.environ.get("RECSYS_DUCKDB_MEMORY", "60%")
+    memory = duckdb_memory()
 
     report: dict = {
         "benchmark": "warehouse",
