@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from ml.config import duckdb_memory
+from ml.config import pipeline_duckdb_memory
 from ml.serving import privacy
 from ml.serving.schema import (
     ALL_TABLES,
@@ -278,7 +278,7 @@ def publish(
         try:
             con = duckdb.connect(str(tmp))
             con.execute("set enable_progress_bar = false")
-            con.execute("set memory_limit = ?", [duckdb_memory()])  # it reads the build database, like dbt
+            con.execute("set memory_limit = ?", [pipeline_duckdb_memory()])  # the pipeline's process
             if threads:
                 con.execute(f"set threads = {int(threads)}")
             try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from ml.config import duckdb_memory
+from ml.config import pipeline_duckdb_memory
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,12 @@ class Cutoff:
 
 
 def connect(build_db: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """A connection to the build database under the memory limit dbt builds it with
-    (``duckdb_memory``). DuckDB keeps the blocks its scans read in memory up to its limit, 80 %
-    of the machine unless set; scoring scans the candidates once per part, so without the cap
-    the pipeline's process grew past dbt's."""
+    """A connection to the build database under the pipeline's memory limit
+    (``pipeline_duckdb_memory``, a quarter of dbt's). DuckDB keeps the blocks its scans read in
+    memory up to its limit, 80 % of the machine unless set; training and scoring scan the
+    candidates many times, so with a larger limit the pipeline's process grew past dbt's."""
     con = duckdb.connect(str(build_db), read_only=read_only)
-    con.execute("set memory_limit = ?", [duckdb_memory()])
+    con.execute("set memory_limit = ?", [pipeline_duckdb_memory()])
     return con
 
 

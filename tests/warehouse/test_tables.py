@@ -1,4 +1,4 @@
-"""Connections to the build database run under the same DuckDB memory limit as dbt's builds."""
+"""Connections to the build database run under the pipeline's DuckDB limit: a quarter of dbt's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ml.config import DEFAULT_DUCKDB_MEMORY, Config
+from ml.config import DEFAULT_DUCKDB_MEMORY, Config, pipeline_duckdb_memory
 from ml.warehouse import tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,20 +28,30 @@ def build_db(tmp_path: Path) -> Path:
     return path
 
 
-def test_connections_take_the_configured_limit(build_db: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize(
+    ("dbt", "pipeline"), [("10GB", "2.5GB"), ("40%", "10%"), ("512MiB", "128MiB"), ("1.5 GB", "0.375GB")]
+)
+def test_the_pipeline_takes_a_quarter_of_dbts_limit_in_the_same_unit(
+    dbt: str, pipeline: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("RECSYS_DUCKDB_MEMORY", dbt)
+    assert pipeline_duckdb_memory() == pipeline
+
+
+def test_connections_take_the_pipelines_limit(build_db: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RECSYS_DUCKDB_MEMORY", "512MB")
     with tables.warehouse(build_db) as con:
-        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit("512MB")
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit("128MB")
     with tables.connect(build_db, read_only=False) as con:
-        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit("512MB")
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit("128MB")
 
 
 def test_a_run_config_sets_the_limit_and_unset_means_the_default(build_db: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("RECSYS_DUCKDB_MEMORY", raising=False)
     with tables.warehouse(build_db) as con:
-        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit(DEFAULT_DUCKDB_MEMORY)
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit("10%")
     with Config(duckdb_memory="300MB").environment(), tables.warehouse(build_db) as con:
-        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit("300MB")
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == _limit("75MB")
 
 
 def test_the_default_is_the_dbt_profiles():
