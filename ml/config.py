@@ -327,7 +327,7 @@ def duckdb_memory() -> str:
     return os.environ.get(env_name("duckdb_memory")) or DEFAULT_DUCKDB_MEMORY
 
 
-# The pipeline's process gets this share of dbt's limit (docs/compute.md, "One cap").
+# The pipeline's process gets this share of dbt's limit (measured in docs/compute.md, 49.7 M rows).
 PIPELINE_DUCKDB_SHARE = 0.25
 
 
