@@ -29,7 +29,7 @@ from ml.baselines import (
     RepurchaseRecommender,
     TIFUKNNRecommender,
 )
-from ml.evaluation.metrics import accuracy_metrics, evaluate_lists, score_lists
+from ml.evaluation.metrics import HistorySummary, accuracy_metrics, evaluate_lists, score_lists
 from ml.evaluation.splitting import cold_users, restrict_truth, time_split, user_sample, warm_users
 
 
@@ -195,7 +195,7 @@ def judge_baselines(
     k: int,
     users: pd.Index,
     truth: pd.DataFrame,
-    history: pd.DataFrame,
+    history: pd.DataFrame | HistorySummary,
     catalogue: int | None = None,
     tuning_users: int | None = None,
     seed: int = 0,
@@ -212,6 +212,7 @@ def judge_baselines(
     users_truth = truth[truth["user_id"].isin(users)]
     validation_cutoff = pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days)
     known_params = known_params or {}
+    history = HistorySummary.of(history)
     judged = {}
     for spec in specs:
         if spec.name in known_params:
@@ -263,13 +264,14 @@ def run_baselines(
     cold = cold_users(history, truth)
     truth_warm = restrict_truth(truth, warm)
     catalogue = history["item_id"].nunique()
+    judged_history = HistorySummary.of(history)
     rows: list[dict[str, Any]] = []
     for spec in specs or default_specs():
         fitted = fit_tuned(spec, history, validation_cutoff, horizon_days, k, metric)
         t0 = time.perf_counter()
         recs = fitted.model.recommend(warm, k)
         rec_s = time.perf_counter() - t0
-        scored = score_lists(recs, truth_warm, history, k, catalogue)
+        scored = score_lists(recs, truth_warm, judged_history, k, catalogue)
         scores = scored.metrics
         if per_user is not None:
             per_user[spec.name] = scored.per_user
@@ -299,7 +301,7 @@ def run_baselines(
         t0 = time.perf_counter()
         recs = model.recommend(cold, k)
         rec_s = time.perf_counter() - t0
-        scores = evaluate_lists(recs, restrict_truth(truth, cold), history, k, catalogue)
+        scores = evaluate_lists(recs, restrict_truth(truth, cold), judged_history, k, catalogue)
         rows.append(
             {
                 "model": "popular@cold",

@@ -41,7 +41,7 @@ import pandas as pd
 
 from ml.config import Settings
 from ml.data.export import check_export
-from ml.evaluation.metrics import evaluate_lists
+from ml.evaluation.metrics import HistorySummary, evaluate_lists
 from ml.evaluation.splitting import cold_users, restrict_truth, warm_users
 from ml.serving import privacy
 from ml.warehouse import tables
@@ -218,17 +218,18 @@ def judge(
 ) -> dict[str, Any]:
     """The metrics of the published lists per population, with notes and the leak warning."""
     warm, cold = warm_users(history, truth), cold_users(history, truth)
-    warm_truth, catalogue = restrict_truth(truth, warm), history["item_id"].nunique()
-    personal = evaluate_lists(personal_lists(lists.con, warm, k), warm_truth, history, k, catalogue, users=warm)
+    warm_truth, before = restrict_truth(truth, warm), HistorySummary.of(history)
+    catalogue = before.items
+    personal = evaluate_lists(personal_lists(lists.con, warm, k), warm_truth, before, k, catalogue, users=warm)
     personal["share_with_list"] = personal["n_users_with_list"] / len(warm) if len(warm) else float("nan")
     metrics = {"personal only (warm buyers)": personal}
     if lists.served:
         served = served_lists(lists.con, warm.append(cold), k)
         metrics = {
-            "served (warm buyers)": evaluate_lists(served, warm_truth, history, k, catalogue, users=warm),
+            "served (warm buyers)": evaluate_lists(served, warm_truth, before, k, catalogue, users=warm),
             **metrics,
             "served (cold buyers)": evaluate_lists(
-                served, restrict_truth(truth, cold), history, k, catalogue, users=cold
+                served, restrict_truth(truth, cold), before, k, catalogue, users=cold
             ),
         }
 

@@ -25,6 +25,7 @@ from ml.baselines.tuning import gate_specs, judge_baselines, spec_named
 from ml.config import Config, Settings
 from ml.data.export import ExportError, check_export_files
 from ml.evaluation import bootstrap
+from ml.evaluation.metrics import HistorySummary
 from ml.evaluation.splitting import user_sample
 from ml.pipeline import gate, runs
 from ml.progress import Progress
@@ -301,7 +302,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
                 )
             log(line)
         holdout_cutoff = cutoffs[1]
-        history = tables.history_pairs(con, holdout_cutoff, sample.judged)
+        history = HistorySummary.of(tables.history_pairs(con, holdout_cutoff, sample.judged))
         catalogue = tables.catalogue_size(con, holdout_cutoff)
         popular = tables.popular_items(con, holdout_cutoff, config.k)
         purchases = tables.purchases_before(con, holdout_cutoff.label_end)

@@ -21,7 +21,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from ml.evaluation.metrics import ListScores, evaluate_lists, score_lists
+from ml.evaluation.metrics import HistorySummary, ListScores, evaluate_lists, score_lists
 from ml.ranker.features import LABEL
 from ml.ranker.ranking import top_k
 
@@ -53,7 +53,7 @@ def ranking_scores(
     frame: pd.DataFrame,
     model_scores: np.ndarray,
     truth: pd.DataFrame,
-    history: pd.DataFrame,
+    history: pd.DataFrame | HistorySummary,
     k: int,
     catalogue: int | None = None,
 ) -> ListScores:
@@ -75,7 +75,7 @@ def evaluate_holdout(
     frame: pd.DataFrame,
     model_scores: np.ndarray,
     truth: pd.DataFrame,
-    history: pd.DataFrame,
+    history: pd.DataFrame | HistorySummary,
     popular: pd.DataFrame,
     k: int,
     catalogue: int | None = None,
@@ -86,8 +86,9 @@ def evaluate_holdout(
     warm_users = pd.Index(frame["user_id"].unique())
     warm_truth = truth[truth["user_id"].isin(warm_users)]
     cold_truth = truth[~truth["user_id"].isin(warm_users)]
+    history = HistorySummary.of(history)
     if catalogue is None:
-        catalogue = history["item_id"].nunique()
+        catalogue = history.items
 
     lists = {
         "ranker": ranking_scores(frame, model_scores, truth, history, k, catalogue),

@@ -202,3 +202,11 @@ def test_repeat_explore_reads_the_warehouse_pairs_and_rides_along_in_score_lists
     # a list of new items only: nothing repeats, the repeat buyer is missed
     fresh = metrics.repeat_explore(_recs([("u1", "b", 1)]), TRUTH, HISTORY, K)
     assert fresh["repeat_share_lists"] == 0.0 and fresh["repeat_recall"] == 0.0
+
+
+def test_a_history_summary_scores_every_list_as_the_history_does():
+    summary = metrics.HistorySummary.of(HISTORY)
+    assert (summary.users, summary.items) == (2, 4)
+    assert metrics.HistorySummary.of(summary) is summary
+    for recs in (RECS, _recs([("u1", "b", 1), ("u2", "y", 1)])):
+        assert metrics.evaluate_lists(recs, TRUTH, summary, K) == metrics.evaluate_lists(recs, TRUTH, HISTORY, K)
