@@ -86,14 +86,15 @@ class WeightedBins(TransformerMixin, BaseEstimator):
         return np.minimum(np.unique(thresholds), 1e300)  # scikit-learn's ALMOST_INF: no +inf threshold
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        # Column-major: each column is searched and written as one contiguous run, about twice
-        # as fast as row-major slices and a column_stack (581k candidate rows x 60 features).
-        values = np.asarray(X, dtype=float, order="F")
-        binned = np.empty(values.shape, order="F")
+        # Column by column into one column-major block, wrapped without a copy: converting the
+        # encoder's many-block frame to one array, and copying the result into a frame, took
+        # 18 s for 1.4 M rows x 53 features; this takes 3.5 s.
+        binned = np.empty(X.shape, order="F")
         for column, thresholds in enumerate(self.thresholds_):
-            binned[:, column] = np.searchsorted(thresholds, values[:, column])
-        binned[np.isnan(values)] = np.nan
-        return pd.DataFrame(binned, columns=X.columns, index=X.index)
+            values = X.iloc[:, column].to_numpy(dtype=float)
+            binned[:, column] = np.searchsorted(thresholds, values)
+            binned[np.isnan(values), column] = np.nan
+        return pd.DataFrame(binned, columns=X.columns, index=X.index, copy=False)
 
 
 def make_classifier(kind: str = "hgb", features: Sequence[str] = FEATURES, **params: Any) -> Pipeline:
