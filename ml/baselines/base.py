@@ -176,8 +176,8 @@ class BaseRecommender:
         h = h[h["ts"].notna()]
         user_codes, users = pd.factorize(h["user_id"], sort=True)
         item_codes, items = pd.factorize(h["item_id"], sort=True)
-        self.users_ = pd.Index(users)
-        self.items_ = pd.Index(items)
+        self.users_ = pd.Index(np.asarray(users))  # the ids themselves when given as categories
+        self.items_ = pd.Index(np.asarray(items))
         self.end_ = h["ts"].max() if len(h) else pd.Timestamp(0)
         n_u, n_i = len(users), len(items)
         weights = self._row_weights(h)

@@ -208,7 +208,9 @@ def judge_baselines(
     (``per_user``: the per-user metric values, for bootstrap intervals). A baseline named in
     ``known_params`` is fitted with those knobs instead of tuned: a run between two searches
     reuses the last search's, like the ranker's."""
-    past = purchases[purchases["ts"] < pd.Timestamp(cutoff)]
+    # Ids as categories: every fit of every grid point encodes them, and a category's code is
+    # that encoding already (sorting 780k id strings 18 times took 10 s at 49.7 M rows).
+    past = purchases[purchases["ts"] < pd.Timestamp(cutoff)].astype({"user_id": "category", "item_id": "category"})
     users_truth = truth[truth["user_id"].isin(users)]
     validation_cutoff = pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days)
     known_params = known_params or {}

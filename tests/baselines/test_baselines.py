@@ -113,6 +113,19 @@ def test_item_models_recommend_the_planted_complement(model):
     assert PopularRecommender(None).fit(log).recommend(["target"], 1)["item_id"].iloc[0] == "P"
 
 
+@pytest.mark.parametrize(
+    "model", [PopularRecommender(7), RepurchaseRecommender(half_life_days=14), ItemKNNRecommender(n_neighbours=5)]
+)
+def test_ids_given_as_categories_give_the_same_lists(model):
+    """The gate tunes on a frame whose ids are categories (faster to encode): same lists, plain ids."""
+    log = pd.concat([_complement_log(), _log([("target", "Z", 6), ("p0", "A", 6)])], ignore_index=True)
+    users = ["target", "p0", "ab3", "nobody"]
+    plain = model.fit(log).recommend(users, 4)
+    categories = model.fit(log.astype({"user_id": "category", "item_id": "category"}))
+    assert not isinstance(categories.items_, pd.CategoricalIndex)
+    pd.testing.assert_frame_equal(categories.recommend(users, 4), plain)
+
+
 def test_filter_purchased_is_an_option_not_a_default():
     log = _complement_log()
     knn = ItemKNNRecommender(n_neighbours=5).fit(log)
