@@ -180,7 +180,8 @@ class HistorySummary:
     """What the bias and repeat / explore metrics read from a history, computed once.
 
     Why: a run judges six lists against one history; summarising it per list (factorising
-    every pair of the judged users' history) took a fifth of training's time at 50 M rows.
+    every pair of the judged users' history) took 40 s of a 359 s profiled training run at
+    49.7 M rows.
     """
 
     users: int

@@ -218,18 +218,18 @@ def judge(
 ) -> dict[str, Any]:
     """The metrics of the published lists per population, with notes and the leak warning."""
     warm, cold = warm_users(history, truth), cold_users(history, truth)
-    warm_truth, before = restrict_truth(truth, warm), HistorySummary.of(history)
-    catalogue = before.items
-    personal = evaluate_lists(personal_lists(lists.con, warm, k), warm_truth, before, k, catalogue, users=warm)
+    warm_truth, summary = restrict_truth(truth, warm), HistorySummary.of(history)
+    catalogue = summary.items
+    personal = evaluate_lists(personal_lists(lists.con, warm, k), warm_truth, summary, k, catalogue, users=warm)
     personal["share_with_list"] = personal["n_users_with_list"] / len(warm) if len(warm) else float("nan")
     metrics = {"personal only (warm buyers)": personal}
     if lists.served:
         served = served_lists(lists.con, warm.append(cold), k)
         metrics = {
-            "served (warm buyers)": evaluate_lists(served, warm_truth, before, k, catalogue, users=warm),
+            "served (warm buyers)": evaluate_lists(served, warm_truth, summary, k, catalogue, users=warm),
             **metrics,
             "served (cold buyers)": evaluate_lists(
-                served, restrict_truth(truth, cold), before, k, catalogue, users=cold
+                served, restrict_truth(truth, cold), summary, k, catalogue, users=cold
             ),
         }
 

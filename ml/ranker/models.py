@@ -87,8 +87,8 @@ class WeightedBins(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         # Column by column into one column-major block, wrapped without a copy: converting the
-        # encoder's many-block frame to one array, and copying the result into a frame, took
-        # 18 s for 1.4 M rows x 53 features; this takes 3.5 s.
+        # encoder's frame to one array and copying the result into a new frame took 0.17-0.49 s
+        # per 100k candidate rows (49.7 M-row build), this 0.15-0.20 s.
         binned = np.empty(X.shape, order="F")
         for column, thresholds in enumerate(self.thresholds_):
             values = X.iloc[:, column].to_numpy(dtype=float)
