@@ -14,10 +14,11 @@ from ml.baselines import (
     ItemKNNRecommender,
     PopularRecommender,
     RepurchaseRecommender,
+    TIFUKNNRecommender,
     topk_dense,
     topn_per_row_sparse,
 )
-from ml.baselines.tuning import tune
+from ml.baselines.tuning import categorical_ids, tune
 
 T0 = pd.Timestamp("2024-01-01")
 
@@ -114,15 +115,28 @@ def test_item_models_recommend_the_planted_complement(model):
 
 
 @pytest.mark.parametrize(
-    "model", [PopularRecommender(7), RepurchaseRecommender(half_life_days=14), ItemKNNRecommender(n_neighbours=5)]
+    "model",
+    [
+        PopularRecommender(7),
+        RepurchaseRecommender(half_life_days=14),
+        ItemKNNRecommender(n_neighbours=5),
+        TIFUKNNRecommender(n_neighbours=5, alpha=0.7),
+        EASERecommender(10.0),
+        ALSRecommender(factors=8),
+    ],
+    ids=lambda model: type(model).__name__,
 )
 def test_ids_given_as_categories_give_the_same_lists(model):
-    """The gate tunes on a frame whose ids are categories (faster to encode): same lists, plain ids."""
-    log = pd.concat([_complement_log(), _log([("target", "Z", 6), ("p0", "A", 6)])], ignore_index=True)
-    users = ["target", "p0", "ab3", "nobody"]
-    plain = model.fit(log).recommend(users, 4)
-    categories = model.fit(log.astype({"user_id": "category", "item_id": "category"}))
+    """Tuning fits on a frame whose ids are categories (faster to encode): same lists, plain ids,
+    also when the frame was cut after the cast and holds categories no row uses any more."""
+    log = pd.concat([_complement_log(), _log([("target", "Z", 6), ("p0", "A", 6), ("gone", "Y", 30)])])
+    log = log.reset_index(drop=True)
+    users = ["target", "p0", "ab3", "nobody", "gone"]
+    before = log["ts"] < T0 + pd.Timedelta(days=20)
+    plain = model.fit(log[before]).recommend(users, 4)
+    categories = model.fit(categorical_ids(log)[before])
     assert not isinstance(categories.items_, pd.CategoricalIndex)
+    assert "Y" not in set(categories.items_)
     pd.testing.assert_frame_equal(categories.recommend(users, 4), plain)
 
 
