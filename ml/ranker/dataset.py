@@ -64,28 +64,25 @@ def training_candidates(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, max_rows
     return _typed(frame)
 
 
-def serving_users(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> int:
-    """How many users have serving candidates: the total that scoring's progress counts up to."""
-    return con.execute("select count(distinct user_id) from candidates where cutoff_at = ?", [cutoff.at]).fetchone()[0]
+def serving_count(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> int:
+    """How many serving candidates there are: the total that scoring's progress counts up to."""
+    return con.execute("select count(*) from candidates where cutoff_at = ?", [cutoff.at]).fetchone()[0]
 
 
-def serving_candidates(
+def serving_features(
     con: duckdb.DuckDBPyConnection, cutoff: Cutoff, rows_per_part: int = 2_000_000
 ) -> Iterator[pd.DataFrame]:
-    """Serving candidates in parts holding whole users, at most about ``rows_per_part`` rows,
-    in no particular order: ``ranking.top_k`` orders them totally, and sorting each part in
-    the database took more than half of scoring. The generator keeps no reference to a part
-    it yielded, so the caller can free one before the next is read."""
-    total = con.execute("select count(*) from candidates where cutoff_at = ?", [cutoff.at]).fetchone()[0]
-    parts = max(1, int(np.ceil(total / rows_per_part)))
-    for part in range(parts):
-        yield _typed(
-            con.execute(
-                f"select user_id, item_id, anchor_item_id, {', '.join(FEATURES)} "
-                "from candidates where cutoff_at = ? and hash(user_id) % ? = ?",
-                [cutoff.at, parts, part],
-            ).df()
-        )
+    """The serving candidates' features in parts of at most ``rows_per_part`` rows, from one scan,
+    indexed by the candidate's ``rowid`` in ``candidates``: scoring needs no ids in Python, the
+    database joins the scores back to them. The generator drops each part before it reads the
+    next, so a caller that drops its own reference first never holds two.
+
+    ``con`` streams the scan: the caller runs its own statements on another cursor meanwhile."""
+    con.execute(f"select rowid as row_id, {', '.join(FEATURES)} from candidates where cutoff_at = ?", [cutoff.at])
+    vectors = max(1, rows_per_part // duckdb.__standard_vector_size__)
+    while not (part := _typed(con.fetch_df_chunk(vectors).set_index("row_id"))).empty:
+        yield part
+        del part  # before the next part is read: two parts at once doubled scoring's peak
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -434,7 +434,8 @@ def test_diagnostics_and_the_holdout_run_on_bounded_user_samples(published, demo
 
     lines.clear()
     written = score_serving(settings.build_db, outcome.model.pipeline, 20, lines.append)
-    assert lines[-1].startswith(f"  users scored {written['users']:,}/{written['users']:,}, ")
+    assert lines[-2].startswith(f"  candidates scored {written['candidates']:,}/{written['candidates']:,}, ")
+    assert lines[-1].startswith(f"  ranked: the top 20 of {written['users']:,} users, ")
 
 
 @pytest.mark.slow  # runs dbt or the whole flow

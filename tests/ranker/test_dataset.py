@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ml.ranker import dataset
-from ml.ranker.features import CATEGORICAL, LABEL, NUMERIC
+from ml.ranker.features import CATEGORICAL, FEATURES, LABEL, NUMERIC
 from ml.warehouse.tables import Cutoff
 
 CUTOFF = Cutoff(1, datetime(2024, 1, 8), datetime(2024, 1, 15))
@@ -59,13 +59,30 @@ def test_candidates_are_every_row_of_the_given_users_only(con):
     assert len(dataset.labelled_users(con, CUTOFF)) == 400
 
 
-def test_serving_parts_hold_whole_users_and_each_can_be_freed_before_the_next_is_read(con):
-    parts = dataset.serving_candidates(con, CUTOFF, rows_per_part=5_000)
-    first = next(parts)
-    read = weakref.ref(first)
-    seen = [set(first["user_id"])]
-    del first
-    assert read() is None  # the generator keeps no reference: two parts at once doubled scoring's peak
-    seen += [set(part["user_id"]) for part in parts]
+class _Reader:
+    """A connection that notes, at each fetch, whether the part read before it is still alive."""
 
-    assert len(seen) == 4 and sum(map(len, seen)) == len(set().union(*seen)) == 400
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.last, self.alive_at_fetch = con, None, []
+
+    def execute(self, *args):
+        return self.con.execute(*args)
+
+    def fetch_df_chunk(self, vectors: int) -> pd.DataFrame:
+        self.alive_at_fetch.append(self.last is not None and self.last() is not None)
+        return self.con.fetch_df_chunk(vectors)
+
+
+def test_serving_parts_hold_every_candidate_once_and_each_is_freed_before_the_next_is_read(con):
+    reader, row_ids = _Reader(con), []
+    for part in dataset.serving_features(reader, CUTOFF, rows_per_part=5_000):
+        assert list(part.columns) == FEATURES and len(part) <= 5_000
+        assert part[NUMERIC].dtypes.eq(float).all() and part["platform"].dtype == object
+        row_ids.append(part.index.to_numpy())
+        reader.last = weakref.ref(part)
+        del part
+
+    assert len(row_ids) >= 4 and not any(reader.alive_at_fetch)  # two parts at once doubled scoring's peak
+    expected = con.execute("select rowid from candidates where cutoff_at = ?", [CUTOFF.at]).fetchnumpy()["rowid"]
+    assert np.array_equal(np.sort(np.concatenate(row_ids)), np.sort(expected))
+    assert dataset.serving_count(con, CUTOFF) == len(expected) == 20_000
