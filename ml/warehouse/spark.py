@@ -6,6 +6,8 @@ steps that follow (time scale, training, scoring, the serving tables, the monito
 build database as they always do: there every Spark model is a DuckDB view over its Parquet.
 A view copies nothing, so each step pulls back only the rows its query reads (the training
 sample, the candidates it scores), and the serving file is built from them as on DuckDB.
+Each view also has the ``rowid`` a DuckDB table has, stable while its files are: scoring keys
+its scores by it on either engine.
 """
 
 from __future__ import annotations
@@ -46,8 +48,15 @@ def attach(settings: Settings, models: Iterable[str]) -> list[str]:
             if kinds.get(name) == "BASE TABLE":
                 con.execute(f"drop table {_identifier(name)}")
             # DDL takes no parameters: the path is a quoted literal, quotes doubled.
-            con.execute(f"create or replace view {_identifier(name)} as select * from read_parquet({_literal(files)})")
+            con.execute(
+                f"create or replace view {_identifier(name)} as select *, {_ROWID} from read_parquet({_literal(files)})"
+            )
     return built
+
+
+# A row's file (in the glob's sorted order) and its place in it; a Spark file holds far fewer
+# than 2^32 rows.
+_ROWID = "file_index::bigint * 4294967296 + file_row_number as rowid"
 
 
 def _identifier(name: str) -> str:

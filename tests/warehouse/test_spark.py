@@ -105,6 +105,9 @@ def test_a_run_on_spark_trains_and_publishes_from_the_spark_build(prefect_harnes
             assert kinds[name] == "VIEW", name
             (sql,) = con.execute("select sql from duckdb_views() where view_name = ?", [name]).fetchone()
             assert f"read_parquet('{spark.tables_dir(settings) / name}/*.parquet')" in sql, sql
+        # With a DuckDB table's rowid, one per row: scoring joins its scores back by it.
+        rows, rowids = con.execute("select count(*), count(distinct rowid) from candidates").fetchone()
+        assert rows == rowids > 0
         # What the pipeline wrote and the serving tables are DuckDB's, as on the DuckDB engine.
         assert kinds["ml_recommendations"] == kinds["pub_recommendations"] == "BASE TABLE"
         exported = con.execute("select count(*) from stg_ab_test__events").fetchone()[0]
