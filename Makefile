@@ -39,10 +39,10 @@ run: install
 	$(BIN)/recsys run $(ARGS)
 
 # Lint first: CI (.ci/run = make test) fails on a lint error as on a failed test.
-# Two workers, each given whole modules (their fixtures build once): the suite is mostly
-# single-threaded Python, so it takes about half the time on two cores.
+# Two workers, each given whole modules (their fixtures build once), the longest modules first
+# (tests/conftest.py): the suite is mostly single-threaded Python.
 test: install lint
-	$(BIN)/pytest -n 2 --dist loadfile $(ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder $(ARGS)
 
 # Not yet part of `test`: the Python is not ruff-formatted yet. sqlfluff takes its templater
 # from the working directory's .sqlfluff only (dbt), so the plain-SQL queries get theirs here.

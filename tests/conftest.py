@@ -22,3 +22,14 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# Started first: `make test` hands its two workers whole modules in collection order
+# (pytest-xdist, --dist loadfile --no-loadscope-reorder), and these took the longest (about 85,
+# 14 and 16 minutes of the suite's 88 on two workers), so none of them may start last.
+LONGEST_FIRST = ("test_real_exports.py", "test_spark.py", "test_pipeline.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
