@@ -24,10 +24,18 @@ def prefect_harness():
         yield
 
 
-# Started first: `make test` hands its two workers whole modules in collection order
-# (pytest-xdist, --dist loadfile --no-loadscope-reorder), and these took the longest (about 85,
-# 14 and 16 minutes of the suite's 88 on two workers), so none of them may start last.
-LONGEST_FIRST = ("test_real_exports.py", "test_spark.py", "test_pipeline.py")
+# Started first, longest first: `make test` hands its two workers whole modules in collection
+# order (pytest-xdist, --dist loadfile --no-loadscope-reorder), so a long module started late
+# keeps one worker busy alone at the end. Minutes each on two workers (2026-12-03): about 24,
+# 21, 20, 14, 13 and 9; every other module takes under 5.
+LONGEST_FIRST = (
+    "test_export_shapes.py",
+    "test_complete_journey.py",
+    "test_pipeline.py",
+    "test_spark.py",
+    "test_real_logs.py",
+    "test_refusals.py",
+)
 
 
 def pytest_collection_modifyitems(items):
