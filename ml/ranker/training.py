@@ -260,9 +260,14 @@ def validation_curves(
 
 
 def feature_importance(
-    model: Pipeline, data: LabelledSet, max_rows: int = 50_000, n_repeats: int = 3
+    model: Pipeline, data: LabelledSet, max_rows: int = 20_000, n_repeats: int = 3
 ) -> list[dict[str, Any]]:
-    """Permutation importance on held-out rows (average precision lost when a feature is shuffled)."""
+    """Permutation importance on held-out rows (average precision lost when a feature is shuffled).
+
+    Each feature and repeat is one prediction of ``max_rows`` rows, about 160 in all: the largest
+    diagnostic cost. 20,000 rows rank the leading features as 50,000 do (the same top four, in
+    order, on 143,065 held-out purchase-only rows, 2026-12-03) in a third of the time.
+    """
     frame = data.frame
     if len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=0)
