@@ -24,10 +24,11 @@ def prefect_harness():
         yield
 
 
-# Started first, longest first: `make test` hands its two workers whole modules in collection
+# Started first, the six longest: `make test` hands its two workers whole modules in collection
 # order (pytest-xdist, --dist loadfile --no-loadscope-reorder), so a long module started late
 # keeps one worker busy alone at the end. Minutes each in the full run on two workers of
-# 2026-12-03 (56.7 in all): 17, 17, 22, 12, 11 and 6.5; every other module under 6.
+# 2026-12-03 (56.7 in all), in this order: 17, 17, 22, 12, 11 and 6.5; every other module
+# under 6.
 LONGEST_FIRST = (
     "test_export_shapes.py",
     "test_complete_journey.py",
