@@ -91,10 +91,11 @@ def history_pairs(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, users: pd.Inde
 
 
 def catalogue_size(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> int:
-    """Distinct items anyone interacted with before the cutoff: what catalogue coverage divides by."""
-    return con.execute(
-        "select count(distinct item_id) from int_user_items where cutoff_at = ?", [cutoff.at]
-    ).fetchone()[0]
+    """Distinct items anyone interacted with before the cutoff: what catalogue coverage divides by.
+
+    Counted on ``item_features`` (one row per such item, from the same events), not as distinct
+    items of ``int_user_items``: 0.05 s against 7 s at 49.7 M rows."""
+    return con.execute("select count(*) from item_features where cutoff_at = ?", [cutoff.at]).fetchone()[0]
 
 
 def popular_items(con: duckdb.DuckDBPyConnection, cutoff: Cutoff, k: int) -> pd.DataFrame:

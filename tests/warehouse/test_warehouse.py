@@ -9,6 +9,7 @@ import pytest
 
 from ml.config import Settings
 from ml.vocabulary import BASE_COLUMNS
+from ml.warehouse import tables
 from ml.warehouse.dbt import dbt_vars, run_dbt
 from tests.exports import activity, event, write_export, write_raw_lines
 
@@ -137,6 +138,14 @@ def test_features_at_a_cutoff_ignore_later_events(tmp_path):
     for table in FEATURE_TABLES:
         for cutoff in cutoffs:
             assert snapshot(before, table, cutoff) == snapshot(after, table, cutoff), (table, cutoff)
+    # The catalogue coverage divides by: the items of int_user_items, counted on item_features.
+    distinct_items = "select count(distinct item_id) from int_user_items where cutoff_at = ?"
+    with duckdb.connect(str(before.build_db), read_only=True) as con:
+        sizes = [
+            (tables.catalogue_size(con, cutoff), con.execute(distinct_items, [cutoff.at]).fetchone()[0])
+            for cutoff in tables.cutoffs(con).values()
+        ]
+    assert all(counted == distinct for counted, distinct in sizes) and max(sizes)[0] > 0, sizes
 
     # The comparison is sensitive: an event before the cutoff does change the features.
     earlier = [event(108, "ec.purchase", [1, 2], "2023-08-07 23:59:59")]
