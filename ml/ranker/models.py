@@ -23,7 +23,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from ml.ranker.features import FEATURES, MONOTONIC, make_preprocessor
+from ml.ranker.features import FEATURES, LOW_CARDINALITY, MONOTONIC, make_preprocessor
 
 MODEL_KINDS = ("hgb", "logreg")
 
@@ -126,6 +126,25 @@ def features_used(model: Pipeline) -> list[str]:
         for column in columns
     }
     return [name for name in FEATURES if name in used]
+
+
+def prepared_columns(model: Pipeline) -> dict[str, list[str]]:
+    """The columns each input feature becomes in the matrix the classifier reads (``model[:-1]``'s
+    output): one, its one-hot columns, or the value and its missing-value indicator (logistic
+    regression). Each is a function of that feature's value in the same row alone."""
+    names = list(model.named_steps["features"].get_feature_names_out())
+    columns = {
+        feature: [
+            name
+            for name in names
+            if name in (feature, f"missingindicator_{feature}")
+            or (feature in LOW_CARDINALITY and name.startswith(f"{feature}_"))
+        ]
+        for feature in features_used(model)
+    }
+    if sorted(name for group in columns.values() for name in group) != sorted(names):
+        raise ValueError(f"prepared columns {names} do not map one to one onto input features {columns}")
+    return columns
 
 
 # Price sanity beyond what the trees learned: a candidate priced more than 1.5x above the user's

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.inspection import permutation_importance
+from sklearn.metrics import average_precision_score
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from ml.evaluation.splitting import user_sample
 from ml.progress import Progress
 from ml.ranker.features import FEATURES, LABEL, uninformative
-from ml.ranker.models import DEFAULT_PARAMS, make_classifier, scores
+from ml.ranker.models import DEFAULT_PARAMS, make_classifier, prepared_columns, scores
 from ml.ranker.ranking import ranking_ndcg
 
 # Wider ranges than the search grid: enough to see under- and over-fitting on either side.
@@ -236,15 +236,19 @@ def validation_curves(
     for, not picking a value (cross-validation did that).
     """
     train = train.sample_users(max_users)
+    measured: dict[tuple[tuple[str, Any], ...], tuple[float, float]] = {}  # the chosen point is on every curve
     curves = []
     for name, values in CURVE_RANGES[kind].items():
         chosen = params[name]
         values = sorted({*values, chosen})
         train_scores, valid_scores = [], []
         for value in values:
-            model = fit(kind, {**params, name: value}, train)
-            train_scores.append(evaluate_ndcg(model, train, k))
-            valid_scores.append(evaluate_ndcg(model, valid, k))
+            point = tuple(sorted({**params, name: value}.items()))
+            if point not in measured:
+                model = fit(kind, dict(point), train)
+                measured[point] = (evaluate_ndcg(model, train, k), evaluate_ndcg(model, valid, k))
+            train_scores.append(measured[point][0])
+            valid_scores.append(measured[point][1])
         curves.append(
             {
                 "param": name,
@@ -264,18 +268,34 @@ def feature_importance(
 ) -> list[dict[str, Any]]:
     """Permutation importance on held-out rows (average precision lost when a feature is shuffled).
 
-    Each feature and repeat is one prediction of ``max_rows`` rows, about 160 in all: the largest
-    diagnostic cost. 20,000 rows rank the leading features as 50,000 do (the same top four, in
-    order, on 143,065 held-out purchase-only rows, 2026-12-03) in a third of the time.
+    The values of scikit-learn's ``permutation_importance`` on the whole pipeline, the same
+    shuffles included, computed faster: the rows are prepared once (encoded and binned) and each
+    feature's prepared columns are shuffled instead, which is the same thing because every
+    prepared column depends on its own feature's value in its own row (``prepared_columns``).
+    Only the classifier then predicts, about 160 times (53 features x 3 repeats): re-preparing
+    the rows each time was 0.18 of every 0.30 s prediction of 20,000 rows (1 M-row build).
+    20,000 rows rank the leading features as 50,000 do (the same top four, in order, on 143,065
+    held-out purchase-only rows, 2026-12-03) in a third of the time.
     """
     frame = data.frame
     if len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=0)
-    result = permutation_importance(
-        model, frame[FEATURES], frame[LABEL], scoring="average_precision", n_repeats=n_repeats, random_state=0, n_jobs=1
-    )
-    rows = [
-        {"feature": name, "importance_mean": float(mean), "importance_std": float(std)}
-        for name, mean, std in zip(FEATURES, result.importances_mean, result.importances_std)
-    ]
+    prepared = model[:-1].transform(frame[FEATURES])
+    classifier, labels = model[-1], frame[LABEL].to_numpy()
+
+    def precision(matrix: pd.DataFrame) -> float:
+        return float(average_precision_score(labels, classifier.predict_proba(matrix)[:, 1]))
+
+    baseline, columns = precision(prepared), prepared_columns(model)
+    seed = np.random.RandomState(0).randint(np.iinfo(np.int32).max + 1)  # as permutation_importance draws it
+    rows = []
+    for name in FEATURES:
+        losses = np.zeros(n_repeats)
+        if name in columns:
+            order, shuffles, shuffled = np.arange(len(prepared)), np.random.RandomState(seed), prepared.copy()
+            for repeat in range(n_repeats):  # each repeat shuffles the last one's order, as scikit-learn does
+                shuffles.shuffle(order)
+                shuffled[columns[name]] = shuffled[columns[name]].to_numpy()[order]
+                losses[repeat] = baseline - precision(shuffled)
+        rows.append({"feature": name, "importance_mean": float(losses.mean()), "importance_std": float(losses.std())})
     return sorted(rows, key=lambda row: -row["importance_mean"])
