@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -347,6 +348,14 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         )
     log(f"  chosen parameters: judged model {judged_params}, published model {final_params}")
 
+    # Nothing below changes the model to publish, so it is fitted on the second core meanwhile:
+    # fits use one core each (``training.fit``) and the judging is mostly one-core pandas. The
+    # executor takes no other work, so its thread ends with the fit, whatever happens here.
+    final_data = pool(1, train_sets)
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="final-fit")
+    final_fit = background.submit(training.fit, kind, final_params, final_data)
+    background.shutdown(wait=False)
+
     clock = time.perf_counter()
     judged = training.fit(kind, judged_params, pool(2, train_sets))
     judged_set = sets[1].for_users(sample.judged)
@@ -405,9 +414,8 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     seconds["diagnostics"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    final_data = pool(1, train_sets)
-    final = training.fit(kind, final_params, final_data)
-    seconds["final_fit"] = time.perf_counter() - clock
+    final = final_fit.result()
+    seconds["final_fit"] = time.perf_counter() - clock  # what is left of it once the judging is done
 
     candidates = ["ranker", *baselines]
     decision = gate.gate(result["metrics"], runs.published_ndcg(settings), config.gate_margin, candidates)

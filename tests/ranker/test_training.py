@@ -121,17 +121,28 @@ def test_a_frame_where_nothing_varies_is_not_enough_history():
         fit("hgb", {}, LabelledSet(1, frame, frame[["user_id", "item_id"]]))
 
 
-def test_validation_curves_pass_through_the_chosen_parameters():
+def test_validation_curves_pass_through_the_chosen_parameters(monkeypatch):
+    from ml.ranker import training
     from ml.ranker.models import DEFAULT_PARAMS
-    from ml.ranker.training import validation_curves
 
+    fitted = []
+    monkeypatch.setattr(training, "fit", lambda kind, params, data: fitted.append(params) or fit(kind, params, data))
     frame = candidate_frame()
     data = LabelledSet(2, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
     params = {**DEFAULT_PARAMS["hgb"], "learning_rate": 0.15, "max_leaf_nodes": 15, "max_iter": 10}
-    curves = {curve["param"]: curve for curve in validation_curves("hgb", params, data, data, k=5, max_users=40)}
+    curves = {
+        curve["param"]: curve for curve in training.validation_curves("hgb", params, data, data, k=5, max_users=40)
+    }
     assert curves["learning_rate"]["chosen"] == 0.15 and 0.15 in curves["learning_rate"]["values"]
     assert curves["max_leaf_nodes"]["values"] == [4, 15, 63]  # already on the curve: not added twice
     assert all(len(c["valid_score"]) == len(c["values"]) and c["train_users"] == 40 for c in curves.values())
+    # The chosen parameters are on both curves, fitted once: 4 + 3 points, 6 fits.
+    assert len(fitted) == 6 and fitted.count(params) == 1
+    at_chosen = [
+        (c["train_score"][c["values"].index(c["chosen"])], c["valid_score"][c["values"].index(c["chosen"])])
+        for c in curves.values()
+    ]
+    assert at_chosen[0] == at_chosen[1]
 
 
 def test_the_user_sample_is_deterministic_and_keeps_whole_users():
@@ -269,3 +280,43 @@ def test_the_model_kind_setting_is_checked_and_auto_searches_both_families():
     assert families(Config(model_kind="logreg")) == ("logreg",)
     with pytest.raises(ConfigError, match="--model-kind"):
         Config(model_kind="trees")
+
+
+@pytest.mark.parametrize("kind", ["hgb", "logreg"])
+def test_permutation_importance_equals_scikit_learns_on_the_whole_pipeline(kind):
+    """Shuffling a feature's prepared columns (one-hot, missing indicators) is shuffling the feature."""
+    from sklearn.inspection import permutation_importance
+
+    from ml.ranker.training import feature_importance
+
+    frame = candidate_frame(users=80).assign(user_views=0.0)  # a constant feature: not used
+    frame.loc[::5, "user_item_purchases"] = np.nan  # a missing-value indicator for logistic regression
+    ios_buys = (frame["platform"] == "iOS") & (np.arange(len(frame)) % 3 == 0)
+    frame[LABEL] = frame[LABEL] | ios_buys.astype(int)  # a one-hot feature the models use
+    data = LabelledSet(1, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
+    model = fit(kind, {}, data)
+    ours = {row["feature"]: row for row in feature_importance(model, data, max_rows=500, n_repeats=3)}
+
+    rows = frame.sample(n=500, random_state=0)
+    reference = permutation_importance(
+        model, rows[FEATURES], rows[LABEL], scoring="average_precision", n_repeats=3, random_state=0
+    )
+    for name, mean, std in zip(FEATURES, reference.importances_mean, reference.importances_std):
+        assert ours[name]["importance_mean"] == pytest.approx(mean, abs=1e-12), name
+        assert ours[name]["importance_std"] == pytest.approx(std, abs=1e-12), name
+    assert ours["user_views"]["importance_mean"] == 0.0
+    assert abs(ours["user_item_purchases"]["importance_mean"]) > 0.01 and abs(ours["platform"]["importance_mean"]) > 0
+
+
+def test_a_model_fitted_beside_another_fit_is_the_model_fitted_alone():
+    """train_and_evaluate fits the published model in a thread while the judged one is fitted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame = candidate_frame(users=120)
+    data = LabelledSet(1, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
+    other = LabelledSet(2, candidate_frame(users=120, seed=1), frame.iloc[:0][["user_id", "item_id"]])
+    alone = scores(fit("hgb", {}, data), frame)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        beside = background.submit(fit, "hgb", {}, data)
+        fit("hgb", {"max_leaf_nodes": 63}, other)
+        np.testing.assert_array_equal(scores(beside.result(), frame), alone)
