@@ -31,6 +31,7 @@ from ml.baselines import (
 )
 from ml.evaluation.metrics import HistorySummary, accuracy_metrics, evaluate_lists, score_lists
 from ml.evaluation.splitting import cold_users, restrict_truth, time_split, user_sample, warm_users
+from ml.progress import Progress
 
 
 @dataclass
@@ -207,6 +208,7 @@ def judge_baselines(
     tuning_users: int | None = None,
     seed: int = 0,
     known_params: Mapping[str, dict[str, Any]] | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
     """Each baseline tuned (on at most ``tuning_users`` buyers, :func:`tune`) and fitted before
     ``cutoff``, its top-``k`` lists for ``users`` judged
@@ -214,7 +216,8 @@ def judge_baselines(
     so the gate compares like with like: ``{name: {"params": ..., "metrics": ..., "per_user": ...}}``
     (``per_user``: the per-user metric values, for bootstrap intervals). A baseline named in
     ``known_params`` is fitted with those knobs instead of tuned: a run between two searches
-    reuses the last search's, like the ranker's."""
+    reuses the last search's, like the ranker's. Each judged baseline logs ``baseline i/N``."""
+    progress = Progress("baseline", len(specs), log)
     past = categorical_ids(purchases[purchases["ts"] < pd.Timestamp(cutoff)])
     users_truth = truth[truth["user_id"].isin(users)]
     validation_cutoff = pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days)
@@ -228,6 +231,10 @@ def judge_baselines(
             fitted = fit_tuned(spec, past, validation_cutoff, horizon_days, k, "ndcg", tuning_users, seed)
         scored = score_lists(fitted.model.recommend(users, k), users_truth, history, k, catalogue, users=users)
         judged[spec.name] = {"params": fitted.params, "metrics": scored.metrics, "per_user": scored.per_user}
+        how = "knobs reused" if spec.name in known_params else "tuned"
+        progress.update(
+            len(judged), f"{spec.name} {fitted.params} ({how}): holdout ndcg@{k} {scored.metrics['ndcg']:.4f}"
+        )
     return judged
 
 

@@ -29,7 +29,7 @@ from ml.evaluation import bootstrap
 from ml.evaluation.metrics import HistorySummary
 from ml.evaluation.splitting import user_sample
 from ml.pipeline import gate, runs
-from ml.progress import Progress
+from ml.progress import Progress, duration
 from ml.ranker import dataset, holdout, training
 from ml.ranker.features import uninformative
 from ml.ranker.models import MODEL_KINDS, PARAM_GRID, SavedModel, scores
@@ -308,6 +308,10 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         popular = tables.popular_items(con, holdout_cutoff, config.k)
         purchases = tables.purchases_before(con, holdout_cutoff.label_end)
     seconds["load"] = time.perf_counter() - clock
+    log(
+        f"  loaded in {duration(seconds['load'])}: the history of {history.users:,} judged users, "
+        f"{len(purchases):,} purchases for the baselines"
+    )
 
     def pool(newest: int, data: dict[int, training.LabelledSet]) -> training.LabelledSet:
         return training.LabelledSet.pooled([data[i] for i in usable if i >= newest])
@@ -370,6 +374,11 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         )
         result["metrics"]["logistic_regression"], per_user["logistic_regression"] = scored.metrics, scored.per_user
     seconds["evaluation"] = time.perf_counter() - clock
+    log(
+        f"  judged on the holdout in {duration(seconds['evaluation'])}: ranker NDCG@{config.k} "
+        f"{result['metrics']['ranker']['ndcg']:.4f}"
+        + (f", logistic regression {result['metrics']['logistic_regression']['ndcg']:.4f}" if reused is None else "")
+    )
 
     clock = time.perf_counter()
     baselines = judge_baselines(
@@ -385,6 +394,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         tuning_users=config.holdout_users,
         seed=config.seed,
         known_params=reused.get("baseline_params") if reused else None,
+        log=log,
     )
     result["metrics"].update({name: judged_baseline["metrics"] for name, judged_baseline in baselines.items()})
     result["baseline_params"] = {name: judged_baseline["params"] for name, judged_baseline in baselines.items()}
@@ -400,9 +410,9 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     clock = time.perf_counter()
     if reused is None:
         result["validation_curves"] = training.validation_curves(
-            kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k
+            kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k, log=log
         )
-        result["feature_importance"] = training.feature_importance(judged, diagnostic_sets[1])
+        result["feature_importance"] = training.feature_importance(judged, diagnostic_sets[1], log=log)
     else:
         result.setdefault("notes", []).append(
             f"Hyper-parameters reused from run {reused['run_id']} (data as of {reused['as_of']:%Y-%m-%d}, model "

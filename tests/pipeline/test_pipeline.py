@@ -472,7 +472,12 @@ def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagno
     assert "logistic_regression" not in outcome.evaluation["metrics"] and "cross_validation" not in outcome.seconds
     assert outcome.evaluation["metrics"]["ranker"]["n_users"] == run["metrics"]["ranker"]["n_users"]
     assert any(run["run_id"] in note for note in outcome.evaluation["notes"])
-    assert not any("cross-validation fit" in line for line in lines)
+    assert not any("cross-validation fit" in line or "validation-curve fit" in line for line in lines)
+    judged_baselines = [line for line in lines if line.startswith("  baseline ")]  # progress of every step
+    assert len(judged_baselines) == len(tuning.gate_specs()) and all(
+        "(knobs reused)" in line for line in judged_baselines
+    )
+    assert any(line.startswith("  judged on the holdout in ") for line in lines)
     assert any(line.startswith(f"  diagnostics not run: parameters of run {run['run_id']}") for line in lines)
     assert runs.describe_diagnostics(record).startswith(f"not run: parameters of run {run['run_id']}")
 

@@ -6,6 +6,8 @@ some exports one platform, a short window one buyer, and a candidate source can 
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,14 +132,18 @@ def test_validation_curves_pass_through_the_chosen_parameters(monkeypatch):
     frame = candidate_frame()
     data = LabelledSet(2, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
     params = {**DEFAULT_PARAMS["hgb"], "learning_rate": 0.15, "max_leaf_nodes": 15, "max_iter": 10}
+    lines = []
     curves = {
-        curve["param"]: curve for curve in training.validation_curves("hgb", params, data, data, k=5, max_users=40)
+        curve["param"]: curve
+        for curve in training.validation_curves("hgb", params, data, data, k=5, max_users=40, log=lines.append)
     }
     assert curves["learning_rate"]["chosen"] == 0.15 and 0.15 in curves["learning_rate"]["values"]
     assert curves["max_leaf_nodes"]["values"] == [4, 15, 63]  # already on the curve: not added twice
     assert all(len(c["valid_score"]) == len(c["values"]) and c["train_users"] == 40 for c in curves.values())
     # The chosen parameters are on both curves, fitted once: 4 + 3 points, 6 fits.
     assert len(fitted) == 6 and fitted.count(params) == 1
+    assert [line.split(",")[0] for line in lines] == [f"  validation-curve fit {i}/6" for i in range(1, 7)]
+    assert "ETA" in lines[0] and "ETA" not in lines[-1] and "train ndcg@5" in lines[-1]
     at_chosen = [
         (c["train_score"][c["values"].index(c["chosen"])], c["valid_score"][c["values"].index(c["chosen"])])
         for c in curves.values()
@@ -200,6 +206,34 @@ def test_the_search_logs_each_fit_with_n_of_total():
     search_params("hgb", {"learning_rate": [0.1, 0.2], "max_iter": [5]}, [(data, data)], k=5, log=lines.append)
     assert [line.split(",")[0].strip() for line in lines] == ["cross-validation fit 1/2", "cross-validation fit 2/2"]
     assert "ETA" in lines[0] and "ETA" not in lines[1]
+
+
+def test_fits_side_by_side_give_the_results_of_fits_one_by_one(monkeypatch):
+    """The search and the curves fit one model per core; the scores and their order are those of
+    fitting one after the other."""
+    from ml.ranker import training
+
+    frames = [candidate_frame(seed=seed) for seed in (0, 1)]
+    older, newer = (LabelledSet(i + 2, f, f[f[LABEL] == 1][["user_id", "item_id"]]) for i, f in enumerate(frames))
+    grid = {"learning_rate": [0.1, 0.3], "max_leaf_nodes": [4, 15], "max_iter": [10]}
+    params = {**training.DEFAULT_PARAMS["hgb"], "max_iter": 10}
+    threads: set[str] = set()
+    fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda *args: threads.add(threading.current_thread().name) or fit(*args))
+
+    def run(workers: int):
+        monkeypatch.setattr(training, "fit_workers", lambda: workers)
+        search = training.search_params("hgb", grid, [(older, newer), (newer, older)], k=5, log=lambda line: None)
+        curves = training.validation_curves("hgb", params, older, newer, k=5, log=lambda line: None)
+        return search, curves
+
+    side_by_side = run(3)
+    assert len(threads) > 1
+    threads.clear()
+    one_by_one = run(1)
+    assert threads == {threading.main_thread().name}
+    assert side_by_side == one_by_one
+    assert [list(result.fold_scores) for result in side_by_side[0]] == [[(2, 3), (3, 2)]] * 4
 
 
 def test_progress_reports_done_of_total_with_an_estimate():
@@ -295,7 +329,11 @@ def test_permutation_importance_equals_scikit_learns_on_the_whole_pipeline(kind)
     frame[LABEL] = frame[LABEL] | ios_buys.astype(int)  # a one-hot feature the models use
     data = LabelledSet(1, frame, frame[frame[LABEL] == 1][["user_id", "item_id"]])
     model = fit(kind, {}, data)
-    ours = {row["feature"]: row for row in feature_importance(model, data, max_rows=500, n_repeats=3)}
+    lines = []
+    ours = {row["feature"]: row for row in feature_importance(model, data, max_rows=500, n_repeats=3, log=lines.append)}
+    assert len(lines) == 4 and lines[-1].startswith(
+        f"  permutation importance, features {len(FEATURES)}/{len(FEATURES)}, "
+    )
 
     rows = frame.sample(n=500, random_state=0)
     reference = permutation_importance(
