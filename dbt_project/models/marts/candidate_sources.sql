@@ -110,29 +110,74 @@ user_categories as (
 
 ),
 
-from_category as (
+category_items as (
 
+    -- Each category's popular items with their price, keyed by an integer that sorts like item_id.
+    select
+        popular.cutoff_at,
+        popular.scope_value as category_id,
+        popular.item_id,
+        dense_rank() over (partition by popular.cutoff_at order by popular.item_id) as item_key,
+        popular.score,
+        items.price_rub
+    from {{ ref('item_popularity') }} as popular
+    inner join {{ ref('item_features') }} as items using (cutoff_at, item_id)
+    where popular.scope = 'category'
+
+),
+
+category_users as (
+
+    -- The users' favourite categories with their price tier, keyed by an integer per user.
     select
         users.cutoff_at,
         users.user_id,
-        popular.item_id,
-        'category' as source,
-        popular.score * user_categories.category_share as source_score,
-        null::{{ text_type() }} as anchor_item_id
+        dense_rank() over (partition by users.cutoff_at order by users.user_id) as user_key,
+        user_categories.category_id,
+        user_categories.category_share,
+        users.price_median_rub is null as any_price,
+        users.price_p25_rub / 2 as price_low,
+        users.price_p75_rub * 2 as price_high
     from users
     inner join user_categories using (cutoff_at, user_id)
-    inner join {{ ref('item_popularity') }} as popular
-        on
-            users.cutoff_at = popular.cutoff_at and popular.scope = 'category'
-            and user_categories.category_id = popular.scope_value
-    inner join {{ ref('item_features') }} as items
-        on popular.cutoff_at = items.cutoff_at and popular.item_id = items.item_id
+
+),
+
+category_top as (
+
+    -- Users x three categories x the category's popular items (149 M rows at 50 M events), ranked
+    -- per user on integer keys: on the 39-character ids that sort took 2.3 times as long.
+    select
+        category_users.cutoff_at,
+        category_users.user_key,
+        category_items.item_key,
+        category_items.score * category_users.category_share as source_score
+    from category_users
+    inner join category_items using (cutoff_at, category_id)
     where
-        users.price_median_rub is null or items.price_rub is null
-        or items.price_rub between users.price_p25_rub / 2 and users.price_p75_rub * 2
+        category_users.any_price or category_items.price_rub is null
+        or category_items.price_rub between category_users.price_low and category_users.price_high
     qualify row_number() over (
-        partition by users.cutoff_at, users.user_id order by source_score desc, popular.item_id asc
+        partition by category_users.cutoff_at, category_users.user_key
+        order by source_score desc, category_items.item_key asc
     ) <= {{ int_var('candidates_category') }}
+
+),
+
+from_category as (
+
+    select
+        category_top.cutoff_at,
+        user_keys.user_id,
+        item_keys.item_id,
+        'category' as source,
+        category_top.source_score,
+        null::{{ text_type() }} as anchor_item_id
+    from category_top
+    inner join (select distinct cutoff_at, user_key, user_id from category_users) as user_keys
+        using (cutoff_at, user_key)
+    inner join (select distinct cutoff_at, item_key, item_id from category_items) as item_keys
+        using (cutoff_at, item_key)
 
 ),
 
