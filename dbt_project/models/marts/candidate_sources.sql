@@ -164,6 +164,26 @@ category_top as (
 
 ),
 
+user_keys as (
+
+    select distinct
+        cutoff_at,
+        user_key,
+        user_id
+    from category_users
+
+),
+
+item_keys as (
+
+    select distinct
+        cutoff_at,
+        item_key,
+        item_id
+    from category_items
+
+),
+
 from_category as (
 
     select
@@ -174,10 +194,8 @@ from_category as (
         category_top.source_score,
         null::{{ text_type() }} as anchor_item_id
     from category_top
-    inner join (select distinct cutoff_at, user_key, user_id from category_users) as user_keys
-        using (cutoff_at, user_key)
-    inner join (select distinct cutoff_at, item_key, item_id from category_items) as item_keys
-        using (cutoff_at, item_key)
+    inner join user_keys using (cutoff_at, user_key)
+    inner join item_keys using (cutoff_at, item_key)
 
 ),
 
