@@ -82,6 +82,12 @@ class Config(BaseSettings):
         "labelled windows before the serving cutoff (training learns from the older, is judged on the newest)",
         ge=2,
     )
+    cutoffs_per_horizon: int = _dbt_var(
+        "cutoffs_per_horizon",
+        "labelled cutoffs per label horizon: 1 puts the windows end to end, 2 starts one every half "
+        "horizon (overlapping windows: more of them in the same history, the horizon unchanged)",
+        ge=1,
+    )
     gate_margin: float = Field(
         0.10,
         ge=0,

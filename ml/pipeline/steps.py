@@ -166,7 +166,7 @@ def choose_time_scale(settings: Settings, config: Config) -> TimeScale:
     with tables.warehouse(settings.build_db) as con:
         if config.horizon_days is not None:
             return timescale.given_horizon(con, config.horizon_days)
-        return timescale.choose_horizon(con, config.labelled_cutoffs)
+        return timescale.choose_horizon(con, config.labelled_cutoffs, config.cutoffs_per_horizon)
 
 
 def build_features(settings: Settings, config: Config, input_path: Path, version: str, log: Log = print) -> DbtResult:
@@ -238,10 +238,11 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     """Choose hyper-parameters, judge the recipe on the newest window, fit the model to publish.
 
     Labelled cutoffs are numbered 1 (newest) to L. A model is always trained on all the labelled
-    cutoffs older than the one it is validated or judged on (forward chaining). The judged model
-    learns from cutoffs 2..L and is evaluated on cutoff 1, with hyper-parameters from folds that
-    never validate on cutoff 1; the published model learns from cutoffs 1..L with
-    hyper-parameters from all folds.
+    cutoffs whose label windows end by the one it is validated or judged on (forward chaining;
+    ``Cutoff.labelled_before``). The judged model learns from those before cutoff 1 (2..L when
+    the windows lie end to end, fewer when they overlap) and is evaluated on cutoff 1, with
+    hyper-parameters from folds that never validate on cutoff 1; the published model learns from
+    cutoffs 1..L with hyper-parameters from all folds.
 
     The model family (trees or logistic regression) is chosen like the knobs, and only on the
     folds that never validate on cutoff 1 (``choose_on_folds``): under ``model_kind`` ``auto``
@@ -265,10 +266,15 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         labelled = sorted(cutoffs)[1:]
         counts = {index: dataset.label_counts(con, cutoffs[index]) for index in labelled}
         usable = [index for index in labelled if 0 < counts[index][1] < counts[index][0]]
-        if 1 not in usable or 2 not in usable:
+
+        def learns_for(index: int) -> list[int]:
+            return windows_before(cutoffs, usable, index)
+
+        if 1 not in usable or not learns_for(1):
             raise NotEnoughHistory(
-                "not enough labelled history to train and judge a ranker: the two newest label windows "
-                f"need buyers with history (usable cutoffs: {usable}); use a longer export or a shorter horizon"
+                "not enough labelled history to train and judge a ranker: the newest label window and one "
+                f"that ends before it need buyers with history (usable cutoffs: {usable}); use a longer "
+                "export or a shorter horizon"
             )
         users = {index: dataset.labelled_users(con, cutoffs[index]) for index in usable}
         if len(users[1]) < config.min_holdout_buyers:
@@ -313,18 +319,22 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         f"{len(purchases):,} purchases for the baselines"
     )
 
-    def pool(newest: int, data: dict[int, training.LabelledSet]) -> training.LabelledSet:
-        return training.LabelledSet.pooled([data[i] for i in usable if i >= newest])
+    def pool(indexes: list[int], data: dict[int, training.LabelledSet]) -> training.LabelledSet:
+        return training.LabelledSet.pooled([data[i] for i in indexes])
 
     if reused is None:
-        diagnostic_sets, diagnostic_train, diagnostics = _diagnostic_sample(sets, train_sets, usable, sample)
+        diagnostic_sets, diagnostic_train, diagnostics = _diagnostic_sample(
+            sets, train_sets, usable, learns_for(1)[0], sample
+        )
         log(
             f"  diagnostics ({', '.join(diagnostics['steps'])}) on {diagnostics['users']:,} of "
             f"{diagnostics['of']:,} labelled users; the holdout, the baselines and the gate on "
             f"{diagnostics['holdout_users']:,} of {diagnostics['holdout_of']:,}; the final fit on all"
         )
         clock = time.perf_counter()
-        folds = [(pool(index + 1, diagnostic_train), diagnostic_sets[index]) for index in usable if index + 1 in usable]
+        folds = [
+            (pool(learns_for(index), diagnostic_train), diagnostic_sets[index]) for index in usable if learns_for(index)
+        ]
         folds = [(train, valid) for train, valid in folds if train.usable and valid.usable]
         searches, choice = search_families(config, folds, log)
         kind = choice["chosen"]
@@ -355,20 +365,20 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     # Nothing below changes the model to publish, so it is fitted on the second core meanwhile:
     # fits use one core each (``training.fit``) and the judging is mostly one-core pandas. The
     # executor takes no other work, so its thread ends with the fit, whatever happens here.
-    final_data = pool(1, train_sets)
+    final_data = pool(usable, train_sets)
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="final-fit")
     final_fit = background.submit(training.fit, kind, final_params, final_data)
     background.shutdown(wait=False)
 
     clock = time.perf_counter()
-    judged = training.fit(kind, judged_params, pool(2, train_sets))
+    judged = training.fit(kind, judged_params, pool(learns_for(1), train_sets))
     judged_set = sets[1].for_users(sample.judged)
     window = judged_set.frame
     result, per_user = holdout.evaluate_holdout(
         window, scores(judged, window), judged_set.truth, history, popular, config.k, catalogue
     )
     if reused is None:  # the reference learns from the diagnostic sample, judged on the holdout like every list
-        reference = training.fit("logreg", {}, pool(2, diagnostic_train))
+        reference = training.fit("logreg", {}, pool(learns_for(1), diagnostic_train))
         scored = holdout.ranking_scores(
             window, scores(reference, window), judged_set.truth, history, config.k, catalogue
         )
@@ -410,7 +420,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
     clock = time.perf_counter()
     if reused is None:
         result["validation_curves"] = training.validation_curves(
-            kind, judged_params, pool(2, diagnostic_train), diagnostic_sets[1], config.k, log=log
+            kind, judged_params, pool(learns_for(1), diagnostic_train), diagnostic_sets[1], config.k, log=log
         )
         result["feature_importance"] = training.feature_importance(judged, diagnostic_sets[1], log=log)
     else:
@@ -517,6 +527,13 @@ def families(config: Config) -> tuple[str, ...]:
     return MODEL_KINDS if config.model_kind == "auto" else (config.model_kind,)
 
 
+def windows_before(cutoffs: dict[int, tables.Cutoff], usable: list[int], index: int) -> list[int]:
+    """The usable labelled cutoffs, newest first, a model validated or judged at cutoff ``index``
+    learns from: those whose label windows end by it. End to end that is every older one; with
+    overlapping windows the nearer ones are left out, whose labels fall in the window judged."""
+    return [i for i in sorted(usable) if cutoffs[i].labelled_before(cutoffs[index])]
+
+
 def _folds_before_holdout(results: list[training.SearchResult]) -> list[tuple[int, int]]:
     """The searched folds that never validate on cutoff 1, the holdout the judged model is judged on."""
     return [fold for fold in results[0].fold_scores if fold[1] != 1] if results else []
@@ -598,18 +615,20 @@ def _diagnostic_sample(
     sets: dict[int, training.LabelledSet],
     train_sets: dict[int, training.LabelledSet],
     usable: list[int],
+    newest_before_holdout: int,
     sample: UserSamples,
 ) -> tuple[dict[int, training.LabelledSet], dict[int, training.LabelledSet], dict[str, Any]]:
     """The labelled sets (every candidate, and negative-sampled for training) restricted to the
     diagnostic users, and the record of what ran on how many users (``model.json``).
 
-    A sample without buyers in the newest two windows could train nothing: then the diagnostics
-    use every loaded user (the diagnostic and the judged sample together).
+    A sample without buyers in the newest window or the newest one the judged model learns from
+    (``newest_before_holdout``) could train nothing: then the diagnostics use every loaded user
+    (the diagnostic and the judged sample together).
     """
     restricted = {index: sets[index].for_users(sample.diagnostic) for index in usable}
     restricted_train = {index: train_sets[index].for_users(sample.diagnostic) for index in usable}
     users = sample.diagnostic
-    if not (restricted[1].usable and restricted_train[2].usable):
+    if not (restricted[1].usable and restricted_train[newest_before_holdout].usable):
         users = sample.diagnostic.union(sample.judged)
         restricted = {index: sets[index] for index in usable}
         restricted_train = {index: train_sets[index].for_users(users) for index in usable}

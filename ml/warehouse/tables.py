@@ -27,6 +27,11 @@ class Cutoff:
     at: datetime
     label_end: datetime | None
 
+    def labelled_before(self, other: Cutoff) -> bool:
+        """Whether this cutoff's label window ends by ``other``: only then may a model judged or
+        validated at ``other`` learn from it (overlapping windows would show it the test window)."""
+        return self.label_end is not None and self.label_end <= other.at
+
 
 def connect(build_db: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """A connection to the build database under the pipeline's memory limit

@@ -6,8 +6,9 @@ who came back, or one holiday week decides what the model learns and which list 
 gate; too long, and the labelled windows plus the history before them no longer fit in the
 export. The rule, in order:
 
-1. room: the serving cutoff T, ``labelled_cutoffs`` windows of h days before it, and at least
-   one more window of history before the oldest: h <= span / (labelled_cutoffs + 1);
+1. room: the serving cutoff T, ``labelled_cutoffs`` windows of h days before it (a stride s
+   apart: h / ``cutoffs_per_horizon``, rounded up), and at least one more window of history
+   before the oldest: 2 h + (labelled_cutoffs - 1) s <= span (end to end: h <= span / (L + 1));
 2. steady windows: h is as long as the room allows up to four weeks, which average out weekly
    cycles and one-off peaks (on Ta-Feng before 2001-02-01, 8-day windows let the Chinese New
    Year week pick the repurchase list, 0.129 NDCG@10 over the next 28 days; 28-day windows
@@ -60,13 +61,33 @@ def given_horizon(con: duckdb.DuckDBPyConnection, horizon_days: int) -> TimeScal
     return TimeScale(serve_at, horizon_days, f"horizon {horizon_days} d: given", _span_days(serve_at, first_event_at))
 
 
+def stride_days(horizon_days: int, cutoffs_per_horizon: int) -> int:
+    """Days between two labelled cutoffs (``int_cutoffs``): the horizon split, rounded up."""
+    return math.ceil(horizon_days / cutoffs_per_horizon)
+
+
+def room_days(span_days: float, labelled_cutoffs: int, cutoffs_per_horizon: int = 1) -> int:
+    """The longest horizon whose labelled windows and one more window of history fit in the span."""
+
+    def needs(h: int) -> int:
+        return 2 * h + (labelled_cutoffs - 1) * stride_days(h, cutoffs_per_horizon)
+
+    room = 0
+    while needs(room + 1) <= span_days:
+        room += 1
+    return room
+
+
 def choose_horizon(
-    con: duckdb.DuckDBPyConnection, labelled_cutoffs: int, min_warm_buyers: int = MIN_WARM_BUYERS
+    con: duckdb.DuckDBPyConnection,
+    labelled_cutoffs: int,
+    cutoffs_per_horizon: int = 1,
+    min_warm_buyers: int = MIN_WARM_BUYERS,
 ) -> TimeScale:
     """The label horizon for this export (see the module docstring for the rule)."""
     serve_at, first_event_at = export_window(con)
     span = _span_days(serve_at, first_event_at)
-    room = math.floor(span / (labelled_cutoffs + 1))
+    room = room_days(span, labelled_cutoffs, cutoffs_per_horizon)
     if room < 1:
         return TimeScale(
             serve_at,
@@ -86,10 +107,15 @@ def choose_horizon(
     verdict = "" if enough else f" (fewer than the {min_warm_buyers} wanted)"
     reason = (
         f"horizon {horizon} d: the export spans {span:.0f} days before the cutoff, room for "
-        f"{room} d with {labelled_cutoffs} labelled windows (up to {STEADY_HORIZON_DAYS} d are taken); "
+        f"{room} d with {labelled_cutoffs} labelled windows{_stride_note(cutoffs_per_horizon)} "
+        f"(up to {STEADY_HORIZON_DAYS} d are taken); "
         f"{rhythm}; the newest window holds {warm.get(horizon, 0):,} buyers with history{verdict}"
     )
     return TimeScale(serve_at, horizon, reason, span, gap, warm.get(horizon, 0))
+
+
+def _stride_note(cutoffs_per_horizon: int) -> str:
+    return f", {cutoffs_per_horizon} a horizon" if cutoffs_per_horizon > 1 else ""
 
 
 def median_purchase_gap_days(con: duckdb.DuckDBPyConnection) -> float | None:

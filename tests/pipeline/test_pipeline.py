@@ -350,6 +350,29 @@ def test_gate_rules():
     assert not gate({"ranker": {"ndcg": float("nan")}}, None, 0.1, candidates).publish
 
 
+def _cutoffs(horizon: int, stride: int, labelled: int) -> dict:
+    """Cutoffs laid out as ``int_cutoffs`` lays them out."""
+    from ml.warehouse.tables import Cutoff
+
+    serve_at = pd.Timestamp("2023-08-31")
+    cutoffs = {0: Cutoff(0, serve_at, None)}
+    for k in range(1, labelled + 1):
+        end = serve_at - pd.Timedelta(days=stride * (k - 1))
+        cutoffs[k] = Cutoff(k, end - pd.Timedelta(days=horizon), end)
+    return cutoffs
+
+
+def test_a_model_learns_only_from_windows_that_end_by_the_cutoff_it_is_judged_at():
+    from ml.pipeline.steps import windows_before
+
+    end_to_end = _cutoffs(horizon=6, stride=6, labelled=5)
+    assert windows_before(end_to_end, [1, 2, 3, 4, 5], 1) == [2, 3, 4, 5]
+    assert windows_before(end_to_end, [1, 2, 4, 5], 2) == [4, 5]  # an unusable cutoff is skipped
+    overlapping = _cutoffs(horizon=6, stride=3, labelled=5)
+    usable = [1, 2, 3, 4, 5]
+    assert [windows_before(overlapping, usable, index) for index in usable] == [[3, 4, 5], [4, 5], [5], [], []]
+
+
 @pytest.mark.slow  # runs dbt or the whole flow
 def test_a_thin_export_publishes_the_cold_start_lists(prefect_harness, tmp_path):
     """Two days of events cannot train a ranker; the popular and bought-together lists still go out."""

@@ -8,7 +8,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from ml.warehouse.timescale import STEADY_HORIZON_DAYS, choose_horizon, given_horizon
+from ml.warehouse.timescale import STEADY_HORIZON_DAYS, choose_horizon, given_horizon, room_days
 
 
 def warehouse(purchases: list[tuple[int, datetime]], serve_at: datetime) -> duckdb.DuckDBPyConnection:
@@ -52,6 +52,21 @@ def test_a_season_of_weekly_shoppers_gets_steady_windows_not_their_rhythm():
     scale = choose_horizon(con, labelled_cutoffs=3)
     assert scale.median_gap_days <= 10
     assert scale.horizon_days == 22  # a quarter of the 92 days, below the four weeks wanted
+
+
+def test_overlapping_windows_keep_the_horizon_that_five_windows_end_to_end_would_shorten():
+    con = warehouse(buyers(3_000, 92, (5, 10)), datetime(2023, 4, 3))
+    assert choose_horizon(con, labelled_cutoffs=5).horizon_days == 15  # 92 / 6
+    scale = choose_horizon(con, labelled_cutoffs=5, cutoffs_per_horizon=2)
+    assert scale.horizon_days == 22 and "5 labelled windows, 2 a horizon" in scale.reason  # 2 * 22 + 4 * 11 = 88 <= 92
+
+
+@pytest.mark.parametrize(
+    ("span", "labelled", "per_horizon", "room"),
+    [(14, 3, 1, 3), (92, 3, 1, 23), (92, 5, 1, 15), (92, 5, 2, 22), (75, 5, 2, 18), (7, 3, 2, 2), (2, 3, 1, 0)],
+)
+def test_the_room_is_the_longest_horizon_whose_windows_and_one_more_fit(span, labelled, per_horizon, room):
+    assert room_days(span, labelled, per_horizon) == room
 
 
 def test_a_year_of_weekly_shoppers_gets_four_weeks():
