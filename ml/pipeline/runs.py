@@ -91,20 +91,23 @@ def published_ndcg(settings: Settings) -> float | None:
     return latest[0]["ndcg"] if latest else None
 
 
-def latest_search(settings: Settings, model_setting: str) -> dict[str, Any] | None:
+def latest_search(settings: Settings, model_setting: str, recipe: dict[str, Any]) -> dict[str, Any] | None:
     """The newest run whose training ran the hyper-parameter search under ``model_setting``
-    (``auto``, ``hgb`` or ``logreg``): its ``run_id``, ``model_version``, ``as_of``, the family
-    it chose (``model_kind``), the ``judged_params`` / ``final_params`` chosen and the gate
-    baselines' tuned knobs (``baseline_params``, absent from records older than them). A record
-    from before ``auto`` names no setting: it searched the one family it names."""
+    (``auto``, ``hgb`` or ``logreg``) and ``recipe`` (``steps.search_recipe``): its ``run_id``,
+    ``model_version``, ``as_of``, the family it chose (``model_kind``), the ``judged_params`` /
+    ``final_params`` chosen and the gate baselines' tuned knobs (``baseline_params``, absent from
+    records older than them). A record from before ``auto`` names no setting: it searched the one
+    family it names. A record from before the recipe was recorded matches none: its next run searches."""
     for run in history(settings, limit=100):
         record = run.get("diagnostics") or {}
         setting = record.get("model_setting", record.get("model_kind"))
-        if "cross_validation" in record.get("steps", []) and setting == model_setting:
+        searched = "cross_validation" in record.get("steps", [])
+        if searched and setting == model_setting and record.get("search_recipe") == recipe:
             return {
                 "run_id": run["run_id"],
                 "model_version": run["model_version"],
                 "as_of": run["as_of"],
+                "search_recipe": recipe,
                 "model_kind": record["model_kind"],
                 "judged_params": record["judged_params"],
                 "final_params": record["final_params"],

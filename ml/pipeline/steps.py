@@ -283,7 +283,8 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
                 f"(at least {config.min_holdout_buyers})"
             )
         sample = _user_samples(users, config)
-        reused = reusable_search(settings, config, cutoffs[0].at)
+        recipe = search_recipe(config, cutoffs)
+        reused = reusable_search(settings, config, cutoffs[0].at, recipe)
         sets, train_sets = {}, {}
         for index in usable:
             cutoff = cutoffs[index]
@@ -344,6 +345,7 @@ def train_and_evaluate(settings: Settings, config: Config, version: str, log: Lo
         seconds["cross_validation"] = time.perf_counter() - clock
         diagnostics.update(
             model_setting=config.model_kind,
+            search_recipe=recipe,
             model_kind=kind,
             family_choice=choice,
             judged_params=judged_params,
@@ -575,9 +577,24 @@ def search_families(
     return searches, choice
 
 
-def reusable_search(settings: Settings, config: Config, serve_at: datetime) -> dict[str, Any] | None:
-    """The newest hyper-parameter search of this ``model_kind`` setting in the run log (with the
-    family it chose under ``auto``), when it ran on data less than
+def search_recipe(config: Config, cutoffs: dict[int, tables.Cutoff]) -> dict[str, int]:
+    """What the search's folds and metric are made of besides the data: the label windows
+    (horizon, how many, how far apart) and K. Parameters chosen under another recipe answered
+    another question, so a run reuses a search only under the same one (``reusable_search``)."""
+    newest = cutoffs[1]
+    return {
+        "horizon_days": (newest.label_end - newest.at).days,
+        "labelled_cutoffs": config.labelled_cutoffs,
+        "cutoffs_per_horizon": config.cutoffs_per_horizon,
+        "k": config.k,
+    }
+
+
+def reusable_search(
+    settings: Settings, config: Config, serve_at: datetime, recipe: dict[str, int]
+) -> dict[str, Any] | None:
+    """The newest hyper-parameter search of this ``model_kind`` setting and ``recipe`` in the run
+    log (with the family it chose under ``auto``), when it ran on data less than
     ``config.diagnostics_every_days`` older than ``serve_at``; None when it must run.
 
     A nightly run moves the data one day: the parameters chosen a few days ago still fit it, and
@@ -586,7 +603,7 @@ def reusable_search(settings: Settings, config: Config, serve_at: datetime) -> d
     """
     if config.diagnostics_every_days == 0:
         return None
-    last = runs.latest_search(settings, config.model_kind)
+    last = runs.latest_search(settings, config.model_kind, recipe)
     if last is None:
         return None
     age = pd.Timestamp(serve_at) - pd.Timestamp(last["as_of"])
@@ -603,6 +620,7 @@ def _reused_record(reused: dict[str, Any], config: Config, sample: UserSamples) 
             "as_of": reused["as_of"],
         },
         "model_setting": config.model_kind,
+        "search_recipe": reused["search_recipe"],
         "model_kind": reused["model_kind"],
         "judged_params": reused["judged_params"],
         "final_params": reused["final_params"],

@@ -467,7 +467,7 @@ def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagno
 ):
     """Nightly runs between two searches reuse the chosen parameters (the ranker's and the gate
     baselines' knobs) and say so in model.json, the report and the run summary; data a week newer,
-    or an older export, searches again."""
+    an older export, or other label windows or K, searches again."""
     from ml.baselines import tuning
     from ml.pipeline import runs, steps
 
@@ -506,12 +506,26 @@ def test_a_run_within_a_week_of_data_reuses_the_last_search_and_skips_the_diagno
 
     week = pd.Timedelta(days=config.diagnostics_every_days)
     as_of = pd.Timestamp(run["as_of"])
-    assert steps.reusable_search(settings, config, as_of + week - pd.Timedelta(seconds=1))["run_id"] == run["run_id"]
-    assert steps.reusable_search(settings, config, as_of + week) is None
-    assert steps.reusable_search(settings, config, as_of - pd.Timedelta(days=1)) is None
-    assert steps.reusable_search(settings, config.updated(diagnostics_every_days=0), as_of) is None
-    assert steps.reusable_search(settings, config.updated(model_kind="logreg"), as_of) is None
-    assert steps.reusable_search(settings, config.updated(model_kind="hgb"), as_of) is None
+    recipe = searched["search_recipe"]
+    assert recipe == {"horizon_days": run["horizon_days"], "labelled_cutoffs": 3, "cutoffs_per_horizon": 1, "k": 10}
+    assert record["search_recipe"] == recipe
+
+    def reusable(setting: Config, serve_at: pd.Timestamp, **changed: int) -> dict | None:
+        return steps.reusable_search(settings, setting, serve_at, {**recipe, **changed})
+
+    assert reusable(config, as_of + week - pd.Timedelta(seconds=1))["run_id"] == run["run_id"]
+    assert reusable(config, as_of + week) is None
+    assert reusable(config, as_of - pd.Timedelta(days=1)) is None
+    assert reusable(config.updated(diagnostics_every_days=0), as_of) is None
+    assert reusable(config.updated(model_kind="logreg"), as_of) is None
+    assert reusable(config.updated(model_kind="hgb"), as_of) is None
+    for changed in (
+        {"horizon_days": recipe["horizon_days"] + 1},
+        {"labelled_cutoffs": 5},
+        {"cutoffs_per_horizon": 2},
+        {"k": 20},
+    ):
+        assert reusable(config, as_of, **changed) is None  # parameters chosen for other windows or another K
 
 
 @pytest.mark.slow  # runs dbt or the whole flow
