@@ -3,6 +3,8 @@
 -- Bounded: each user contributes only their most recent distinct items per signal
 -- (var max_pair_items_per_user, fewer for views), so a user with hundreds of items adds at most
 -- M * (M - 1) pairs. Private: a pair is kept only when at least var min_pair_users users share it.
+-- Computed on int_line_items' integer user and item keys (ties broken by key break as by id); the
+-- item ids are joined back to the pairs kept.
 with events as {{ not_materialized() }} (
 
     {{ events_before_cutoffs() }}
@@ -14,8 +16,8 @@ user_items as (
     select
         cutoff_at,
         case event_type when 'purchase' then 'purchase' when 'add_to_cart' then 'cart' else 'view' end as signal,
-        user_id,
-        item_id,
+        user_key,
+        item_key,
         max(event_at) as last_at
     from events
     group by all
@@ -26,7 +28,7 @@ recent as (
 
     select * from user_items
     qualify
-        row_number() over (partition by cutoff_at, signal, user_id order by last_at desc, item_id asc)
+        row_number() over (partition by cutoff_at, signal, user_key order by last_at desc, item_key asc)
         <= case signal
             when 'view' then {{ int_var('max_pair_items_per_user_views') }}
             else {{ int_var('max_pair_items_per_user') }}
@@ -39,7 +41,7 @@ signal_users as (
     select
         cutoff_at,
         signal,
-        count(distinct user_id) as n_users
+        count(distinct user_key) as n_users
     from recent
     group by all
 
@@ -50,7 +52,7 @@ item_users as (
     select
         cutoff_at,
         signal,
-        item_id,
+        item_key,
         count(*) as n_users
     from recent
     group by all
@@ -64,10 +66,10 @@ pair_items as (
     select
         recent.cutoff_at,
         recent.signal,
-        recent.user_id,
-        recent.item_id
+        recent.user_key,
+        recent.item_key
     from recent
-    inner join item_users using (cutoff_at, signal, item_id)
+    inner join item_users using (cutoff_at, signal, item_key)
     where item_users.n_users >= {{ int_var('min_pair_users') }}
 
 ),
@@ -77,14 +79,14 @@ pairs as (
     select
         a.cutoff_at,
         a.signal,
-        a.item_id,
-        b.item_id as other_item_id,
+        a.item_key,
+        b.item_key as other_item_key,
         count(*) as support_users
     from pair_items as a
     inner join pair_items as b
         on
-            a.cutoff_at = b.cutoff_at and a.signal = b.signal and a.user_id = b.user_id
-            and a.item_id <> b.item_id
+            a.cutoff_at = b.cutoff_at and a.signal = b.signal and a.user_key = b.user_key
+            and a.item_key <> b.item_key
     group by all
     having count(*) >= {{ int_var('min_pair_users') }}
 
@@ -93,15 +95,17 @@ pairs as (
 select
     pairs.cutoff_at,
     pairs.signal,
-    pairs.item_id,
-    pairs.other_item_id,
+    item_ids.item_id,
+    other_ids.item_id as other_item_id,
     pairs.support_users,
     pairs.support_users / item.n_users::double as confidence,
     pairs.support_users * signal_users.n_users / (item.n_users * other.n_users)::double as lift
 from pairs
 inner join item_users as item
-    on pairs.cutoff_at = item.cutoff_at and pairs.signal = item.signal and pairs.item_id = item.item_id
+    on pairs.cutoff_at = item.cutoff_at and pairs.signal = item.signal and pairs.item_key = item.item_key
 inner join item_users as other
-    on pairs.cutoff_at = other.cutoff_at and pairs.signal = other.signal and pairs.other_item_id = other.item_id
+    on pairs.cutoff_at = other.cutoff_at and pairs.signal = other.signal and pairs.other_item_key = other.item_key
 inner join signal_users
     on pairs.cutoff_at = signal_users.cutoff_at and pairs.signal = signal_users.signal
+inner join {{ ref('int_item_keys') }} as item_ids on pairs.item_key = item_ids.item_key
+inner join {{ ref('int_item_keys') }} as other_ids on pairs.other_item_key = other_ids.item_key
