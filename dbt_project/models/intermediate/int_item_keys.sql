@@ -1,6 +1,7 @@
--- The item id of each item_key of int_line_items: the marts that work on keys name their rows by it.
+-- An integer per item id of int_line_items, numbered in the ids' sort order (1 = the smallest), so
+-- that a tie broken by key breaks as it would by id. co_purchase ranks and self-joins on these
+-- keys instead of 39-character text; the same within one build only.
 select
-    item_key,
-    min(item_id) as item_id
-from {{ ref('int_line_items') }}
-group by item_key
+    item_id,
+    row_number() over (order by item_id) as item_key
+from (select distinct item_id from {{ ref('int_line_items') }}) as items

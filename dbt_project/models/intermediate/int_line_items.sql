@@ -19,7 +19,7 @@ with accepted as (
 
 ),
 
-positions as {{ not_materialized() }} (
+positions as (
 
     -- unnest streams; a lateral join to range() is planned as a join that first de-duplicates
     -- the lists it is correlated on.
@@ -28,44 +28,22 @@ positions as {{ not_materialized() }} (
         {{ list_positions('item_ids') }} as position
     from accepted
 
-),
-
-user_keys as (
-
-    select
-        user_id,
-        row_number() over (order by user_id) as user_key
-    from (select distinct user_id from accepted) as users
-
-),
-
-item_keys as (
-
-    select
-        item_id,
-        row_number() over (order by item_id) as item_key
-    from (select distinct {{ list_element('item_ids', 'position') }} as item_id from positions) as items
-
 )
 
 select
-    positions.event_row_id,
-    positions.position as line_position,
-    positions.user_id,
-    user_keys.user_key,
-    positions.platform,
-    positions.event_type,
-    positions.event_at,
-    positions.event_date,
-    item_keys.item_id,
-    item_keys.item_key,
-    {{ list_element('positions.prices100', 'positions.position') }} as price100,
+    event_row_id,
+    position as line_position,
+    user_id,
+    platform,
+    event_type,
+    event_at,
+    event_date,
+    {{ list_element('item_ids', 'position') }} as item_id,
+    {{ list_element('prices100', 'position') }} as price100,
     -- a double on both engines (Spark divides by a decimal literal into a decimal)
-    cast({{ list_element('positions.prices100', 'positions.position') }} as double) / 100 as price_rub,
-    {{ list_length('positions.prices100') }} > 0 as price_known,
-    coalesce({{ list_element('positions.quantities', 'positions.position') }}, 1) as quantity,
-    {{ list_element('positions.category_ids', 'positions.position') }} as category_id,
-    {{ list_element('positions.sub_category_ids', 'positions.position') }} as sub_category_id
+    cast({{ list_element('prices100', 'position') }} as double) / 100 as price_rub,
+    {{ list_length('prices100') }} > 0 as price_known,
+    coalesce({{ list_element('quantities', 'position') }}, 1) as quantity,
+    {{ list_element('category_ids', 'position') }} as category_id,
+    {{ list_element('sub_category_ids', 'position') }} as sub_category_id
 from positions
-inner join user_keys on positions.user_id = user_keys.user_id
-inner join item_keys on {{ list_element('positions.item_ids', 'positions.position') }} = item_keys.item_id
